@@ -1,0 +1,39 @@
+// conveyor: pipeline-parallel GPT training. The only place an Error becomes an exit code.
+#include <cstdio>
+
+#include "common/error.h"
+#include "launcher/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace conveyor;
+  CLI::App app{"conveyor: pipeline-parallel GPT training (see README.md and docs/)", "conveyor"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "conveyor 0.1.0");
+  cli::Runner run;
+  cli::add_train(app, run);
+  cli::add_eval(app, run);
+  cli::add_launch(app, run);
+  cli::add_schedule(app, run);
+  cli::add_ckpt(app, run);
+  cli::add_doctor(app, run);
+  cli::add_bench(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    // CLI11 returns 0 for --help/--version and its own codes for errors; the contract says 2.
+    return code == 0 ? kExitOk : kExitUsage;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "conveyor: error: %s\n", describe(e).c_str());
+    return e.exit_code();
+  }
+  try {
+    return run ? run() : kExitUsage;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "conveyor: error: %s\n", describe(e).c_str());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conveyor: internal error: %s\n", e.what());
+    return kExitRuntime;
+  }
+}

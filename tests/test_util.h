@@ -1,0 +1,46 @@
+// Helpers shared by tests: temporary directories and running the conveyor binary.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace conveyor::test {
+
+// A fresh directory under $TMPDIR, removed (recursively) when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct RunResult {
+  int exit_code = -1;  // process exit code, or 128+signal
+  std::string output;  // stdout and stderr interleaved
+};
+
+// Runs the built `conveyor` binary with the given arguments (no shell), extra environment
+// entries "NAME=value", and a deadline in seconds after which it is killed (exit 137).
+RunResult run_conveyor(const std::vector<std::string>& args,
+                       const std::vector<std::string>& env = {}, double timeout_s = 120);
+
+// Runs any program (argv[0] searched in PATH) the same way.
+RunResult run_program(const std::vector<std::string>& argv,
+                      const std::vector<std::string>& env = {}, double timeout_s = 120);
+
+// Writes `text` to `path`.
+void write_file(const std::filesystem::path& path, const std::string& text);
+std::string read_file(const std::filesystem::path& path);
+
+// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+int free_tcp_port();
+
+}  // namespace conveyor::test
