@@ -1,14 +1,91 @@
-// PLACEHOLDER: replaced by the real `conveyor ckpt` implementation.
+// `conveyor ckpt verify|inspect DIR`: check or describe a checkpoint step. DIR is a step
+// directory (step_NNNNNNNNN) or a checkpoint root, in which case LATEST names the step.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <string>
+
+#include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "launcher/commands.h"
 
 namespace conveyor::cli {
 
+namespace {
+
+int run_verify(const std::string& dir, bool quick) {
+  auto step_dir = checkpoint::resolve_step_dir(dir);
+  auto result = checkpoint::verify(step_dir, quick ? checkpoint::VerifyLevel::kStructure
+                                                   : checkpoint::VerifyLevel::kFull);
+  fmt::print("ok: step {}, {} shards, {} datasets {}\n", result.step, result.shards,
+             result.datasets, quick ? "present (checksums not read)" : "verified");
+  return kExitOk;
+}
+
+int run_inspect(const std::string& dir) {
+  auto step_dir = checkpoint::resolve_step_dir(dir);
+  auto m = checkpoint::read_manifest(step_dir);
+  fmt::print("checkpoint: {}\n", step_dir.string());
+  fmt::print("step: {}\n", m.step);
+  fmt::print("stages: {}\n", m.num_stages);
+  fmt::print("fingerprint: {}\n", m.fingerprint.empty() ? "(none)" : m.fingerprint);
+  fmt::print("config:\n{}\n", m.config.is_null() ? "(none)" : m.config.dump(2));
+
+  uint64_t total = 0;
+  fmt::print("shards:\n");
+  for (const auto& shard : m.shards) {
+    bool optim = shard.datasets.count(fmt::format("/{}/{}", checkpoint::kExpAvg,
+                                                  shard.params.empty() ? "" : shard.params[0]));
+    fmt::print("  stage {:>3}  {}  {} bytes  {} parameters{}\n", shard.stage, shard.file,
+               shard.bytes, shard.params.size(), optim ? " + Adam state" : "");
+    total += shard.bytes;
+  }
+  fmt::print("total: {} bytes\n", total);
+  if (!m.layer_stages.empty()) {
+    fmt::print("layer -> stage: {}\n", fmt::join(m.layer_stages, " "));
+  }
+
+  size_t width = 0;
+  for (const auto& [name, loc] : m.params) width = std::max(width, name.size());
+  fmt::print("parameters (file, name, shape, bytes):\n");
+  for (const auto& shard : m.shards) {
+    for (const auto& name : shard.params) {
+      const auto& info = shard.datasets.at(fmt::format("/{}/{}", checkpoint::kParams, name));
+      const auto& loc = m.params.at(name);
+      std::string copy = loc.stage == shard.stage ? "" : fmt::format("  (copy of stage {})", loc.stage);
+      fmt::print("  {}  {:<{}}  [{}]  {}{}\n", shard.file, name, width,
+                 fmt::join(info.shape, ", "), checkpoint::element_count(info.shape) * sizeof(float),
+                 copy);
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
 void add_ckpt(CLI::App& app, Runner& run) {
-  auto* sub = app.add_subcommand("ckpt", "(not built yet)");
-  sub->callback([&run] {
-    run = [] { throw Error(ErrorKind::kUsage, "conveyor ckpt is not built yet"); return 1; };
-  });
+  auto* sub = app.add_subcommand("ckpt", "Verify or inspect a checkpoint");
+  sub->require_subcommand(1);
+
+  struct Options {
+    std::string dir;
+    bool quick = false;
+  };
+  static Options verify_opts, inspect_opts;
+
+  auto* verify = sub->add_subcommand(
+      "verify", "Check every shard and dataset checksum of a checkpoint step (exit 2 if bad)");
+  verify->add_option("DIR", verify_opts.dir, "step directory, or checkpoint root with LATEST")
+      ->required();
+  verify->add_flag("--quick", verify_opts.quick,
+                   "check files, sizes and datasets without reading the data");
+  verify->callback([&run] { run = [] { return run_verify(verify_opts.dir, verify_opts.quick); }; });
+
+  auto* inspect = sub->add_subcommand(
+      "inspect", "Print a checkpoint's step, config, stages and every parameter's shape and file");
+  inspect->add_option("DIR", inspect_opts.dir, "step directory, or checkpoint root with LATEST")
+      ->required();
+  inspect->callback([&run] { run = [] { return run_inspect(inspect_opts.dir); }; });
 }
 
 }  // namespace conveyor::cli

@@ -1,14 +1,86 @@
-// PLACEHOLDER: replaced by the real `conveyor schedule` implementation.
+// `conveyor schedule`: builds a pipeline schedule, validates it by simulation, and prints
+// the step grid, the bubble fraction and the activation memory per stage. Pure: no model,
+// no transport, no processes. Exit 2 on invalid parameters (pipeline::make_schedule's
+// messages say how to fix them).
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
 #include "common/error.h"
 #include "launcher/commands.h"
+#include "pipeline/schedule.h"
+#include "pipeline/schedule_grid.h"
+#include "pipeline/schedule_validator.h"
+#include "pipeline/trace.h"
 
 namespace conveyor::cli {
+namespace {
+
+struct ScheduleOptions {
+  int stages = 4;
+  int microbatches = 8;
+  std::string schedule = "1f1b";
+  int virtual_stages = 0;  // 0 = not given: 2 for interleaved, else 1
+  double f_cost = 1, b_cost = 1, w_cost = 1;
+  std::string trace;
+};
+
+int run_schedule(const ScheduleOptions& o) {
+  using namespace pipeline;
+  const ScheduleKind kind = parse_schedule_kind(o.schedule);
+  const int v =
+      o.virtual_stages > 0 ? o.virtual_stages : (kind == ScheduleKind::kInterleaved ? 2 : 1);
+  const Costs costs{o.f_cost, o.b_cost, o.w_cost};
+  for (double c : {o.f_cost, o.b_cost, o.w_cost}) {
+    CONVEYOR_REQUIRE(std::isfinite(c) && c > 0,
+                     "--f-cost, --b-cost and --w-cost must be positive numbers (got {}, {}, {})",
+                     o.f_cost, o.b_cost, o.w_cost);
+  }
+  const Schedule s = make_schedule(kind, o.stages, o.microbatches, v);
+  const SimulationResult r = validate_schedule(s, costs);
+
+  std::printf(
+      "schedule %s: %d stages, %d micro-batches, %d virtual stage%s per stage; "
+      "costs F %g, B %g, W %g (BW %g)\n\n",
+      to_string(kind).c_str(), s.stages, s.microbatches, v, v == 1 ? "" : "s", costs.f, costs.b,
+      costs.w, costs.of(Op::kBackward));
+  std::printf("%s\n", render_grid(s, r).c_str());
+  std::printf("makespan %g, bubble %.4f (theory %.4f)\n", r.makespan, r.bubble,
+              theoretical_bubble(kind, s.stages, s.microbatches, v, costs));
+  std::printf("%-8s %14s %7s %10s %8s\n", "stage", "peak in-flight", "bound", "pending W", "busy");
+  for (int st = 0; st < s.stages; ++st) {
+    std::printf("%-8d %14d %7d %10d %8g\n", st, r.peak_inflight[st], s.max_inflight(st),
+                r.peak_pending_weight[st], r.busy[st]);
+  }
+  if (!o.trace.empty()) {
+    write_chrome_trace(o.trace, simulation_spans(s, r));
+    std::printf("trace written to %s (1 time unit = 1 ms)\n", o.trace.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
 
 void add_schedule(CLI::App& app, Runner& run) {
-  auto* sub = app.add_subcommand("schedule", "(not built yet)");
-  sub->callback([&run] {
-    run = [] { throw Error(ErrorKind::kUsage, "conveyor schedule is not built yet"); return 1; };
-  });
+  auto opts = std::make_shared<ScheduleOptions>();
+  auto* sub = app.add_subcommand(
+      "schedule", "Show a pipeline schedule: step x stage grid, bubble, activation memory");
+  sub->add_option("--stages", opts->stages, "pipeline stages p")->capture_default_str();
+  sub->add_option("--microbatches", opts->microbatches, "micro-batches per step m")
+      ->capture_default_str();
+  sub->add_option("--schedule", opts->schedule, "one of " + pipeline::schedule_kind_names())
+      ->capture_default_str();
+  sub->add_option("--virtual-stages", opts->virtual_stages,
+                  "model chunks per stage v (interleaved only; default 2 there, else 1)");
+  sub->add_option("--f-cost", opts->f_cost, "time of one forward (F)")->capture_default_str();
+  sub->add_option("--b-cost", opts->b_cost, "time of one input-gradient backward (B)")
+      ->capture_default_str();
+  sub->add_option("--w-cost", opts->w_cost,
+                  "time of one weight-gradient backward (W); BW costs B + W")
+      ->capture_default_str();
+  sub->add_option("--trace", opts->trace, "also write the simulated timeline as a Chrome trace");
+  sub->callback([&run, opts] { run = [opts] { return run_schedule(*opts); }; });
 }
 
 }  // namespace conveyor::cli

@@ -10,6 +10,11 @@
 // Determinism: every function gives the same bits for the same inputs, whatever the
 // number of threads OpenBLAS or the caller uses. No function keeps state between calls.
 // Thread safety: functions may run concurrently on disjoint outputs.
+//
+// Threads: the kernels parallelise themselves (a process-wide pool, see set_num_threads)
+// over tasks cut by shape alone, and call OpenBLAS single-threaded from those tasks; they
+// set OpenBLAS's own thread count to 1, because OpenBLAS's internal threading changes
+// results with the thread count.
 #pragma once
 
 #include <cstddef>
@@ -18,8 +23,8 @@
 namespace conveyor::cpu {
 
 // ---- Embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] ----------------------------
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       int B, int T, int C);
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                       int T, int C);
 // dwte[tok] += dout; dwpe[t] += dout. Rows are visited in ascending (b, t) order.
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                         int T, int C);
@@ -29,9 +34,8 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C);
 // Input gradient only (the "B" part).
-void layernorm_backward_input(float* dinp, const float* dout, const float* inp,
-                              const float* weight, const float* mean, const float* rstd, int N,
-                              int C);
+void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                              const float* mean, const float* rstd, int N, int C);
 // Weight/bias gradient only (the "W" part).
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
                                const float* mean, const float* rstd, int N, int C);
@@ -49,7 +53,7 @@ void linear_backward_weight(float* dweight, float* dbias, const float* dout, con
 // ---- Causal multi-head self-attention ---------------------------------------------------
 // qkv: [B,T,3C] (q, then k, then v; head h uses columns h*C/NH .. (h+1)*C/NH-1 of each).
 // att: [B,NH,T,T] softmax probabilities saved for backward (upper triangle is zero).
-// out: [B,T,C], heads concatenated.
+// out: [B,T,C], heads concatenated. Both throw conveyor::Error if C % NH != 0.
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH);
 // dqkv += gradient of out w.r.t. qkv. scratch: at least B*NH*T*T floats, contents ignored.
 void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
@@ -64,9 +68,10 @@ void residual_forward(float* out, const float* a, const float* b, size_t n);
 
 // ---- Softmax cross-entropy over V classes -----------------------------------------------
 // probs: [N,V] saved for backward; losses: [N] per-row -log p[target].
-void crossentropy_forward(float* losses, float* probs, const float* logits,
-                          const int32_t* targets, int N, int V);
+void crossentropy_forward(float* losses, float* probs, const float* logits, const int32_t* targets,
+                          int N, int V);
 // dlogits += (probs - onehot(target)) * scale   (scale is usually 1 / total token count)
+// Both throw conveyor::Error (kRuntime) if a target is outside [0, V), before writing.
 void crossentropy_backward(float* dlogits, const float* probs, const int32_t* targets, float scale,
                            int N, int V);
 
@@ -88,5 +93,12 @@ double sum_of_squares(const float* x, size_t n);
 void scale_inplace(float* x, size_t n, float s);
 // x += y
 void add_inplace(float* x, const float* y, size_t n);
+
+// ---- Threads ----------------------------------------------------------------------------
+// Threads the kernels use (the caller included). Default: $CONVEYOR_CPU_THREADS, else the
+// number of hardware threads. Results do not depend on it. Blocks while a kernel of
+// another thread is running in parallel.
+void set_num_threads(int n);
+int num_threads();
 
 }  // namespace conveyor::cpu

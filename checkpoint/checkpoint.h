@@ -1,0 +1,12 @@
+// The checkpoint library in one include: sharded HDF5 save (writer.h), commit, retention and
+// clean-up (commit.h), manifest (manifest.h), verification and discovery (verify.h), and
+// reading by parameter name across any stage layout (reader.h).
+// File format and commit protocol: docs/CHECKPOINT_FORMAT.md.
+#pragma once
+
+#include "checkpoint/commit.h"
+#include "checkpoint/layout.h"
+#include "checkpoint/manifest.h"
+#include "checkpoint/reader.h"
+#include "checkpoint/verify.h"
+#include "checkpoint/writer.h"

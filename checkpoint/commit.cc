@@ -1,0 +1,160 @@
+#include "checkpoint/commit.h"
+
+#include <algorithm>
+#include <set>
+
+#include "checkpoint/file_util.h"
+#include "checkpoint/layout.h"
+#include "checkpoint/manifest.h"
+#include "common/error.h"
+#include "common/log.h"
+
+namespace conveyor::checkpoint {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_stages) {
+  auto path = tmp / sidecar_file_name(stage);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("cannot commit checkpoint step {}: stage {} has not written its shard "
+                            "({} is missing)",
+                            step, stage, path.string()),
+                "every stage must finish write_shard() before the commit (barrier)");
+  }
+  json j = json::parse(read_text_file(path), nullptr, false);
+  if (j.is_discarded()) {
+    throw Error(ErrorKind::kRuntime, fmt::format("{} is not valid JSON", path.string()));
+  }
+  ShardInfo shard = shard_from_json(j, path.string());
+  if (shard.step != step || shard.stage != stage || shard.num_stages != num_stages) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("{} describes step {} stage {} of {}, expected step {} stage {} of {}",
+                            path.string(), shard.step, shard.stage, shard.num_stages, step, stage,
+                            num_stages),
+                "a stale shard from another run is in the temporary directory; call "
+                "remove_stale_temp_dirs() at start-up");
+  }
+  auto file = tmp / shard.file;
+  auto size = fs::file_size(file, ec);
+  if (ec || size != shard.bytes) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("cannot commit checkpoint step {}: shard {} is {} (expected {} bytes)",
+                            step, file.string(),
+                            ec ? "missing" : fmt::format("{} bytes", size), shard.bytes));
+  }
+  return shard;
+}
+
+// Parameters held by several stages (the tied embedding) must be bit-identical copies.
+void warn_on_diverged_copies(const Manifest& m) {
+  for (const auto& [name, loc] : m.params) {
+    if (loc.stages.size() < 2) continue;
+    for (const char* group : {kParams, kExpAvg, kExpAvgSq}) {
+      auto path = fmt::format("/{}/{}", group, name);
+      const auto& first = m.shards[static_cast<size_t>(loc.stages[0])].datasets;
+      auto a = first.find(path);
+      for (size_t i = 1; i < loc.stages.size(); ++i) {
+        const auto& other = m.shards[static_cast<size_t>(loc.stages[i])].datasets;
+        auto b = other.find(path);
+        if (a == first.end() || b == other.end() || a->second.xxh3 == b->second.xxh3) continue;
+        CONVEYOR_LOG_WARN(
+            "checkpoint step {}: the copies of {} on stages {} and {} differ; loading uses "
+            "stage {}'s",
+            m.step, path, loc.stages[0], loc.stages[i], loc.stages[0]);
+      }
+    }
+  }
+}
+
+void remove_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) CONVEYOR_LOG_WARN("cannot remove {}: {}", dir.string(), ec.message());
+}
+
+}  // namespace
+
+void commit_step(const fs::path& root, int64_t step, int num_stages, const json& config,
+                 const std::string& fingerprint, int keep) {
+  CONVEYOR_CHECK(num_stages >= 1, "commit_step: num_stages is {}", num_stages);
+  const auto tmp = root / temp_dir_name(step);
+  CONVEYOR_CHECK(fs::is_directory(tmp),
+                 "cannot commit checkpoint step {}: {} does not exist (begin_step was not called "
+                 "or the directory was removed)",
+                 step, tmp.string());
+
+  Manifest m;
+  m.step = step;
+  m.num_stages = num_stages;
+  m.config = config;
+  m.fingerprint = fingerprint;
+  for (int s = 0; s < num_stages; ++s) m.shards.push_back(read_sidecar(tmp, s, step, num_stages));
+  index_params(m, tmp.string());
+  warn_on_diverged_copies(m);
+
+  // The committed directory holds exactly the shards and the manifest.
+  std::set<std::string> keep_names;
+  for (const auto& shard : m.shards) keep_names.insert(shard.file);
+  std::vector<fs::path> stray;
+  for (const auto& entry : fs::directory_iterator(tmp)) {
+    if (keep_names.count(entry.path().filename().string()) == 0) stray.push_back(entry.path());
+  }
+  for (const auto& path : stray) remove_dir(path);
+  write_file_atomic(tmp / kManifestFile, to_json(m).dump(1) + "\n");
+
+  const auto final_dir = root / step_dir_name(step);
+  fs::path replaced;
+  if (fs::exists(final_dir)) {
+    replaced = root / (std::string(kTempPrefix) + "replaced-" + step_dir_name(step));
+    remove_dir(replaced);
+    rename_path(final_dir, replaced);
+  }
+  rename_path(tmp, final_dir);  // the commit point
+  fsync_dir(root);
+  write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
+  if (!replaced.empty()) remove_dir(replaced);
+  CONVEYOR_LOG_INFO("checkpoint step {} committed to {}", step, final_dir.string());
+  apply_retention(root, keep, step);
+}
+
+std::vector<int64_t> apply_retention(const fs::path& root, int keep, int64_t protect) {
+  std::vector<int64_t> deleted;
+  if (keep <= 0) return deleted;
+  auto steps = list_committed_steps(root);  // newest first
+  for (size_t i = static_cast<size_t>(keep); i < steps.size(); ++i) {
+    if (steps[i] == protect) continue;
+    auto dir = root / step_dir_name(steps[i]);
+    auto doomed = root / (std::string(kTempPrefix) + "deleted-" + step_dir_name(steps[i]));
+    rename_path(dir, doomed);
+    remove_dir(doomed);
+    deleted.push_back(steps[i]);
+  }
+  if (!deleted.empty()) fsync_dir(root);
+  return deleted;
+}
+
+int remove_stale_temp_dirs(const fs::path& root) {
+  int removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return 0;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    auto name = entry.path().filename().string();
+    if (name.rfind(kTempPrefix, 0) == 0 || name == std::string(kLatestFile) + ".tmp") {
+      stale.push_back(entry.path());
+    }
+  }
+  for (const auto& path : stale) {
+    CONVEYOR_LOG_INFO("removing incomplete checkpoint data {}", path.string());
+    remove_dir(path);
+    ++removed;
+  }
+  return removed;
+}
+
+}  // namespace conveyor::checkpoint

@@ -1,0 +1,79 @@
+#include "checkpoint/file_util.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace conveyor::checkpoint {
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+void fsync_path(const std::filesystem::path& path, int flags, const char* what) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("cannot open {} {} to fsync it: {}", what, path.string(), errno_text()));
+  }
+  int rc = ::fsync(fd);
+  int saved = errno;
+  ::close(fd);
+  if (rc != 0) {
+    throw Error(ErrorKind::kRuntime, fmt::format("fsync of {} {} failed: {}", what, path.string(),
+                                                 std::strerror(saved)),
+                "check that the file system is writable and not full");
+  }
+}
+
+}  // namespace
+
+void fsync_file(const std::filesystem::path& path) { fsync_path(path, O_RDONLY, "file"); }
+
+void fsync_dir(const std::filesystem::path& dir) {
+  fsync_path(dir, O_RDONLY | O_DIRECTORY, "directory");
+}
+
+void rename_path(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (std::rename(from.c_str(), to.c_str()) != 0) {
+    throw Error(ErrorKind::kRuntime, fmt::format("cannot rename {} to {}: {}", from.string(),
+                                                 to.string(), errno_text()));
+  }
+}
+
+void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.close();
+    if (!out) {
+      throw Error(ErrorKind::kRuntime, fmt::format("cannot write {}", tmp.string()),
+                  "check that the directory exists, is writable and the disk is not full");
+    }
+  }
+  fsync_file(tmp);
+  rename_path(tmp, path);
+  auto parent = path.parent_path();
+  fsync_dir(parent.empty() ? std::filesystem::path(".") : parent);
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(ErrorKind::kUsage, fmt::format("cannot read {}: {}", path.string(), errno_text()));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace conveyor::checkpoint

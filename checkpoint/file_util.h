@@ -1,0 +1,24 @@
+// Durable file operations for the commit protocol: fsync of files and directories, and
+// whole-file replacement by temp file + fsync + rename. All throw conveyor::Error(kRuntime)
+// naming the path on failure. Blocking; thread-safe (no shared state).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace conveyor::checkpoint {
+
+// Flushes a file's data and metadata to stable storage.
+void fsync_file(const std::filesystem::path& path);
+// Flushes a directory, making renames and new entries in it durable.
+void fsync_dir(const std::filesystem::path& dir);
+// Replaces `path` with `text`: writes `path`.tmp, fsyncs it, renames it over `path`, fsyncs
+// the parent directory. A reader sees the old or the new content, never a mix.
+void write_file_atomic(const std::filesystem::path& path, const std::string& text);
+// Reads a whole file; throws Error(kUsage) naming the path when it cannot be read (input files).
+std::string read_text_file(const std::filesystem::path& path);
+// rename(2) with an Error naming both paths.
+void rename_path(const std::filesystem::path& from, const std::filesystem::path& to);
+
+}  // namespace conveyor::checkpoint

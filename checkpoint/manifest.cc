@@ -1,0 +1,188 @@
+#include "checkpoint/manifest.h"
+
+#include <cctype>
+
+#include "checkpoint/checksum.h"
+#include "checkpoint/file_util.h"
+#include "checkpoint/layout.h"
+#include "common/error.h"
+
+namespace conveyor::checkpoint {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void malformed(const std::string& source, const std::string& what) {
+  throw Error(ErrorKind::kUsage, fmt::format("{} is malformed: {}", source, what),
+              "the checkpoint is damaged or was not written by this version of conveyor");
+}
+
+template <typename T>
+T field(const json& j, const char* name, const std::string& source) {
+  if (!j.is_object() || !j.contains(name)) malformed(source, fmt::format("missing \"{}\"", name));
+  try {
+    return j.at(name).get<T>();
+  } catch (const json::exception& e) {
+    malformed(source, fmt::format("\"{}\" has the wrong type ({})", name, e.what()));
+  }
+}
+
+// "layers.007.attn.qkv.weight" -> 7; -1 for names outside the transformer blocks.
+int layer_of(const std::string& name) {
+  static const std::string prefix = "layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  size_t i = prefix.size();
+  int layer = 0;
+  bool digits = false;
+  while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) {
+    layer = layer * 10 + (name[i] - '0');
+    digits = true;
+    ++i;
+  }
+  if (!digits || (i < name.size() && name[i] != '.')) return -1;
+  return layer;
+}
+
+}  // namespace
+
+size_t element_count(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+json to_json(const ShardInfo& shard) {
+  json datasets = json::object();
+  for (const auto& [path, info] : shard.datasets) {
+    datasets[path] = {{"shape", info.shape}, {"dtype", info.dtype}, {"xxh3", checksum_hex(info.xxh3)}};
+  }
+  return {{"step", shard.step},   {"stage", shard.stage},   {"num_stages", shard.num_stages},
+          {"file", shard.file},   {"bytes", shard.bytes},   {"params", shard.params},
+          {"datasets", datasets}};
+}
+
+ShardInfo shard_from_json(const json& j, const std::string& source) {
+  ShardInfo shard;
+  shard.step = field<int64_t>(j, "step", source);
+  shard.stage = field<int>(j, "stage", source);
+  shard.num_stages = field<int>(j, "num_stages", source);
+  shard.file = field<std::string>(j, "file", source);
+  shard.bytes = field<uint64_t>(j, "bytes", source);
+  shard.params = field<std::vector<std::string>>(j, "params", source);
+  auto datasets = field<json>(j, "datasets", source);
+  if (!datasets.is_object()) malformed(source, "\"datasets\" is not an object");
+  for (const auto& [path, info] : datasets.items()) {
+    std::string where = fmt::format("{} (dataset {})", source, path);
+    DatasetInfo d;
+    d.shape = field<std::vector<int64_t>>(info, "shape", where);
+    d.dtype = field<std::string>(info, "dtype", where);
+    auto sum = parse_checksum_hex(field<std::string>(info, "xxh3", where));
+    if (!sum) malformed(where, "\"xxh3\" is not 16 hex digits");
+    d.xxh3 = *sum;
+    shard.datasets.emplace(path, std::move(d));
+  }
+  if (shard.file.empty() || shard.file.find('/') != std::string::npos) {
+    malformed(source, fmt::format("shard file name \"{}\" is not a plain file name", shard.file));
+  }
+  return shard;
+}
+
+void index_params(Manifest& manifest, const std::string& source) {
+  manifest.params.clear();
+  manifest.layer_stages.clear();
+  for (const auto& shard : manifest.shards) {
+    for (const auto& name : shard.params) {
+      auto it = shard.datasets.find(fmt::format("/{}/{}", kParams, name));
+      if (it == shard.datasets.end()) {
+        malformed(source, fmt::format("parameter {} of {} has no dataset", name, shard.file));
+      }
+      auto [loc, inserted] = manifest.params.try_emplace(name);
+      if (inserted) {
+        loc->second.stage = shard.stage;
+        loc->second.file = shard.file;
+        loc->second.shape = it->second.shape;
+      } else if (loc->second.shape != it->second.shape) {
+        malformed(source, fmt::format("parameter {} has different shapes in {} and {}", name,
+                                      loc->second.file, shard.file));
+      }
+      loc->second.stages.push_back(shard.stage);
+      int layer = layer_of(name);
+      if (layer >= 0) {
+        if (static_cast<size_t>(layer) >= manifest.layer_stages.size()) {
+          manifest.layer_stages.resize(static_cast<size_t>(layer) + 1, -1);
+        }
+        manifest.layer_stages[static_cast<size_t>(layer)] = shard.stage;
+      }
+    }
+  }
+}
+
+json to_json(const Manifest& manifest) {
+  json shards = json::array();
+  for (const auto& shard : manifest.shards) shards.push_back(to_json(shard));
+  json params = json::object();
+  for (const auto& [name, loc] : manifest.params) {
+    params[name] = {{"file", loc.file}, {"stage", loc.stage}, {"stages", loc.stages},
+                    {"shape", loc.shape}};
+  }
+  return {{"format", kFormatName},
+          {"format_version", manifest.format_version},
+          {"step", manifest.step},
+          {"num_stages", manifest.num_stages},
+          {"fingerprint", manifest.fingerprint},
+          {"config", manifest.config},
+          {"layer_stages", manifest.layer_stages},
+          {"params", params},
+          {"shards", shards}};
+}
+
+Manifest manifest_from_json(const json& j, const std::string& source) {
+  if (field<std::string>(j, "format", source) != kFormatName) {
+    malformed(source, fmt::format("\"format\" is not \"{}\"", kFormatName));
+  }
+  Manifest m;
+  m.format_version = field<int>(j, "format_version", source);
+  if (m.format_version != kFormatVersion) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("{} has format_version {}; this conveyor reads version {}", source,
+                            m.format_version, kFormatVersion),
+                "use the conveyor version that wrote the checkpoint");
+  }
+  m.step = field<int64_t>(j, "step", source);
+  m.num_stages = field<int>(j, "num_stages", source);
+  m.fingerprint = field<std::string>(j, "fingerprint", source);
+  m.config = j.contains("config") ? j.at("config") : json();
+  auto shards = field<json>(j, "shards", source);
+  if (!shards.is_array()) malformed(source, "\"shards\" is not an array");
+  for (const auto& s : shards) m.shards.push_back(shard_from_json(s, source));
+  if (m.num_stages <= 0 || static_cast<int>(m.shards.size()) != m.num_stages) {
+    malformed(source, fmt::format("num_stages is {} but {} shards are listed", m.num_stages,
+                                  m.shards.size()));
+  }
+  for (int s = 0; s < m.num_stages; ++s) {
+    if (m.shards[static_cast<size_t>(s)].stage != s) {
+      malformed(source, fmt::format("shard {} is listed as stage {}", s,
+                                    m.shards[static_cast<size_t>(s)].stage));
+    }
+  }
+  index_params(m, source);
+  return m;
+}
+
+Manifest read_manifest(const std::filesystem::path& step_dir) {
+  auto path = step_dir / kManifestFile;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("{} not found: {} is not a committed checkpoint step", path.string(),
+                            step_dir.string()),
+                "pass a step directory (step_NNNNNNNNN) or a checkpoint root containing LATEST");
+  }
+  std::string text = read_text_file(path);
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) malformed(path.string(), "not valid JSON");
+  return manifest_from_json(j, path.string());
+}
+
+}  // namespace conveyor::checkpoint

@@ -1,0 +1,103 @@
+// ModelChunk: a contiguous range of GPT-2 blocks (plus the embedding on the first chunk and
+// ln_f + tied head on the last) that runs forward and backward of one micro-batch.
+//
+// A stage process holds one chunk (or v chunks with the interleaved schedule). The whole
+// model is the one-chunk case. Backward is split the zero-bubble way:
+//   backward_input  (B): gradient w.r.t. the chunk's input; stashes what W needs;
+//   backward_weight (W): accumulates weight gradients into the ParamStore.
+// Running B then W at once is plain backward. Weight gradients are only ever summed by W, in
+// the order the caller runs W over micro-batches (ascending, by the schedules' rule).
+//
+// Activations of one micro-batch live in a Slot, which the caller keeps from F until W is
+// done, so several micro-batches can be in flight (the pipeline schedule decides how many).
+// The head's wte gradient is accumulated into head_wte_grad(), never into the store's
+// wte gradient: the embedding and head contributions are added once per step in a fixed
+// order (see tie_embedding_gradients), so the sum is the same bits for any stage count.
+//
+// Thread safety: none; one thread drives a chunk.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "model/param_store.h"
+#include "model/partition.h"
+
+namespace conveyor::model {
+
+class ModelChunk;
+
+// Per-micro-batch activations and gradient stash of one chunk. Created by
+// ModelChunk::make_slot(); reusable for another micro-batch after W is done.
+class Slot {
+ public:
+  int32_t* tokens() { return tokens_.data(); }    // [N] (first chunk)
+  int32_t* targets() { return targets_.data(); }  // [N] (last chunk)
+  float* input() { return input_; }                // [N,C] chunk input (activation received)
+  float* output() { return output_; }              // [N,C] chunk output (to send on)
+  float* input_grad() { return input_grad_; }      // [N,C] result of backward_input
+  float* output_grad() { return output_grad_; }    // [N,C] gradient received for output
+  float loss() const { return loss_; }             // mean loss of this micro-batch (last chunk)
+  const float* probs() const { return probs_; }    // [N,V] next-token probabilities (last chunk)
+  size_t activation_bytes() const { return buffer_.size() * sizeof(float); }
+  // The whole activation buffer (input, output and gradients live inside it), for
+  // registering with the transport once.
+  void* memory() { return buffer_.data(); }
+
+ private:
+  friend class ModelChunk;
+  std::vector<float> buffer_;
+  std::vector<int32_t> tokens_, targets_;
+  float* input_ = nullptr;
+  float* output_ = nullptr;
+  float* input_grad_ = nullptr;
+  float* output_grad_ = nullptr;
+  float* probs_ = nullptr;
+  float loss_ = 0;
+};
+
+class ModelChunk {
+ public:
+  // REQUIRES: config validated; `store` holds every parameter this chunk uses (and outlives
+  // the chunk). micro_batch_size >= 1.
+  ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamStore& store,
+             int micro_batch_size);
+  ~ModelChunk();
+
+  const ChunkSpec& spec() const { return spec_; }
+  std::unique_ptr<Slot> make_slot() const;
+
+  // F: first chunk reads slot.tokens(), others slot.input(). Writes slot.output(), or, on
+  // the last chunk, the loss (reads slot.targets()).
+  void forward(Slot& slot);
+  // B: last chunk starts from the loss (scaled by loss_scale, usually 1/(tokens per step));
+  // others from slot.output_grad(). Writes slot.input_grad() (except on the first chunk).
+  void backward_input(Slot& slot, float loss_scale);
+  // W: accumulates this micro-batch's weight gradients into the store (and head_wte_grad).
+  void backward_weight(Slot& slot);
+
+  // The head's share of the wte gradient (last chunk only), summed over micro-batches.
+  std::vector<float>& head_wte_grad() { return head_wte_grad_; }
+
+ private:
+  struct Layout;
+  struct LayerParams;
+  void layer_forward(int l, Slot& slot, const float* x_in);
+  void layer_backward_input(int l, Slot& slot, const float* x_in, float* dres);
+  void layer_backward_weight(int l, Slot& slot, const float* x_in);
+  const float* layer_input(int l, Slot& slot);
+
+  ModelConfig config_;
+  ChunkSpec spec_;
+  ParamStore& store_;
+  int B_, T_, C_, NH_, V_, N_;
+  std::unique_ptr<Layout> layout_;
+  std::vector<LayerParams> layers_;
+  // Scratch shared by all slots (not needed between F and B).
+  std::vector<float> scratch_nc_, scratch_nc2_, scratch_n4c_, scratch_att_, scratch_logits_;
+  std::vector<float> head_wte_grad_;
+};
+
+}  // namespace conveyor::model

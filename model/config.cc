@@ -1,0 +1,44 @@
+#include "model/config.h"
+
+#include "common/error.h"
+
+namespace conveyor::model {
+
+void ModelConfig::validate() const {
+  CONVEYOR_REQUIRE(layers >= 1, "--layers must be at least 1 (got {})", layers);
+  CONVEYOR_REQUIRE(heads >= 1, "--heads must be at least 1 (got {})", heads);
+  CONVEYOR_REQUIRE(dim >= 1, "--dim must be at least 1 (got {})", dim);
+  CONVEYOR_REQUIRE(dim % heads == 0,
+                   "--dim {} is not divisible by --heads {}; choose a --dim that is a multiple of "
+                   "--heads (for example {})",
+                   dim, heads, (dim / heads + 1) * heads);
+  CONVEYOR_REQUIRE(seq >= 1, "--seq must be at least 1 (got {})", seq);
+  CONVEYOR_REQUIRE(vocab >= 2 && vocab <= 65536,
+                   "--vocab must be between 2 and 65536 (got {}); byte-level text uses 256, "
+                   "GPT-2 token files 50257",
+                   vocab);
+  CONVEYOR_REQUIRE(layers <= 999, "--layers must be at most 999 (got {})", layers);
+}
+
+size_t ModelConfig::num_parameters() const {
+  size_t d = dim;
+  size_t per_layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) +
+                     (4 * d * d + d);
+  return static_cast<size_t>(vocab) * d + static_cast<size_t>(seq) * d + layers * per_layer + 2 * d;
+}
+
+nlohmann::json ModelConfig::to_json() const {
+  return {{"layers", layers}, {"heads", heads}, {"dim", dim}, {"seq", seq}, {"vocab", vocab}};
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  ModelConfig c;
+  c.layers = j.at("layers").get<int>();
+  c.heads = j.at("heads").get<int>();
+  c.dim = j.at("dim").get<int>();
+  c.seq = j.at("seq").get<int>();
+  c.vocab = j.at("vocab").get<int>();
+  return c;
+}
+
+}  // namespace conveyor::model

@@ -1,0 +1,27 @@
+// GPT-2 model shape. Validated once; everything else trusts it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace conveyor::model {
+
+struct ModelConfig {
+  int layers = 4;   // transformer blocks (L)
+  int heads = 4;    // attention heads (H)
+  int dim = 128;    // model width (d)
+  int seq = 64;     // context length (T)
+  int vocab = 256;  // vocabulary size (V); 256 = byte-level
+
+  int head_dim() const { return dim / heads; }
+  // Throws Error(kUsage) naming the flag to change when the shape is impossible.
+  void validate() const;
+  // Number of parameters of the whole model (the tied head counted once).
+  size_t num_parameters() const;
+  nlohmann::json to_json() const;
+  static ModelConfig from_json(const nlohmann::json& j);
+  bool operator==(const ModelConfig&) const = default;
+};
+
+}  // namespace conveyor::model

@@ -1,0 +1,55 @@
+// One stage's parameters: four contiguous float buffers (params, grads, AdamW exp_avg and
+// exp_avg_sq), laid out by walking a slice of the global parameter table in order.
+//
+// Buffers never move after construction, so their addresses can be registered with the
+// transport once. Not thread-safe; one stage process owns one store.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/param_table.h"
+
+namespace conveyor::model {
+
+class ParamStore {
+ public:
+  // REQUIRES: `specs` is a subsequence of parameter_table() (global order), names unique.
+  explicit ParamStore(std::vector<ParamSpec> specs);
+
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+  size_t total() const { return params_.size(); }
+  bool has(const std::string& name) const { return index_.contains(name); }
+  // Index of `name` in specs(); throws Error(kRuntime) when absent.
+  int index(const std::string& name) const;
+  size_t offset(int i) const { return offsets_[i]; }
+
+  float* param(const std::string& name) { return params_.data() + offset(index(name)); }
+  float* grad(const std::string& name) { return grads_.data() + offset(index(name)); }
+
+  std::span<float> params() { return params_; }
+  std::span<float> grads() { return grads_; }
+  std::span<float> exp_avg() { return exp_avg_; }
+  std::span<float> exp_avg_sq() { return exp_avg_sq_; }
+  std::span<float> param(int i) { return {params_.data() + offsets_[i], specs_[i].numel()}; }
+  std::span<float> grad(int i) { return {grads_.data() + offsets_[i], specs_[i].numel()}; }
+  std::span<float> exp_avg(int i) { return {exp_avg_.data() + offsets_[i], specs_[i].numel()}; }
+  std::span<float> exp_avg_sq(int i) {
+    return {exp_avg_sq_.data() + offsets_[i], specs_[i].numel()};
+  }
+
+  // Initialises every parameter from (seed, name); zeroes grads and optimizer state.
+  void initialize(uint64_t seed);
+  void zero_grads();
+
+ private:
+  std::vector<ParamSpec> specs_;
+  std::vector<size_t> offsets_;
+  std::unordered_map<std::string, int> index_;
+  std::vector<float> params_, grads_, exp_avg_, exp_avg_sq_;
+};
+
+}  // namespace conveyor::model

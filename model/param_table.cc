@@ -1,0 +1,52 @@
+#include "model/param_table.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace conveyor::model {
+
+size_t ParamSpec::numel() const {
+  size_t n = 1;
+  for (int64_t s : shape) n *= static_cast<size_t>(s);
+  return n;
+}
+
+std::string layer_prefix(int layer) { return fmt::format("layers.{:03d}.", layer); }
+
+std::vector<ParamSpec> parameter_table(const ModelConfig& c) {
+  const int64_t d = c.dim;
+  const float std_w = 0.02f;
+  // GPT-2 scales the residual projections by 1/sqrt(2L) so the residual stream's variance
+  // does not grow with depth.
+  const float std_residual = 0.02f / std::sqrt(2.0f * c.layers);
+  std::vector<ParamSpec> t;
+  auto weight = [&](std::string name, std::vector<int64_t> shape, int layer, float stdev) {
+    t.push_back({std::move(name), std::move(shape), layer, true, stdev, 0});
+  };
+  auto constant = [&](std::string name, int64_t n, int layer, float value) {
+    t.push_back({std::move(name), {n}, layer, false, 0, value});
+  };
+  weight("wte.weight", {c.vocab, d}, -1, std_w);
+  weight("wpe.weight", {c.seq, d}, -1, std_w);
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string p = layer_prefix(l);
+    constant(p + "ln1.weight", d, l, 1);
+    constant(p + "ln1.bias", d, l, 0);
+    weight(p + "attn.qkv.weight", {3 * d, d}, l, std_w);
+    constant(p + "attn.qkv.bias", 3 * d, l, 0);
+    weight(p + "attn.proj.weight", {d, d}, l, std_residual);
+    constant(p + "attn.proj.bias", d, l, 0);
+    constant(p + "ln2.weight", d, l, 1);
+    constant(p + "ln2.bias", d, l, 0);
+    weight(p + "mlp.fc.weight", {4 * d, d}, l, std_w);
+    constant(p + "mlp.fc.bias", 4 * d, l, 0);
+    weight(p + "mlp.proj.weight", {d, 4 * d}, l, std_residual);
+    constant(p + "mlp.proj.bias", d, l, 0);
+  }
+  constant("ln_f.weight", d, -1, 1);
+  constant("ln_f.bias", d, -1, 0);
+  return t;
+}
+
+}  // namespace conveyor::model

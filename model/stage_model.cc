@@ -1,0 +1,63 @@
+#include "model/stage_model.h"
+
+#include <set>
+
+#include "kernels/cpu/ops.h"
+
+namespace conveyor::model {
+
+namespace {
+
+// The parameters a set of chunks needs, in global table order.
+std::vector<ParamSpec> parameters_for(const std::vector<ParamSpec>& table,
+                                      const std::vector<ChunkSpec>& chunks) {
+  std::set<int> layers;
+  bool embedding = false, head = false;
+  for (const auto& c : chunks) {
+    for (int l = c.first_layer; l < c.first_layer + c.num_layers; ++l) layers.insert(l);
+    embedding |= c.has_embedding;
+    head |= c.has_head;
+  }
+  std::vector<ParamSpec> out;
+  for (const auto& p : table) {
+    bool mine = false;
+    if (p.layer >= 0) mine = layers.contains(p.layer);
+    else if (p.name == "wte.weight") mine = embedding || head;
+    else if (p.name == "wpe.weight") mine = embedding;
+    else mine = head;  // ln_f
+    if (mine) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+StageModel::StageModel(const ModelConfig& config, std::vector<ChunkSpec> chunks,
+                       int micro_batch_size)
+    : config_(config), micro_batch_size_(micro_batch_size), global_table_(parameter_table(config)) {
+  store_ = std::make_unique<ParamStore>(parameters_for(global_table_, chunks));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    chunks_.push_back(std::make_unique<ModelChunk>(config, chunks[i], *store_, micro_batch_size));
+    if (chunks[i].has_embedding) embedding_chunk_ = static_cast<int>(i);
+    if (chunks[i].has_head) head_chunk_ = static_cast<int>(i);
+  }
+}
+
+void StageModel::zero_grads() {
+  store_->zero_grads();
+  if (holds_head()) std::fill(head_wte_grad().begin(), head_wte_grad().end(), 0.0f);
+}
+
+std::vector<double> StageModel::grad_sum_squares() const {
+  std::vector<double> out(global_table_.size(), 0.0);
+  for (size_t g = 0; g < global_table_.size(); ++g) {
+    const auto& name = global_table_[g].name;
+    if (!store_->has(name)) continue;
+    if (name == "wte.weight" && !holds_embedding()) continue;
+    auto grad = store_->grad(store_->index(name));
+    out[g] = cpu::sum_of_squares(grad.data(), grad.size());
+  }
+  return out;
+}
+
+}  // namespace conveyor::model

@@ -1,0 +1,53 @@
+// What one stage process holds: its chunks (one, or v with the interleaved schedule) and one
+// ParamStore with every parameter those chunks use.
+//
+// The stage holding the embedding owns wte.weight; the stage holding the head holds a copy
+// (or shares the same entry when it is the same stage). Both copies receive the same summed
+// gradient and the same update, so they stay bit-identical.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "model/chunk.h"
+#include "model/config.h"
+#include "model/param_store.h"
+#include "model/partition.h"
+
+namespace conveyor::model {
+
+class StageModel {
+ public:
+  // `chunks`: the specs of the pieces this stage runs, in chunk order (chunk 0 first).
+  StageModel(const ModelConfig& config, std::vector<ChunkSpec> chunks, int micro_batch_size);
+
+  const ModelConfig& config() const { return config_; }
+  int micro_batch_size() const { return micro_batch_size_; }
+  ParamStore& store() { return *store_; }
+  int num_chunks() const { return static_cast<int>(chunks_.size()); }
+  ModelChunk& chunk(int c) { return *chunks_[c]; }
+  bool holds_embedding() const { return embedding_chunk_ >= 0; }
+  bool holds_head() const { return head_chunk_ >= 0; }
+  ModelChunk& head_chunk() { return *chunks_[head_chunk_]; }
+
+  // The head's wte gradient (summed over micro-batches); REQUIRES holds_head().
+  std::vector<float>& head_wte_grad() { return chunks_[head_chunk_]->head_wte_grad(); }
+  // Zeroes all gradients, the head's wte gradient included.
+  void zero_grads();
+
+  // Per-parameter sums of squares of the gradients, indexed by the global parameter table
+  // (zero for parameters held elsewhere; wte counted only by the embedding holder), so that
+  // an element-wise sum over stages followed by global_norm() is partition-independent.
+  std::vector<double> grad_sum_squares() const;
+
+ private:
+  ModelConfig config_;
+  int micro_batch_size_;
+  std::unique_ptr<ParamStore> store_;
+  std::vector<std::unique_ptr<ModelChunk>> chunks_;
+  std::vector<ParamSpec> global_table_;
+  int embedding_chunk_ = -1;
+  int head_chunk_ = -1;
+};
+
+}  // namespace conveyor::model

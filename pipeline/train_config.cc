@@ -1,0 +1,62 @@
+#include "pipeline/train_config.h"
+
+#include <xxhash.h>
+
+#include "common/error.h"
+
+namespace conveyor::pipeline {
+
+void TrainConfig::validate() const {
+  model.validate();
+  CONVEYOR_REQUIRE(stages >= 1, "--stages must be at least 1 (got {})", stages);
+  CONVEYOR_REQUIRE(microbatches >= 1, "--microbatches must be at least 1 (got {})", microbatches);
+  CONVEYOR_REQUIRE(micro_batch_size >= 1, "--micro-batch-size must be at least 1 (got {})",
+                   micro_batch_size);
+  CONVEYOR_REQUIRE(virtual_stages >= 1, "--virtual-stages must be at least 1 (got {})",
+                   virtual_stages);
+  CONVEYOR_REQUIRE(stages * virtual_stages <= model.layers,
+                   "--stages {} x --virtual-stages {} = {} pipeline pieces but the model has only "
+                   "{} layers; every piece needs a layer: lower --stages or raise --layers",
+                   stages, virtual_stages, stages * virtual_stages, model.layers);
+  CONVEYOR_REQUIRE(steps >= 1, "--steps must be at least 1 (got {})", steps);
+  CONVEYOR_REQUIRE(optim.lr > 0, "--lr must be positive (got {})", optim.lr);
+  CONVEYOR_REQUIRE(optim.warmup >= 0, "--warmup must not be negative (got {})", optim.warmup);
+  CONVEYOR_REQUIRE(optim.weight_decay >= 0, "--weight-decay must not be negative (got {})",
+                   optim.weight_decay);
+  CONVEYOR_REQUIRE(exit_at_step == -1 || (exit_at_step >= 1 && exit_at_step <= steps),
+                   "--exit-at-step {} must be between 1 and --steps {}", exit_at_step, steps);
+  CONVEYOR_REQUIRE(device == "cpu" || device == "cuda",
+                   "--device '{}' is not known; use cpu or cuda", device);
+  CONVEYOR_REQUIRE(device == "cpu",
+                   "--device cuda: the CUDA training backend is not available in this build; "
+                   "use --device cpu");
+  CONVEYOR_REQUIRE(save_every >= 0, "--save-every must not be negative (got {})", save_every);
+  CONVEYOR_REQUIRE(save_every == 0 || !ckpt_dir.empty(),
+                   "--save-every {} needs --ckpt-dir to say where checkpoints go", save_every);
+  CONVEYOR_REQUIRE(sample >= 0, "--sample must not be negative (got {})", sample);
+  CONVEYOR_REQUIRE(threads >= 0, "--threads must not be negative (got {})", threads);
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"model", model.to_json()},
+          {"data", data},
+          {"stages", stages},
+          {"microbatches", microbatches},
+          {"micro_batch_size", micro_batch_size},
+          {"schedule", schedule},
+          {"virtual_stages", virtual_stages},
+          {"partition", partition},
+          {"steps", steps},
+          {"lr", optim.lr},
+          {"warmup", optim.warmup},
+          {"weight_decay", optim.weight_decay},
+          {"grad_clip", optim.grad_clip},
+          {"seed", seed}};
+}
+
+std::string TrainConfig::fingerprint() const {
+  const std::string text = to_json().dump();
+  return fmt::format("{:016x}", XXH3_64bits(text.data(), text.size()));
+}
+
+}  // namespace conveyor::pipeline

@@ -1,0 +1,60 @@
+// Everything `conveyor train` is told: the flags of the CLI contract (DESIGN.md), in one
+// struct. The CLI (launcher/train_command.cc) fills it; the trainer only reads it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model/config.h"
+#include "model/optimizer.h"
+
+namespace conveyor::pipeline {
+
+struct TrainConfig {
+  model::ModelConfig model;
+  model::OptimizerConfig optim;
+  std::string data = "/usr/share/games/fortunes";
+
+  // Pipeline
+  int stages = 1;
+  int microbatches = 4;
+  int micro_batch_size = 8;
+  std::string schedule = "1f1b";
+  int virtual_stages = 1;
+  std::string partition;  // empty: balanced
+
+  // Run
+  int64_t steps = 300;
+  int64_t exit_at_step = -1;  // stop after this step (saving first when ckpt_dir is set)
+  uint64_t seed = 1337;
+  std::string device = "cpu";
+  int threads = 0;  // OpenBLAS threads per process; 0 = cores / stages on this host
+
+  // Checkpoints
+  std::string ckpt_dir;
+  int64_t save_every = 0;
+  int keep = 3;
+  std::string resume;  // "auto" | "none" | PATH; empty = auto when ckpt_dir is set
+  bool async_save = false;
+
+  // Output
+  std::string metrics;
+  std::string trace;
+  int sample = 0;  // characters generated at the end
+  int print_every = 10;
+
+  // Throws Error(kUsage) naming the flag and how to fix it.
+  void validate() const;
+  // Tokens processed by one optimizer step.
+  int64_t tokens_per_step() const {
+    return int64_t(microbatches) * micro_batch_size * model.seq;
+  }
+  // The settings that must match across ranks and across a resume (model and data shape).
+  nlohmann::json to_json() const;
+  // A short hash of to_json(), to check that all ranks run the same configuration.
+  std::string fingerprint() const;
+};
+
+}  // namespace conveyor::pipeline

@@ -1,0 +1,226 @@
+#include "pipeline/trainer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "kernels/cpu/ops.h"
+#include "model/stage_model.h"
+#include "pipeline/executor.h"
+#include "pipeline/generate.h"
+#include "pipeline/metrics.h"
+#include "pipeline/schedule.h"
+#include "pipeline/schedule_validator.h"
+#include "pipeline/span_codec.h"
+#include "pipeline/trace.h"
+#include "transport/transport.h"
+
+namespace conveyor::pipeline {
+
+namespace {
+
+constexpr double kWaitTimeoutSeconds = 600;
+
+// This stage's pieces of the model: chunk c is virtual stage c * p + stage.
+std::vector<model::ChunkSpec> my_chunks(const TrainConfig& c, int stage) {
+  const int pieces = c.stages * c.virtual_stages;
+  auto counts = c.partition.empty() ? model::default_partition(c.model.layers, pieces)
+                                    : model::parse_partition(c.partition, c.model.layers, pieces);
+  auto all = model::chunk_specs(counts);
+  std::vector<model::ChunkSpec> mine;
+  for (int v = 0; v < c.virtual_stages; ++v) mine.push_back(all[v * c.stages + stage]);
+  return mine;
+}
+
+void set_blas_threads(const TrainConfig& c) {
+  int threads = c.threads;
+  if (threads == 0) {
+    const int cores = std::max(1u, std::thread::hardware_concurrency());
+    threads = std::max(1, cores / c.stages);
+  }
+  cpu::set_num_threads(threads);
+}
+
+// Sums the embedding's and the head's wte gradients, in that order, on every stage that holds
+// a copy of wte, so both copies get the same bits whatever the partition.
+void tie_embedding_gradients(model::StageModel& m, transport::Transport* t, int stage,
+                             int head_stage, int64_t step) {
+  if (!m.holds_embedding() && !m.holds_head()) return;
+  float* wte_grad = m.store().grad("wte.weight");
+  const size_t n = size_t(m.config().vocab) * m.config().dim;
+  if (m.holds_embedding() && m.holds_head()) {
+    cpu::add_inplace(wte_grad, m.head_wte_grad().data(), n);
+    return;
+  }
+  const transport::Tag tag{static_cast<uint32_t>(step), 0xFFFF, 0, transport::Tag::kControl};
+  std::vector<float> other(n);
+  const int peer = m.holds_embedding() ? head_stage : 0;
+  const float* mine = m.holds_embedding() ? wte_grad : m.head_wte_grad().data();
+  auto deadline = Deadline::after_seconds(kWaitTimeoutSeconds);
+  auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float));
+  auto send = t->isend(peer, tag, mine, n * sizeof(float));
+  t->wait(send, deadline);
+  t->wait(recv, deadline);
+  if (m.holds_embedding()) {
+    cpu::add_inplace(wte_grad, other.data(), n);  // embedding + head
+  } else {
+    std::copy(other.begin(), other.end(), wte_grad);  // embedding
+    cpu::add_inplace(wte_grad, m.head_wte_grad().data(), n);  // + head
+  }
+}
+
+}  // namespace
+
+TrainSummary train(const TrainConfig& config) {
+  config.validate();
+  const ScheduleKind kind = parse_schedule_kind(config.schedule);
+  const Schedule schedule =
+      make_schedule(kind, config.stages, config.microbatches, config.virtual_stages);
+  validate_schedule(schedule);  // throws with the grid when the schedule is broken
+
+  std::unique_ptr<transport::Transport> transport;
+  int stage = 0;
+  if (config.stages > 1) {
+    auto options = transport::options_from_env(config.fingerprint());
+    CONVEYOR_REQUIRE(options.world_size == config.stages,
+                     "WORLD_SIZE is {} but --stages is {}; start one process per stage, e.g. "
+                     "conveyor launch --nproc {} -- conveyor train --stages {} ...",
+                     options.world_size, config.stages, config.stages, config.stages);
+    stage = options.rank;
+    log::init(stage, stage);
+    transport = transport::Transport::create(options);
+  } else {
+    log::init();
+  }
+  set_blas_threads(config);
+
+  const auto chunks = my_chunks(config, stage);
+  model::StageModel model(config.model, chunks, config.micro_batch_size);
+  model.store().initialize(config.seed);
+  const int head_stage = (config.stages * config.virtual_stages - 1) % config.stages;
+  const bool reporter = model.holds_head();
+
+  // Only the stages that read tokens or targets need the data.
+  std::optional<data::Dataset> dataset;
+  if (model.holds_embedding() || model.holds_head()) {
+    dataset = data::Dataset::open(config.data, config.model.vocab);
+    // Fail now, not at the first step, when the data is shorter than one window.
+    CONVEYOR_REQUIRE(dataset->size() > size_t(config.model.seq),
+                     "--seq {} is larger than the data ({} tokens in {}); use a smaller --seq or "
+                     "more data",
+                     config.model.seq, dataset->size(), config.data);
+    if (stage == 0) CONVEYOR_LOG_INFO("data: {}", dataset->description());
+  }
+  if (stage == 0) {
+    CONVEYOR_LOG_INFO("model: {} layers, d={}, {} heads, T={}, V={}: {:.2f}M parameters",
+                      config.model.layers, config.model.dim, config.model.heads, config.model.seq,
+                      config.model.vocab, config.model.num_parameters() / 1e6);
+    CONVEYOR_LOG_INFO("pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences",
+                      config.stages, config.schedule, config.microbatches,
+                      config.micro_batch_size);
+  }
+
+  std::unique_ptr<MetricsWriter> metrics;
+  if (reporter && !config.metrics.empty()) metrics = std::make_unique<MetricsWriter>(config.metrics);
+
+  Executor executor(model, schedule, stage, transport.get(), kWaitTimeoutSeconds,
+                    !config.trace.empty());
+  std::vector<Span> trace_spans;
+
+  const int64_t start_step = 0;
+  const int64_t end_step = config.exit_at_step > 0 ? config.exit_at_step : config.steps;
+  const float loss_scale = 1.0f / static_cast<float>(config.tokens_per_step());
+  const size_t num_params = model::parameter_table(config.model).size();
+  TrainSummary summary;
+  double elapsed = 0;
+
+  for (int64_t step = start_step; step < end_step; ++step) {
+    const double t0 = now_seconds();
+    model.zero_grads();
+    BatchLoader load = [&](int mb, int32_t* tokens, int32_t* targets) {
+      data::sample_batch(*dataset, config.seed, step, mb, config.micro_batch_size,
+                         config.model.seq, tokens, targets);
+    };
+    StepResult r = executor.run_step(step, load, loss_scale);
+    if (!config.trace.empty()) {
+      trace_spans.insert(trace_spans.end(), r.spans.begin(), r.spans.end());
+    }
+    tie_embedding_gradients(model, transport.get(), stage, head_stage, step);
+
+    // One all-reduce carries the per-parameter gradient sums of squares, every stage's bubble
+    // and the loss; element-wise sums with a single non-zero term are exact.
+    std::vector<double> reduce = model.grad_sum_squares();
+    reduce.resize(num_params + config.stages + 1, 0.0);
+    reduce[num_params + stage] =
+        r.step_seconds > 0 ? std::max(0.0, 1.0 - r.busy_seconds / r.step_seconds) : 0.0;
+    if (reporter) {
+      double loss_sum = 0;
+      for (float l : r.losses) loss_sum += l;
+      reduce[num_params + config.stages] = loss_sum / config.microbatches;
+    }
+    if (transport) {
+      reduce = transport->all_reduce_sum(reduce, Deadline::after_seconds(kWaitTimeoutSeconds));
+    }
+    const double norm = model::global_norm(std::span(reduce).first(num_params));
+    const float clip = model::clip_factor(config.optim, norm);
+    if (clip != 1.0f) {
+      auto grads = model.store().grads();
+      cpu::scale_inplace(grads.data(), grads.size(), clip);
+    }
+    const float lr = model::learning_rate(config.optim, step, config.steps);
+    model::adamw_step(config.optim, model.store(), lr, step);
+
+    const double step_s = now_seconds() - t0;
+    elapsed += step_s;
+    StepMetrics m;
+    m.step = step + 1;
+    m.loss = static_cast<float>(reduce[num_params + config.stages]);
+    m.lr = lr;
+    m.grad_norm = norm;
+    m.step_ms = step_s * 1e3;
+    m.tokens_per_s = config.tokens_per_step() / step_s;
+    m.bubble = config.stages > 1 ? *std::max_element(reduce.begin() + num_params,
+                                                     reduce.begin() + num_params + config.stages)
+                                 : 0.0;
+    if (step == start_step) summary.first_loss = m.loss;
+    summary.last_loss = m.loss;
+    summary.steps_done = step + 1;
+    if (reporter) {
+      if (metrics) metrics->write(m);
+      if (config.print_every > 0 &&
+          ((step + 1) % config.print_every == 0 || step == start_step || step + 1 == end_step)) {
+        const double eta = elapsed / double(step + 1 - start_step) * double(end_step - step - 1);
+        std::printf("%s\n", progress_line(m, config.steps, eta).c_str());
+        std::fflush(stdout);
+      }
+    }
+  }
+
+  if (!config.trace.empty()) {
+    std::vector<Span> all = trace_spans;
+    if (transport) {
+      all.clear();
+      for (int r = 0; r < config.stages; ++r) {
+        std::vector<uint8_t> bytes;
+        if (r == stage) bytes = spans_to_bytes(trace_spans);
+        transport->broadcast(bytes, r, Deadline::after_seconds(kWaitTimeoutSeconds));
+        auto spans = spans_from_bytes(bytes);
+        all.insert(all.end(), spans.begin(), spans.end());
+      }
+    }
+    if (stage == 0) write_chrome_trace(config.trace, all);
+  }
+  if (config.sample > 0 && config.stages == 1) {
+    std::string text = generate(model, "\n", config.sample, config.seed);
+    std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());
+  }
+  if (transport) transport->shutdown(Deadline::after_seconds(kWaitTimeoutSeconds));
+  return summary;
+}
+
+}  // namespace conveyor::pipeline

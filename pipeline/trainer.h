@@ -1,0 +1,23 @@
+// The training loop of one stage process: build this stage's part of the model, run the
+// schedule for each step, tie the embedding gradients, clip by the global norm, update, and
+// report (the stage holding the head writes metrics and prints progress).
+#pragma once
+
+#include <memory>
+
+#include "pipeline/train_config.h"
+
+namespace conveyor::pipeline {
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  float first_loss = 0;
+  float last_loss = 0;
+};
+
+// Runs `conveyor train` in this process. With config.stages > 1 this process is one rank of
+// a job started by `conveyor launch` (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT/
+// CONVEYOR_JOB_TOKEN in the environment). Throws Error on failure.
+TrainSummary train(const TrainConfig& config);
+
+}  // namespace conveyor::pipeline

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the dependencies (Debian packages), builds conveyor and runs the whole test suite.
+# Usage: scripts/test.sh [preset]    preset: release (default), debug, asan, tsan
+#        (tsan runs the transport and executor tests only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset=${1:-release}
+scripts/install-deps.sh
+cmake --preset "$preset"
+cmake --build --preset "$preset" -j "$(nproc)"
+ctest --preset "$preset" -j "$(nproc)" --timeout 600

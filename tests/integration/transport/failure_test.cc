@@ -1,0 +1,259 @@
+// Failure handling: dead and aborting peers, hostile connections, misconfiguration.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "common/error.h"
+#include "tests/integration/transport/multi_rank.h"
+#include "transport/wire.h"
+
+using namespace conveyor;
+using namespace conveyor::transport;
+using conveyor::test::JobSpec;
+using conveyor::test::run_job;
+
+namespace {
+
+Tag tag(uint32_t step, uint16_t mb) {
+  Tag t;
+  t.step = step;
+  t.microbatch = mb;
+  return t;
+}
+
+// Survivors report "<seconds since the victim died> <message>".
+double detection_delay(const std::string& text) { return std::stod(text.substr(0, text.find(' '))); }
+
+}  // namespace
+
+TEST_CASE("a killed peer makes every survivor fail within 2 s, naming it", "[transport]") {
+  const std::string tls = GENERATE("sm", "tcp");
+  const int victim = GENERATE(2, 0);  // a plain rank, and rank 0 (which hosts the service)
+  INFO("UCX_TLS=" << tls << " victim=rank " << victim);
+  JobSpec spec;
+  spec.ucx_tls = tls;
+  spec.world = 3;
+  spec.timeout_s = 40;
+  int died_pipe[2];
+  REQUIRE(pipe(died_pipe) == 0);
+  auto out = run_job(spec, [&](int rank, Options o) -> std::string {
+    auto t = Transport::create(o);
+    if (rank == victim) {
+      double when = now_seconds();
+      for (int i = 0; i < 2; ++i) (void)!::write(died_pipe[1], &when, sizeof when);  // one per survivor
+      ::kill(::getpid(), SIGKILL);
+    }
+    ::close(died_pipe[1]);
+    // Survivors wait on traffic that will never come: from the victim, and from each other
+    // (a receive that only a dead job could leave hanging).
+    std::vector<uint8_t> buf(1 << 20);
+    int other = 3 - rank - victim;
+    std::vector<Request> rs{t->irecv(victim, tag(1, 0), buf.data(), buf.size()),
+                            t->irecv(other, tag(2, 0), buf.data(), 8)};
+    try {
+      t->wait_all(rs, Deadline::after_seconds(30));
+    } catch (const Error& e) {
+      double failed_at = now_seconds();
+      double died_at = 0;
+      pollfd p{died_pipe[0], POLLIN, 0};
+      if (::poll(&p, 1, 5000) != 1 || ::read(died_pipe[0], &died_at, sizeof died_at) != sizeof died_at)
+        return std::string("the victim never reported its death");
+      if (e.kind() != ErrorKind::kPeerFailed) return "wrong kind: " + describe(e);
+      return fmt::format("{:.3f} {}", failed_at - died_at, describe(e));
+    }
+    return std::string("wait_all returned although a peer died");
+  });
+  ::close(died_pipe[0]);
+  ::close(died_pipe[1]);
+  CHECK(out[victim].exit_code == 128 + SIGKILL);
+  for (int r = 0; r < 3; ++r) {
+    if (r == victim) continue;
+    INFO("rank " << r << ": " << out[r].text);
+    REQUIRE(out[r].exit_code == 0);
+    CHECK(detection_delay(out[r].text) < 2.0);
+    CHECK(out[r].text.find(fmt::format("rank {}", victim)) != std::string::npos);
+  }
+}
+
+TEST_CASE("abort() makes the other ranks fail with exit code 3 naming the aborting rank",
+          "[transport]") {
+  JobSpec spec;
+  spec.world = 3;
+  auto out = run_job(spec, [](int rank, Options o) -> std::string {
+    auto t = Transport::create(o);
+    if (rank == 1) {
+      t->abort("disk full while writing the checkpoint");
+      throw Error(ErrorKind::kRuntime, "disk full");
+    }
+    uint64_t v;
+    auto r = t->irecv(1, tag(0, 0), &v, sizeof v);
+    t->wait(r, Deadline::after_seconds(30));
+    return std::string("returned");
+  });
+  CHECK(out[1].exit_code == 1);
+  for (int r : {0, 2}) {
+    INFO(out[r].text);
+    CHECK(out[r].exit_code == 3);
+    CHECK(out[r].text.find("rank 1 aborted: disk full") != std::string::npos);
+  }
+}
+
+TEST_CASE("a rank that ends without shutdown() is reported as failed", "[transport]") {
+  JobSpec spec;
+  auto out = run_job(spec, [](int rank, Options o) -> std::string {
+    auto t = Transport::create(o);
+    if (rank == 1) return "left";  // destructor runs without shutdown()
+    t->barrier(Deadline::after_seconds(30));
+    return "barrier passed";
+  });
+  CHECK(out[1].exit_code == 0);
+  INFO(out[0].text);
+  CHECK(out[0].exit_code == 3);
+  CHECK(out[0].text.find("rank 1") != std::string::npos);
+}
+
+namespace {
+
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  auto deadline = Deadline::after_seconds(20);
+  while (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    REQUIRE(!deadline.expired());
+    ::close(fd);
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // rank 0 not listening yet
+  }
+  return fd;
+}
+
+void send_bytes(int fd, const std::vector<uint8_t>& b) {
+  REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(b.size()));
+}
+
+// Reads until the service closes the connection (or 10 s pass); returns what came.
+std::string read_until_closed(int fd) {
+  std::string got;
+  char buf[4096];
+  auto deadline = Deadline::after_seconds(10);
+  while (!deadline.expired()) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) != 1) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got + "[still open]";
+}
+
+}  // namespace
+
+TEST_CASE("hostile connections are refused without harming the job", "[transport]") {
+  JobSpec spec;
+  std::string token_reply, garbage_reply, oversized_reply;
+  spec.parent_action = [&](int port) {
+    // Garbage bytes.
+    int g = connect_to(port);
+    send_bytes(g, std::vector<uint8_t>(64, 0x5A));
+    garbage_reply = read_until_closed(g);
+    ::close(g);
+    // A valid header with an absurd length (must be refused before any allocation).
+    int big = connect_to(port);
+    wire::ByteWriter h;
+    h.u32(wire::kMagic).u32(static_cast<uint32_t>(wire::MsgType::kHello)).u64(1ull << 60);
+    send_bytes(big, h.buffer());
+    oversized_reply = read_until_closed(big);
+    ::close(big);
+    // A well-formed hello with the wrong token, claiming rank 1.
+    int w = connect_to(port);
+    wire::ByteWriter hello;
+    hello.u32(wire::kVersion).i32(1).i32(2).str("not-the-token").str("fp-1").str("addr").str("evil").i32(1);
+    send_bytes(w, wire::encode_frame(wire::MsgType::kHello, hello.buffer()));
+    token_reply = read_until_closed(w);
+    ::close(w);
+  };
+  auto out = run_job(spec, [](int rank, Options o) -> std::string {
+    auto t = Transport::create(o);
+    test::wait_for_go();
+    uint64_t v = 7 + rank, got = 0;
+    std::vector<Request> rs{t->irecv(1 - rank, tag(0, 0), &got, sizeof got),
+                            t->isend(1 - rank, tag(0, 0), &v, sizeof v)};
+    t->wait_all(rs, Deadline::after_seconds(20));
+    auto sum = t->all_reduce_sum(std::vector<double>{1.0}, Deadline::after_seconds(20));
+    t->shutdown(Deadline::after_seconds(20));
+    if (got != static_cast<uint64_t>(8 - rank) || sum[0] != 2.0) return "job damaged";
+    return "ok";
+  });
+  for (auto& o : out) {
+    INFO(o.text);
+    CHECK(o.exit_code == 0);
+  }
+  CHECK(garbage_reply.empty());
+  CHECK(oversized_reply.empty());
+  CHECK(token_reply.find("wrong CONVEYOR_JOB_TOKEN") != std::string::npos);
+}
+
+TEST_CASE("a rank with another configuration fails the job with a usage error", "[transport]") {
+  JobSpec spec;
+  auto out = run_job(spec, [](int rank, Options o) -> std::string {
+    if (rank == 1) o.fingerprint = "fp-2";
+    auto t = Transport::create(o);
+    return "created";
+  });
+  for (auto& o : out) {
+    INFO(o.text);
+    CHECK(o.exit_code == 2);
+    CHECK(o.text.find("configuration differs") != std::string::npos);
+  }
+}
+
+TEST_CASE("a rank with the wrong token is refused with a usage error", "[transport]") {
+  JobSpec spec;
+  auto out = run_job(spec, [](int rank, Options o) -> std::string {
+    if (rank == 1) o.job_token = "wrong";
+    o.connect_timeout_s = rank == 0 ? 1.5 : 20;  // rank 0 waits for a rank that never joins
+    auto t = Transport::create(o);
+    return "created";
+  });
+  INFO(out[1].text);
+  CHECK(out[1].exit_code == 2);
+  CHECK(out[1].text.find("wrong CONVEYOR_JOB_TOKEN") != std::string::npos);
+  INFO(out[0].text);
+  CHECK(out[0].exit_code == 1);  // rank 0 timed out waiting, naming the rendezvous
+  CHECK(out[0].text.find("joined") != std::string::npos);
+}
+
+TEST_CASE("MASTER_PORT already in use gives a clear error", "[transport]") {
+  int holder = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  a.sin_port = 0;
+  REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(holder, 1) == 0);
+  socklen_t len = sizeof a;
+  getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  JobSpec spec;
+  spec.world = 1;  // only rank 0 of a 2-rank job is started
+  auto out = run_job(spec, [port](int, Options o) -> std::string {
+    o.world_size = 2;
+    o.master_port = port;
+    auto t = Transport::create(o);
+    return "created";
+  });
+  ::close(holder);
+  INFO(out[0].text);
+  CHECK(out[0].exit_code == 2);
+  CHECK(out[0].text.find(fmt::format("MASTER_PORT {} is already in use", port)) != std::string::npos);
+}

@@ -1,0 +1,389 @@
+#include "transport/rendezvous_server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "common/log.h"
+#include "transport/socket.h"
+#include "transport/wire.h"
+
+namespace conveyor::transport {
+
+using wire::ByteReader;
+using wire::ByteWriter;
+using wire::CollectiveOp;
+using wire::MsgType;
+
+namespace {
+
+enum class RankState { kAbsent, kJoined, kDeparted, kDead };
+
+struct Conn {
+  Fd fd;
+  wire::FrameDecoder decoder;
+  int rank = -1;  // -1 until the hello is accepted
+  Clock::time_point opened = Clock::now();
+  Clock::time_point last_heard = Clock::now();
+  bool closing = false;
+  std::string close_reason;
+};
+
+struct PendingCollective {
+  CollectiveOp op;
+  int root = 0;
+  size_t size = 0;
+  int first_rank = -1;
+  int count = 0;
+  std::vector<std::vector<uint8_t>> contributions;
+};
+
+// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() == b.size() ? 0 : 1;
+  size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char x = i < a.size() ? a[i] : 0, y = i < b.size() ? b[i] : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+const char* op_name(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::kAllReduceSum: return "all_reduce_sum";
+    case CollectiveOp::kBarrier: return "barrier";
+    case CollectiveOp::kBroadcast: return "broadcast";
+  }
+  return "unknown collective";
+}
+
+}  // namespace
+
+struct RendezvousServer::State {
+  ServiceConfig cfg;
+  Fd listener;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<Conn>> conns;  // pending and admitted
+  std::vector<Conn*> by_rank;
+  std::vector<RankState> rank_state;
+  std::vector<std::vector<uint8_t>> addresses;
+  bool welcomed = false;
+  bool failed = false;
+  std::vector<uint8_t> failure_frame;  // sent to anyone who joins after the failure
+  std::map<uint64_t, PendingCollective> collectives;
+  Clock::time_point last_heartbeat_sent = Clock::now();
+
+  void send(Conn& c, const std::vector<uint8_t>& frame) {
+    if (c.closing) return;
+    auto deadline = Deadline::after_seconds(2.0 + static_cast<double>(frame.size()) / 100e6);
+    if (!send_all(c.fd.get(), frame.data(), frame.size(), deadline)) {
+      c.closing = true;
+      c.close_reason = "could not send to it (connection lost)";
+    }
+  }
+
+  void reject(Conn& c, ErrorKind kind, const std::string& reason) {
+    ByteWriter w;
+    w.u32(static_cast<uint32_t>(kind)).str(reason);
+    send(c, wire::encode_frame(MsgType::kReject, w.buffer()));
+    c.closing = true;
+    c.close_reason = "rejected: " + reason;
+  }
+
+  // Marks the job failed because of `rank` and tells every other live rank.
+  void fail(int rank, ErrorKind kind, const std::string& reason) {
+    if (rank >= 0 && rank < cfg.world_size && rank_state[rank] == RankState::kJoined)
+      rank_state[rank] = RankState::kDead;
+    if (failed) return;  // the first failure is the one reported
+    failed = true;
+    CONVEYOR_LOG_ERROR("rendezvous: job failed: {}", reason);
+    ByteWriter w;
+    w.i32(rank).u32(static_cast<uint32_t>(kind)).str(reason);
+    failure_frame = wire::encode_frame(MsgType::kFailure, w.buffer());
+    for (int r = 0; r < cfg.world_size; ++r) {
+      if (r != rank && by_rank[r] && rank_state[r] == RankState::kJoined) send(*by_rank[r], failure_frame);
+    }
+    cv.notify_all();
+  }
+
+  void on_hello(Conn& c, const std::vector<uint8_t>& payload) {
+    ByteReader rd(payload);
+    uint32_t version = rd.u32();
+    int rank = rd.i32();
+    int world = rd.i32();
+    std::string token = rd.str();
+    std::string fingerprint = rd.str();
+    std::vector<uint8_t> address = rd.bytes();
+    std::string host = rd.str();
+    int pid = rd.i32();
+    if (!same_secret(token, cfg.job_token)) {
+      // Not (provably) one of ours: refuse it and carry on.
+      CONVEYOR_LOG_WARN("rendezvous: refused a connection claiming rank {} from {} pid {}: wrong "
+                        "job token",
+                        rank, host, pid);
+      reject(c, ErrorKind::kUsage,
+             "the rendezvous service refused this rank: wrong CONVEYOR_JOB_TOKEN (every rank "
+             "of a job must have the same token)");
+      return;
+    }
+    if (failed) {
+      send(c, failure_frame);
+      c.closing = true;
+      return;
+    }
+    std::string problem;
+    if (version != wire::kVersion)
+      problem = fmt::format("rank {} runs a different conveyor version (protocol {} vs {})", rank,
+                            version, wire::kVersion);
+    else if (world != cfg.world_size)
+      problem = fmt::format("rank {} has WORLD_SIZE={} but rank 0 has {}", rank, world,
+                            cfg.world_size);
+    else if (rank < 0 || rank >= cfg.world_size)
+      problem = fmt::format("a process claims rank {}, outside 0..{}", rank, cfg.world_size - 1);
+    else if (rank_state[rank] != RankState::kAbsent)
+      problem = fmt::format("two processes claim rank {} (second one on {} pid {})", rank, host,
+                            pid);
+    else if (fingerprint != cfg.fingerprint)
+      problem = fmt::format(
+          "rank {}'s configuration differs from rank 0's (fingerprint {} vs {}); start every "
+          "rank with the same flags and config file",
+          rank, fingerprint, cfg.fingerprint);
+    if (!problem.empty()) {
+      reject(c, ErrorKind::kUsage, problem);
+      fail(-1, ErrorKind::kUsage, problem);
+      return;
+    }
+    c.rank = rank;
+    by_rank[rank] = &c;
+    rank_state[rank] = RankState::kJoined;
+    addresses[rank] = std::move(address);
+    CONVEYOR_LOG_DEBUG("rendezvous: rank {} joined from {} pid {}", rank, host, pid);
+    for (int r = 0; r < cfg.world_size; ++r)
+      if (rank_state[r] == RankState::kAbsent) return;
+    ByteWriter w;
+    w.i32(cfg.world_size);
+    for (const auto& a : addresses) w.bytes(a);
+    auto frame = wire::encode_frame(MsgType::kWelcome, w.buffer());
+    for (Conn* r : by_rank) send(*r, frame);
+    welcomed = true;
+    CONVEYOR_LOG_DEBUG("rendezvous: all {} ranks joined", cfg.world_size);
+  }
+
+  void on_collective(Conn& c, const std::vector<uint8_t>& payload) {
+    ByteReader rd(payload);
+    uint64_t seq = rd.u64();
+    auto op = static_cast<CollectiveOp>(rd.u32());
+    int root = rd.i32();
+    std::vector<uint8_t> data = rd.bytes();
+    auto [it, fresh] = collectives.try_emplace(seq);
+    PendingCollective& pc = it->second;
+    if (fresh) {
+      pc.op = op;
+      pc.root = root;
+      pc.size = data.size();
+      pc.first_rank = c.rank;
+      pc.contributions.resize(cfg.world_size);
+    }
+    bool size_matters = op == CollectiveOp::kAllReduceSum;
+    if (pc.op != op || pc.root != root || (size_matters && pc.size != data.size()) ||
+        !pc.contributions[c.rank].empty() || (op == CollectiveOp::kAllReduceSum && data.size() % 8)) {
+      fail(-1, ErrorKind::kRuntime,
+           fmt::format("ranks disagree on collective #{}: rank {} called {}(root {}, {} bytes), "
+                       "rank {} called {}(root {}, {} bytes); every rank must call the same "
+                       "collectives in the same order",
+                       seq, pc.first_rank, op_name(pc.op), pc.root, pc.size, c.rank, op_name(op),
+                       root, data.size()));
+      return;
+    }
+    // An empty contribution must still count as "arrived".
+    pc.contributions[c.rank] = std::move(data);
+    pc.contributions[c.rank].insert(pc.contributions[c.rank].begin(), 1);  // marker byte
+    if (++pc.count < cfg.world_size) return;
+    std::vector<uint8_t> result;
+    if (op == CollectiveOp::kAllReduceSum) {
+      size_t n = pc.size / 8;
+      std::vector<double> sum(n);
+      for (int r = 0; r < cfg.world_size; ++r) {  // rank order: the same bits everywhere
+        for (size_t i = 0; i < n; ++i) {
+          double v;
+          std::memcpy(&v, pc.contributions[r].data() + 1 + 8 * i, 8);
+          sum[i] = r == 0 ? v : sum[i] + v;
+        }
+      }
+      result.resize(pc.size);
+      std::memcpy(result.data(), sum.data(), pc.size);
+    } else if (op == CollectiveOp::kBroadcast) {
+      if (root < 0 || root >= cfg.world_size) {
+        fail(-1, ErrorKind::kUsage, fmt::format("broadcast from root {}, outside 0..{}", root,
+                                                cfg.world_size - 1));
+        return;
+      }
+      result.assign(pc.contributions[root].begin() + 1, pc.contributions[root].end());
+    }
+    ByteWriter w;
+    w.u64(seq).bytes(result);
+    auto frame = wire::encode_frame(MsgType::kResult, w.buffer());
+    collectives.erase(it);
+    for (int r = 0; r < cfg.world_size; ++r)
+      if (rank_state[r] == RankState::kJoined) send(*by_rank[r], frame);
+  }
+
+  void on_frame(Conn& c, wire::Frame& f) {
+    c.last_heard = Clock::now();
+    if (c.rank < 0) {
+      if (f.type != MsgType::kHello) {
+        c.closing = true;
+        c.close_reason = "spoke before saying hello";
+        return;
+      }
+      on_hello(c, f.payload);
+      return;
+    }
+    switch (f.type) {
+      case MsgType::kHeartbeat: return;
+      case MsgType::kCollective: on_collective(c, f.payload); return;
+      case MsgType::kAbort: {
+        ByteReader rd(f.payload);
+        std::string reason = rd.str();
+        fail(c.rank, ErrorKind::kPeerFailed, fmt::format("rank {} aborted: {}", c.rank, reason));
+        return;
+      }
+      case MsgType::kBye:
+        rank_state[c.rank] = RankState::kDeparted;
+        CONVEYOR_LOG_DEBUG("rendezvous: rank {} said goodbye", c.rank);
+        cv.notify_all();
+        return;
+      default:
+        c.closing = true;
+        c.close_reason = fmt::format("sent an unexpected message (type {})", static_cast<int>(f.type));
+    }
+  }
+
+  // Drops a connection; an admitted rank that was still working is declared dead.
+  void drop(Conn& c) {
+    if (c.rank >= 0 && rank_state[c.rank] == RankState::kJoined) {
+      fail(c.rank, ErrorKind::kPeerFailed,
+           fmt::format("rank {} died: its connection to the rendezvous service {} (the process "
+                       "exited, crashed or was killed)",
+                       c.rank, c.close_reason.empty() ? "closed" : c.close_reason));
+    } else if (c.rank < 0 && !c.close_reason.empty()) {
+      CONVEYOR_LOG_WARN("rendezvous: dropped a connection that {}", c.close_reason);
+    }
+    if (c.rank >= 0) by_rank[c.rank] = nullptr;
+  }
+};
+
+RendezvousServer::RendezvousServer(int port, ServiceConfig config) : state_(new State) {
+  state_->cfg = std::move(config);
+  state_->listener = listen_tcp(port);
+  state_->by_rank.assign(state_->cfg.world_size, nullptr);
+  state_->rank_state.assign(state_->cfg.world_size, RankState::kAbsent);
+  state_->addresses.resize(state_->cfg.world_size);
+  thread_ = std::thread([this] { serve(); });
+}
+
+RendezvousServer::~RendezvousServer() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void RendezvousServer::fail_job(int rank, ErrorKind kind, const std::string& reason) {
+  std::lock_guard lock(state_->mu);
+  state_->fail(rank, kind, reason);
+}
+
+bool RendezvousServer::wait_all_departed(Deadline deadline) {
+  std::unique_lock lock(state_->mu);
+  auto all_gone = [&] {
+    if (state_->failed) return true;
+    for (auto s : state_->rank_state)
+      if (s == RankState::kJoined || s == RankState::kAbsent) return false;
+    return true;
+  };
+  state_->cv.wait_until(lock, deadline.at(), all_gone);
+  return all_gone() && !state_->failed;
+}
+
+void RendezvousServer::serve() {
+  State& s = *state_;
+  const auto hb_interval = std::chrono::duration<double>(std::min(0.25, s.cfg.heartbeat_timeout_s / 4));
+  const auto hb_timeout = std::chrono::duration<double>(s.cfg.heartbeat_timeout_s);
+  const auto hello_timeout = std::chrono::duration<double>(s.cfg.hello_timeout_s);
+  std::vector<pollfd> fds;
+  std::vector<uint8_t> buf(64 * 1024);
+  while (!stop_) {
+    fds.clear();
+    {
+      std::lock_guard lock(s.mu);
+      fds.push_back({s.listener.get(), POLLIN, 0});
+      for (auto& c : s.conns) fds.push_back({c->fd.get(), POLLIN, 0});
+    }
+    // The connection list only changes on this thread, so fds[i+1] stays conns[i].
+    ::poll(fds.data(), fds.size(), 50);
+    std::lock_guard lock(s.mu);
+    auto now = Clock::now();
+    for (size_t i = 1; i < fds.size(); ++i) {
+      Conn& c = *s.conns[i - 1];
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) || c.closing) continue;
+      while (!c.closing) {
+        long n = read_some(c.fd.get(), buf.data(), buf.size());
+        if (n == -1) break;
+        if (n <= 0) {
+          c.closing = true;
+          if (c.close_reason.empty()) c.close_reason = "closed";
+          break;
+        }
+        c.decoder.feed(buf.data(), static_cast<size_t>(n));
+        try {
+          while (!c.closing) {
+            auto f = c.decoder.next(c.rank < 0 ? wire::kMaxHelloPayload : wire::kMaxPayload);
+            if (!f) break;
+            s.on_frame(c, *f);
+          }
+        } catch (const Error& e) {
+          c.closing = true;
+          c.close_reason = "sent a malformed message (" + e.message() + ")";
+        }
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      while (true) {
+        int fd = ::accept4(s.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) break;
+        auto c = std::make_unique<Conn>();
+        c->fd = Fd(fd);
+        s.conns.push_back(std::move(c));
+      }
+    }
+    // Timers: silent newcomers, silent ranks, our own heartbeat.
+    for (auto& c : s.conns) {
+      if (c->closing) continue;
+      if (c->rank < 0 && now - c->opened > hello_timeout) {
+        c->closing = true;
+        c->close_reason = "said nothing for too long";
+      } else if (c->rank >= 0 && s.rank_state[c->rank] == RankState::kJoined &&
+                 now - c->last_heard > hb_timeout) {
+        c->closing = true;
+        c->close_reason = fmt::format("went silent (no heartbeat for {:.1f} s; hung or unreachable)",
+                                      s.cfg.heartbeat_timeout_s);
+      }
+    }
+    if (now - s.last_heartbeat_sent >= hb_interval) {
+      s.last_heartbeat_sent = now;
+      auto frame = wire::encode_frame(MsgType::kHeartbeat, {});
+      for (auto& c : s.conns)
+        if (c->rank >= 0 && s.rank_state[c->rank] == RankState::kJoined) s.send(*c, frame);
+    }
+    for (auto& c : s.conns)
+      if (c->closing) s.drop(*c);
+    std::erase_if(s.conns, [](const std::unique_ptr<Conn>& c) { return c->closing; });
+  }
+}
+
+}  // namespace conveyor::transport

@@ -1,0 +1,181 @@
+// The only interface the pipeline sees: point-to-point bytes between ranks, registered
+// memory, waits with deadlines, and a few small collectives.
+//
+// Model
+//   One Transport per process (rank). Transport::create() rendezvouses with every other
+//   rank through the bootstrap service (rank 0 serves TCP at MASTER_ADDR:MASTER_PORT),
+//   exchanges UCX worker addresses and creates every endpoint before it returns.
+//
+// Point-to-point (isend / irecv / test / wait / cancel)
+//   Tagged, non-blocking, zero-copy for host memory: conveyor hands the caller's pointer
+//   to UCX and never copies the payload. A receive must name the exact peer, tag and
+//   size of the matching send; a size mismatch completes the receive with an error.
+//   Messages between the same pair with the same tag are matched in posting order.
+//   Large messages use UCX's rendezvous protocol: a send makes progress only once the
+//   peer has posted the matching receive AND both ranks keep calling test()/wait().
+//   So post receives early and wait on {sends, receives} together (wait_all).
+//
+// Progress model
+//   No progress thread: UCX progresses only inside this rank's transport calls (test,
+//   wait, wait_all, isend, irecv, cancel). wait() busy-polls the UCX worker until the
+//   request completes, the deadline passes, or a peer is declared dead.
+//
+// Failure model
+//   The bootstrap service keeps a TCP connection to every rank. When a rank dies (its
+//   process exits, or it stops sending heartbeats) or calls abort(), every other rank
+//   learns it within about a second; from then on every call on this Transport throws
+//   Error(kPeerFailed, "rank N ...") (exit code 3), and outstanding receives are cancelled.
+//   A deadline passing throws Error(kRuntime).
+//
+// Collectives (all_reduce_sum, barrier, broadcast)
+//   Run over the bootstrap TCP connections, not UCX: rank 0's service gathers every
+//   contribution, combines them in rank order and sends the same bytes to every rank.
+//   They are for a few doubles or a few KiB, not for tensors. Every rank must call the
+//   same collectives in the same order.
+//
+// Thread safety
+//   Every method may be called from any thread. Point-to-point calls serialize on one
+//   internal lock (the UCX worker is single-threaded); collectives use a separate lock and
+//   never touch the UCX worker, so a background thread (e.g. checkpointing) may run a
+//   barrier while the main thread does point-to-point. Two threads must not issue
+//   collectives concurrently (the order would differ between ranks).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace conveyor::transport {
+
+// What a message is; combined with the source rank into a 64-bit UCX tag (see tag.h).
+struct Tag {
+  enum Direction : uint8_t { kActivation = 0, kGradient = 1, kControl = 2 };
+  uint32_t step = 0;        // only the low 24 bits take part in matching (wraps harmlessly)
+  uint16_t microbatch = 0;
+  uint8_t chunk = 0;        // virtual-stage chunk
+  uint8_t direction = kActivation;  // Direction; must be < 3
+  friend bool operator==(const Tag&, const Tag&) = default;
+};
+
+struct Options {
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::string job_token;    // every bootstrap connection must present it
+  std::string fingerprint;  // hash of the configuration; every rank must present rank 0's
+  double connect_timeout_s = 60;  // rendezvous (all ranks joined, endpoints up)
+  // A rank that sends nothing (not even heartbeats) for this long is declared dead.
+  // Process death is detected at once (the connection closes); this covers hung nodes.
+  double heartbeat_timeout_s = 1.5;
+  // UCX's peer error-handling mode (UCP_ERR_HANDLING_MODE_PEER). Off by default: it
+  // disables UCX's shared-memory transports (intra-node traffic falls back to TCP
+  // loopback). Dead peers are detected through the bootstrap connection either way.
+  bool ucx_peer_error_mode = false;
+};
+
+// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the Slurm /
+// Open MPI equivalents SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/_SIZE for rank and
+// size), CONVEYOR_CONNECT_TIMEOUT, CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE.
+// Without RANK/WORLD_SIZE (or equivalents) it is a single-rank job. MASTER_ADDR defaults
+// to 127.0.0.1 and MASTER_PORT to 29500 for single-host runs. Throws Error(kUsage) for a
+// missing or invalid value (multi-rank job without CONVEYOR_JOB_TOKEN, rank >= size, ...).
+Options options_from_env(std::string fingerprint);
+
+// A buffer registered with the transport (ucp_mem_map). Move-only; deregisters on
+// destruction. REQUIRES: no operation using it is still in flight when it is destroyed,
+// and it is destroyed before its Transport.
+class MemoryRegion {
+ public:
+  class Impl;
+  MemoryRegion();
+  explicit MemoryRegion(std::unique_ptr<Impl> impl);
+  MemoryRegion(MemoryRegion&&) noexcept;
+  MemoryRegion& operator=(MemoryRegion&&) noexcept;
+  ~MemoryRegion();
+  bool valid() const { return impl_ != nullptr; }
+  void* data() const;
+  size_t size() const;
+  bool is_device() const;  // CUDA device memory
+  Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// One in-flight send or receive. A cheap movable handle; the operation keeps running if
+// the handle is dropped, so the buffer must stay valid until the operation completes or
+// the Transport is destroyed.
+class Request {
+ public:
+  struct State;
+  Request() = default;
+  explicit Request(std::shared_ptr<State> s) : state_(std::move(s)) {}
+  bool valid() const { return state_ != nullptr; }
+  bool done() const;  // completed (successfully or not) without progressing UCX
+  State* state() const { return state_.get(); }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class Transport {
+ public:
+  // Blocks until every rank has joined the rendezvous and every endpoint exists, or
+  // options.connect_timeout_s passes (Error kRuntime). A token, fingerprint or world-size
+  // mismatch throws Error(kUsage); MASTER_PORT in use on rank 0 throws Error(kUsage).
+  static std::unique_ptr<Transport> create(const Options& options);
+
+  // Without a prior shutdown(), destruction tells the others this rank is failing
+  // (like abort()) and tears down without waiting.
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+
+  // Registers [p, p+bytes) once (host or CUDA device memory). Operations on memory inside
+  // a registered region use its handle; passing `mr` skips the lookup. Non-blocking.
+  virtual MemoryRegion register_memory(void* p, size_t bytes) = 0;
+
+  // Non-blocking. `p` must stay valid (and, for a send, unmodified) until the request
+  // completes. peer != rank(). `mr`, if given, must contain [p, p+bytes).
+  virtual Request isend(int peer, Tag tag, const void* p, size_t bytes,
+                        const MemoryRegion* mr = nullptr) = 0;
+  virtual Request irecv(int peer, Tag tag, void* p, size_t bytes,
+                        const MemoryRegion* mr = nullptr) = 0;
+
+  // Non-blocking: progresses UCX once and reports whether `r` completed. Throws if the
+  // request failed (size mismatch, UCX error) or a peer died.
+  virtual bool test(Request& r) = 0;
+  // Blocks (busy-polling) until completion. Throws Error(kRuntime) at the deadline,
+  // Error(kPeerFailed) when a peer dies.
+  virtual void wait(Request& r, Deadline deadline) = 0;
+  virtual void wait_all(std::span<Request> rs, Deadline deadline) = 0;
+  // Cancels a pending receive (sends cannot be cancelled once handed to UCX: cancel
+  // waits briefly for them instead). Returns once UCX has let go of the buffer.
+  virtual void cancel(Request& r) = 0;
+
+  // Collectives (blocking, over the bootstrap connection; see top of file).
+  // Sums element-wise in rank order (((v0 + v1) + v2) ...); identical bits on every rank.
+  virtual std::vector<double> all_reduce_sum(std::span<const double> values,
+                                             Deadline deadline) = 0;
+  virtual void barrier(Deadline deadline) = 0;
+  // On return every rank's `bytes` holds root's bytes.
+  virtual void broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) = 0;
+
+  // Tells the bootstrap service this rank is failing: every other rank then fails with
+  // Error(kPeerFailed, "rank <us> aborted: <reason>"). Non-blocking, never throws.
+  virtual void abort(const std::string& reason) = 0;
+
+  // Clean end of the job: a barrier (no rank still sends to us), endpoints flushed and
+  // closed, goodbye to the service. Rank 0 keeps the service up until every rank has
+  // said goodbye. Blocks until then or the deadline.
+  virtual void shutdown(Deadline deadline) = 0;
+};
+
+}  // namespace conveyor::transport

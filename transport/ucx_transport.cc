@@ -1,0 +1,599 @@
+#include "transport/ucx_transport.h"
+
+#include <cstring>
+
+#include "common/log.h"
+#include "transport/cuda_support.h"
+#include "transport/tag.h"
+
+namespace conveyor::transport {
+
+namespace {
+
+void ucx_check(ucs_status_t status, const char* what) {
+  if (status != UCS_OK)
+    throw Error(ErrorKind::kRuntime, fmt::format("UCX {} failed: {}", what, ucs_status_string(status)),
+                "UCX_LOG_LEVEL=info shows what UCX tried; `conveyor doctor` lists its transports");
+}
+
+void on_send_done(void* request, ucs_status_t status, void* user_data) {
+  auto* s = static_cast<Request::State*>(user_data);
+  s->status = status;
+  s->ucx = nullptr;
+  ucp_request_free(request);
+  s->done.store(true, std::memory_order_release);
+}
+
+void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
+                  void* user_data) {
+  auto* s = static_cast<Request::State*>(user_data);
+  s->status = status;
+  if (status == UCS_OK && info != nullptr) s->received = info->length;
+  s->ucx = nullptr;
+  ucp_request_free(request);
+  s->done.store(true, std::memory_order_release);
+}
+
+// Endpoint errors only record the status; the failure surfaces on the next call that
+// involves that peer (and, for a dead process, through the bootstrap anyway).
+void on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) { *static_cast<int*>(arg) = status; }
+
+const char* direction_name(uint8_t d) {
+  switch (d) {
+    case Tag::kActivation: return "activation";
+    case Tag::kGradient: return "gradient";
+    case Tag::kControl: return "control";
+    default: return "internal";
+  }
+}
+
+std::string describe_op(const Request::State& s) {
+  return fmt::format("{} of {} bytes {} rank {} (step {}, micro-batch {}, chunk {}, {})",
+                     s.is_send ? "send" : "receive", s.bytes, s.is_send ? "to" : "from", s.peer,
+                     s.tag.step, s.tag.microbatch, s.tag.chunk, direction_name(s.tag.direction));
+}
+
+}  // namespace
+
+// A ucp_mem_map registration.
+class UcxTransport::Region final : public MemoryRegion::Impl {
+ public:
+  explicit Region(UcxTransport* owner) : owner_(owner) {}
+  ~Region() override {
+    if (owner_) owner_->deregister(this);
+    cuda::free_pinned(staging);
+  }
+  UcxTransport* owner_;
+  ucp_mem_h memh = nullptr;  // maps `staging` when set, else `base`
+};
+
+// ---- construction and teardown ---------------------------------------------------------
+
+UcxTransport::UcxTransport(const Options& options) : options_(options) {
+  CONVEYOR_REQUIRE(options.world_size >= 1 && options.world_size <= kMaxRanks,
+                   "world size {} is outside 1..{}", options.world_size, kMaxRanks);
+  CONVEYOR_REQUIRE(options.rank >= 0 && options.rank < options.world_size,
+                   "rank {} is outside 0..{}", options.rank, options.world_size - 1);
+  const auto deadline = Deadline::after_seconds(options.connect_timeout_s);
+  try {
+    if (options.world_size > 1 && options.rank == 0) {
+      // First, so a port in use fails before anything else starts.
+      server_ = std::make_unique<RendezvousServer>(
+          options.master_port, ServiceConfig{options.world_size, options.job_token,
+                                             options.fingerprint, options.heartbeat_timeout_s});
+    }
+    ucp_config_t* config = nullptr;
+    ucx_check(ucp_config_read(nullptr, nullptr, &config), "reading its configuration (UCX_* variables)");
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+    params.features = UCP_FEATURE_TAG;
+    params.name = "conveyor";
+    ucs_status_t st = ucp_init(&params, config, &context_);
+    ucp_config_release(config);
+    ucx_check(st, "initialisation (ucp_init)");
+
+    ucp_context_attr_t attr{};
+    attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+    ucx_check(ucp_context_query(context_, &attr), "context query");
+    ucx_cuda_ = (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;  // we hold p2p_mu_ around every call
+    ucx_check(ucp_worker_create(context_, &wp, &worker_), "worker creation");
+
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    ucx_check(ucp_worker_get_address(worker_, &addr, &addr_len), "worker address query");
+    std::vector<uint8_t> address(reinterpret_cast<uint8_t*>(addr),
+                                 reinterpret_cast<uint8_t*>(addr) + addr_len);
+    ucp_worker_release_address(worker_, addr);
+
+    eps_.assign(options.world_size, nullptr);
+    ep_status_.assign(options.world_size, UCS_OK);
+    if (options.world_size == 1) return;
+
+    boot_ = std::make_unique<BootstrapClient>(options, std::move(address), deadline);
+    std::lock_guard lock(p2p_mu_);
+    for (int r = 0; r < options.world_size; ++r) {
+      if (r == options.rank) continue;
+      const auto& remote = boot_->addresses()[r];
+      ucp_ep_params_t ep{};
+      ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      ep.address = reinterpret_cast<const ucp_address_t*>(remote.data());
+      ep.err_mode = options.ucx_peer_error_mode ? UCP_ERR_HANDLING_MODE_PEER
+                                                : UCP_ERR_HANDLING_MODE_NONE;
+      ep.err_handler.cb = on_ep_error;
+      ep.err_handler.arg = &ep_status_[r];
+      st = ucp_ep_create(worker_, &ep, &eps_[r]);
+      if (st != UCS_OK)
+        throw Error(ErrorKind::kRuntime,
+                    fmt::format("UCX cannot create an endpoint to rank {}: {}", r,
+                                ucs_status_string(st)),
+                    "check UCX_TLS / UCX_NET_DEVICES on both ranks (`conveyor doctor`)");
+    }
+  } catch (...) {
+    teardown();
+    throw;
+  }
+  // Wire every endpoint up now (UCX connects lazily): one byte each way with every peer.
+  try {
+    std::vector<uint8_t> in(options.world_size), out(options.world_size, 1);
+    std::vector<Request> reqs;
+    {
+      std::lock_guard lock(p2p_mu_);
+      for (int r = 0; r < options.world_size; ++r) {
+        if (r == options.rank) continue;
+        Tag t;
+        t.direction = kInternalDirection;
+        reqs.push_back(post(false, r, pack_tag(r, t), t, &in[r], 1, nullptr));
+        reqs.push_back(post(true, r, pack_tag(options.rank, t), t, &out[r], 1, nullptr));
+      }
+    }
+    wait_all(reqs, deadline);
+    barrier(deadline);
+  } catch (...) {
+    abort("could not connect to every peer over UCX");
+    teardown();
+    throw;
+  }
+  CONVEYOR_LOG_DEBUG("transport: rank {} of {} connected (UCX CUDA support: {})", options.rank,
+                     options.world_size, ucx_cuda_);
+}
+
+UcxTransport::~UcxTransport() {
+  if (!shut_down_ && !aborted_ && options_.world_size > 1)
+    abort("it stopped without shutting its transport down (an error on that rank?)");
+  teardown();
+}
+
+void UcxTransport::teardown() noexcept {
+  {
+    std::lock_guard lock(p2p_mu_);
+    if (worker_) {
+      cancel_receives();
+      std::vector<void*> closing;
+      for (auto& ep : eps_) {
+        if (!ep) continue;
+        ucp_request_param_t prm{};
+        prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        // FORCE is only allowed with peer error handling; otherwise a flush, bounded below.
+        prm.flags = options_.ucx_peer_error_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+        void* r = ucp_ep_close_nbx(ep, &prm);
+        if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+        ep = nullptr;
+      }
+      auto deadline = Deadline::after_seconds(0.5);
+      while (!closing.empty() && !deadline.expired()) {
+        ucp_worker_progress(worker_);
+        std::erase_if(closing, [](void* r) {
+          if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+          ucp_request_free(r);
+          return true;
+        });
+      }
+      for (auto& [base, region] : regions_) {
+        CONVEYOR_LOG_ERROR("transport: a registered region at {} outlived its transport", base);
+        ucp_mem_unmap(context_, region->memh);
+        region->owner_ = nullptr;
+      }
+      regions_.clear();
+      ucp_worker_destroy(worker_);
+      worker_ = nullptr;
+    }
+    for (auto& [p, s] : outstanding_) release(*s);
+    outstanding_.clear();
+    if (context_) ucp_cleanup(context_);
+    context_ = nullptr;
+  }
+  boot_.reset();
+  server_.reset();
+}
+
+// ---- registration ----------------------------------------------------------------------
+
+MemoryRegion UcxTransport::register_memory(void* p, size_t bytes) {
+  CONVEYOR_REQUIRE(p != nullptr && bytes > 0, "register_memory: empty buffer ({} bytes at {})",
+                   bytes, p);
+  std::lock_guard lock(p2p_mu_);
+  auto region = std::make_unique<Region>(this);
+  region->base = p;
+  region->bytes = bytes;
+  region->device = cuda::is_device_pointer(p);
+  void* map_at = p;
+  ucs_memory_type_t type = UCS_MEMORY_TYPE_HOST;
+  if (region->device && ucx_cuda_) {
+    type = UCS_MEMORY_TYPE_CUDA;
+  } else if (region->device) {
+    region->staging = cuda::alloc_pinned(bytes);
+    map_at = region->staging;
+  }
+  auto b = reinterpret_cast<uintptr_t>(p);
+  auto next = regions_.lower_bound(b);
+  bool overlaps = (next != regions_.end() && next->first < b + bytes) ||
+                  (next != regions_.begin() && std::prev(next)->first + std::prev(next)->second->bytes > b);
+  if (overlaps) {
+    region->owner_ = nullptr;
+    throw Error(ErrorKind::kUsage,
+                fmt::format("register_memory: [{}, +{}) overlaps a registered region", p, bytes));
+  }
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                  UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+  mp.address = map_at;
+  mp.length = bytes;
+  mp.memory_type = type;
+  ucs_status_t st = ucp_mem_map(context_, &mp, &region->memh);
+  if (st != UCS_OK) {
+    region->owner_ = nullptr;
+    ucx_check(st, "memory registration (ucp_mem_map)");
+  }
+  regions_[b] = region.get();
+  return MemoryRegion(std::move(region));
+}
+
+void UcxTransport::deregister(Region* r) noexcept {
+  std::lock_guard lock(p2p_mu_);
+  regions_.erase(reinterpret_cast<uintptr_t>(r->base));
+  if (context_) ucp_mem_unmap(context_, r->memh);
+}
+
+const UcxTransport::Region* UcxTransport::find_region(const void* p, size_t n,
+                                                      const MemoryRegion* mr) const {
+  if (mr != nullptr) {
+    auto* impl = dynamic_cast<const Region*>(mr->impl());
+    CONVEYOR_REQUIRE(impl != nullptr && impl->owner_ == this && impl->contains(p, n),
+                     "the memory region passed with {} bytes at {} does not contain them", n, p);
+    return impl;
+  }
+  if (n == 0 || regions_.empty()) return nullptr;
+  auto it = regions_.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == regions_.begin()) return nullptr;
+  --it;
+  return it->second->contains(p, n) ? it->second : nullptr;
+}
+
+// ---- point-to-point --------------------------------------------------------------------
+
+Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p,
+                           size_t bytes, const MemoryRegion* mr) {
+  auto s = std::make_shared<Request::State>();
+  s->is_send = is_send;
+  s->peer = peer;
+  s->tag = tag;
+  s->bytes = bytes;
+  s->user_ptr = p;
+  if (ep_status_[peer] != UCS_OK) {
+    throw Error(ErrorKind::kPeerFailed,
+                fmt::format("rank {} is unreachable: UCX reported {} on its connection", peer,
+                            ucs_status_string(static_cast<ucs_status_t>(ep_status_[peer]))));
+  }
+  const Region* region = find_region(p, bytes, mr);
+  bool device = region ? region->device : (bytes > 0 && cuda::is_device_pointer(p));
+  void* buffer = p;
+  ucp_mem_h memh = region ? region->memh : nullptr;
+  ucs_memory_type_t type = UCS_MEMORY_TYPE_HOST;
+  if (device && ucx_cuda_) {
+    type = UCS_MEMORY_TYPE_CUDA;
+  } else if (device) {  // stage through pinned host memory
+    if (region) {
+      buffer = static_cast<char*>(region->staging) +
+               (static_cast<char*>(p) - static_cast<char*>(region->base));
+    } else {
+      buffer = cuda::alloc_pinned(bytes);
+      s->staging_owned = true;
+    }
+    s->staging = buffer;
+    if (is_send) cuda::copy_to_host(buffer, p, bytes);
+  }
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                     UCP_OP_ATTR_FIELD_MEMORY_TYPE | (memh ? UCP_OP_ATTR_FIELD_MEMH : 0);
+  prm.user_data = s.get();
+  prm.memory_type = type;
+  prm.memh = memh;
+  ucp_tag_recv_info_t info{};
+  void* r;
+  if (is_send) {
+    prm.cb.send = on_send_done;
+    r = ucp_tag_send_nbx(eps_[peer], buffer, bytes, ucx_tag, &prm);
+  } else {
+    // UCX 1.13 leaves recv_info unset when a receive completes at once (the message was
+    // already waiting), so ask for the callback instead: it always carries the length.
+    prm.op_attr_mask |= UCP_OP_ATTR_FIELD_RECV_INFO | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    prm.recv_info.tag_info = &info;
+    prm.cb.recv = on_recv_done;
+    r = ucp_tag_recv_nbx(worker_, buffer, bytes, ucx_tag, ~uint64_t{0}, &prm);
+  }
+  if (r == nullptr) {  // completed at once; no callback will come
+    s->status = UCS_OK;
+    s->received = is_send ? bytes : info.length;
+    s->done.store(true, std::memory_order_release);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    s->status = UCS_PTR_STATUS(r);
+    s->done.store(true, std::memory_order_release);
+  } else {
+    s->ucx = r;
+    if (outstanding_.size() > 1024) {  // forget completed requests whose handles were dropped
+      std::erase_if(outstanding_, [this](auto& kv) {
+        if (!kv.second->done || kv.second.use_count() > 1) return false;
+        release(*kv.second);
+        return true;
+      });
+    }
+    outstanding_.emplace(s.get(), s);
+  }
+  return Request(std::move(s));
+}
+
+Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) {
+  CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
+                   "isend: rank {} cannot send to rank {} (world size {})", options_.rank, peer,
+                   options_.world_size);
+  CONVEYOR_REQUIRE(tag.direction < kInternalDirection, "isend: tag direction {} is not 0..2",
+                   tag.direction);
+  std::lock_guard lock(p2p_mu_);
+  check_peers();
+  return post(true, peer, pack_tag(options_.rank, tag), tag, const_cast<void*>(p), bytes, mr);
+}
+
+Request UcxTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) {
+  CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
+                   "irecv: rank {} cannot receive from rank {} (world size {})", options_.rank,
+                   peer, options_.world_size);
+  CONVEYOR_REQUIRE(tag.direction < kInternalDirection, "irecv: tag direction {} is not 0..2",
+                   tag.direction);
+  std::lock_guard lock(p2p_mu_);
+  check_peers();
+  return post(false, peer, pack_tag(peer, tag), tag, p, bytes, mr);
+}
+
+void UcxTransport::progress() {
+  while (ucp_worker_progress(worker_) != 0) {
+  }
+}
+
+void UcxTransport::check_peers() {
+  if (boot_ && boot_->failed()) {
+    cancel_receives();
+    boot_->throw_failure();
+  }
+}
+
+void UcxTransport::cancel_receives() {
+  if (receives_cancelled_ || !worker_) return;
+  receives_cancelled_ = true;
+  std::vector<Request::State*> pending;
+  for (auto& [p, s] : outstanding_) {
+    if (!s->is_send && !s->done && s->ucx) {
+      ucp_request_cancel(worker_, s->ucx);
+      pending.push_back(p);
+    }
+  }
+  // Cancellation completes through the callback; give UCX a bounded moment.
+  auto deadline = Deadline::after_seconds(1.0);
+  while (!deadline.expired() &&
+         std::any_of(pending.begin(), pending.end(), [](auto* s) { return !s->done.load(); }))
+    ucp_worker_progress(worker_);
+}
+
+void UcxTransport::release(Request::State& s) noexcept {
+  if (s.staging_owned) cuda::free_pinned(s.staging);
+  s.staging = nullptr;
+  s.staging_owned = false;
+}
+
+void UcxTransport::finalize(Request::State& s) {
+  if (!s.finalized) {
+    s.finalized = true;
+    outstanding_.erase(&s);
+    if (s.staging && !s.is_send && s.status == UCS_OK) {
+      try {
+        cuda::copy_to_device(s.user_ptr, s.staging, s.bytes);
+      } catch (...) {
+        release(s);
+        throw;
+      }
+    }
+    release(s);
+  }
+  auto status = static_cast<ucs_status_t>(s.status);
+  if (status == UCS_OK) {
+    if (!s.is_send && s.received != s.bytes)
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("size mismatch: {} expected {} bytes but rank {} sent {}",
+                              describe_op(s), s.bytes, s.peer, s.received),
+                  "both ranks must agree on message sizes (same model and batch configuration)");
+    return;
+  }
+  if (boot_ && boot_->failed()) boot_->throw_failure();
+  switch (status) {
+    case UCS_ERR_MESSAGE_TRUNCATED:
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("size mismatch: {}: rank {} sent a longer message", describe_op(s), s.peer),
+                  "both ranks must agree on message sizes (same model and batch configuration)");
+    case UCS_ERR_CANCELED:
+      throw Error(ErrorKind::kRuntime, fmt::format("{} was cancelled", describe_op(s)));
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_UNREACHABLE:
+      throw Error(ErrorKind::kPeerFailed,
+                  fmt::format("rank {} failed: {} ended with UCX error '{}'", s.peer,
+                              describe_op(s), ucs_status_string(status)),
+                  fmt::format("see rank {}'s log", s.peer));
+    default:
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("{} failed in UCX: {}", describe_op(s), ucs_status_string(status)));
+  }
+}
+
+void UcxTransport::throw_timeout(const Request::State& s, const char* what) const {
+  throw Error(ErrorKind::kRuntime,
+              fmt::format("rank {}: {} did not complete before the deadline ({})", options_.rank,
+                          describe_op(s), what),
+              s.is_send ? "the peer may be stuck or never posted the matching receive"
+                        : "the peer may be stuck or never sent the matching message");
+}
+
+bool UcxTransport::test(Request& r) {
+  CONVEYOR_REQUIRE(r.valid(), "test: empty Request");
+  auto& s = *r.state();
+  std::lock_guard lock(p2p_mu_);
+  if (!s.done.load(std::memory_order_acquire)) progress();
+  if (s.done.load(std::memory_order_acquire)) {
+    finalize(s);
+    return true;
+  }
+  check_peers();
+  return false;
+}
+
+void UcxTransport::wait(Request& r, Deadline deadline) {
+  CONVEYOR_REQUIRE(r.valid(), "wait: empty Request");
+  auto& s = *r.state();
+  for (unsigned i = 0;; ++i) {
+    {
+      std::lock_guard lock(p2p_mu_);
+      if (!s.done.load(std::memory_order_acquire)) progress();
+      if (s.done.load(std::memory_order_acquire)) {
+        finalize(s);
+        return;
+      }
+      check_peers();
+    }
+    if ((i & 15) == 15 && deadline.expired()) throw_timeout(s, "wait");
+  }
+}
+
+void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
+  for (auto& r : rs) CONVEYOR_REQUIRE(r.valid(), "wait_all: empty Request");
+  size_t first_pending = 0;  // requests before it are complete
+  for (unsigned i = 0;; ++i) {
+    {
+      std::lock_guard lock(p2p_mu_);
+      progress();
+      while (first_pending < rs.size() && rs[first_pending].done()) ++first_pending;
+      if (first_pending == rs.size()) {
+        for (auto& r : rs) finalize(*r.state());
+        return;
+      }
+      check_peers();
+    }
+    if ((i & 15) == 15 && deadline.expired()) throw_timeout(*rs[first_pending].state(), "wait_all");
+  }
+}
+
+void UcxTransport::cancel(Request& r) {
+  if (!r.valid()) return;
+  auto& s = *r.state();
+  std::lock_guard lock(p2p_mu_);
+  if (!s.done && s.ucx && !s.is_send) ucp_request_cancel(worker_, s.ucx);
+  // A send cannot be withdrawn: wait (bounded) until UCX no longer reads the buffer.
+  auto deadline = Deadline::after_seconds(5.0);
+  while (!s.done.load(std::memory_order_acquire) && !deadline.expired()) ucp_worker_progress(worker_);
+  if (!s.done) {
+    CONVEYOR_LOG_WARN("transport: {} could not be cancelled within 5 s", describe_op(s));
+    return;
+  }
+  s.finalized = true;
+  outstanding_.erase(&s);
+  release(s);
+}
+
+// ---- collectives (over the bootstrap connection) ---------------------------------------
+
+std::vector<double> UcxTransport::all_reduce_sum(std::span<const double> values, Deadline deadline) {
+  if (!boot_) return {values.begin(), values.end()};
+  std::vector<uint8_t> payload(values.size() * sizeof(double));
+  if (!values.empty()) std::memcpy(payload.data(), values.data(), payload.size());
+  auto result = boot_->collective(wire::CollectiveOp::kAllReduceSum, 0, std::move(payload), deadline);
+  CONVEYOR_CHECK(result.size() == values.size() * sizeof(double),
+                 "all_reduce_sum: the service returned {} bytes for {} values", result.size(),
+                 values.size());
+  std::vector<double> out(values.size());
+  if (!out.empty()) std::memcpy(out.data(), result.data(), result.size());
+  return out;
+}
+
+void UcxTransport::barrier(Deadline deadline) {
+  if (boot_) boot_->collective(wire::CollectiveOp::kBarrier, 0, {}, deadline);
+}
+
+void UcxTransport::broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) {
+  CONVEYOR_REQUIRE(root >= 0 && root < options_.world_size, "broadcast: root {} is outside 0..{}",
+                   root, options_.world_size - 1);
+  CONVEYOR_REQUIRE(bytes.size() <= wire::kMaxPayload,
+                   "broadcast: {} bytes exceed the limit of {} bytes", bytes.size(), wire::kMaxPayload);
+  if (!boot_) return;
+  auto payload = options_.rank == root ? bytes : std::vector<uint8_t>{};
+  bytes = boot_->collective(wire::CollectiveOp::kBroadcast, root, std::move(payload), deadline);
+}
+
+// ---- failure and shutdown ----------------------------------------------------------------
+
+void UcxTransport::abort(const std::string& reason) {
+  if (aborted_) return;
+  aborted_ = true;
+  CONVEYOR_LOG_ERROR("transport: rank {} aborting: {}", options_.rank, reason);
+  if (server_) {
+    // Rank 0 hosts the service: tell everyone now, before this process goes away.
+    server_->fail_job(options_.rank, ErrorKind::kPeerFailed,
+                      fmt::format("rank {} aborted: {}", options_.rank, reason));
+  } else if (boot_) {
+    boot_->abort(reason);
+  }
+}
+
+void UcxTransport::shutdown(Deadline deadline) {
+  if (shut_down_) return;
+  barrier(deadline);  // nobody sends to us any more
+  {
+    std::lock_guard lock(p2p_mu_);
+    std::vector<void*> closing;
+    for (auto& ep : eps_) {
+      if (!ep) continue;
+      ucp_request_param_t prm{};
+      prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      prm.flags = 0;  // flush: our last sends reach their peers
+      void* r = ucp_ep_close_nbx(ep, &prm);
+      if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+      ep = nullptr;
+    }
+    while (!closing.empty() && !deadline.expired()) {
+      ucp_worker_progress(worker_);
+      std::erase_if(closing, [](void* r) {
+        if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+        ucp_request_free(r);
+        return true;
+      });
+    }
+    if (!closing.empty()) CONVEYOR_LOG_WARN("transport: endpoints did not close before the deadline");
+  }
+  shut_down_ = true;
+  if (boot_) boot_->bye();
+  if (server_ && !server_->wait_all_departed(deadline))
+    CONVEYOR_LOG_WARN("transport: not every rank said goodbye before the deadline");
+}
+
+}  // namespace conveyor::transport

@@ -1,0 +1,93 @@
+// The UCX backend of Transport (transport.h): one UCP context and one worker per
+// process, one endpoint per peer created at start-up from the worker addresses the
+// bootstrap exchanged, tagged non-blocking operations (ucp_tag_send_nbx /
+// ucp_tag_recv_nbx) on the caller's memory.
+//
+// Registration: register_memory() maps a buffer once with ucp_mem_map, and every
+// operation on memory inside it passes the handle (UCP_OP_ATTR_FIELD_MEMH, present
+// since UCX 1.13; in 1.13 it is honoured by the default "proto v1" protocols for
+// contiguous buffers) plus a memory-type hint, so UCX skips its registration cache and
+// memory-type detection.
+//
+// Device memory: passed to UCX as-is when ucp_context_query reports CUDA memory support;
+// otherwise staged through pinned host memory (a registered pinned mirror per region, or
+// a temporary pinned buffer for unregistered device memory).
+//
+// Locking: one mutex (p2p_mu_) around the worker (UCS_THREAD_MODE_SERIALIZED): taken per
+// progress iteration, so two threads can wait on different requests.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "transport/bootstrap_client.h"
+#include "transport/rendezvous_server.h"
+#include "transport/request_state.h"
+#include "transport/transport.h"
+
+namespace conveyor::transport {
+
+class UcxTransport final : public Transport {
+ public:
+  explicit UcxTransport(const Options& options);
+  ~UcxTransport() override;
+
+  int rank() const override { return options_.rank; }
+  int world_size() const override { return options_.world_size; }
+
+  MemoryRegion register_memory(void* p, size_t bytes) override;
+  Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) override;
+  Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) override;
+  bool test(Request& r) override;
+  void wait(Request& r, Deadline deadline) override;
+  void wait_all(std::span<Request> rs, Deadline deadline) override;
+  void cancel(Request& r) override;
+  std::vector<double> all_reduce_sum(std::span<const double> values, Deadline deadline) override;
+  void barrier(Deadline deadline) override;
+  void broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) override;
+  void abort(const std::string& reason) override;
+  void shutdown(Deadline deadline) override;
+
+  // Whether UCX here can send CUDA memory directly.
+  bool ucx_has_cuda() const { return ucx_cuda_; }
+
+ private:
+  class Region;
+  friend class Region;
+
+  // Both REQUIRE p2p_mu_ held.
+  Request post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
+               const MemoryRegion* mr);
+  void check_peers();       // throws (after cancelling receives) when the job failed
+  void cancel_receives();   // cancels every outstanding receive
+  void finalize(Request::State& s);  // throws if the request failed; copies staged data back
+  void progress();
+  const Region* find_region(const void* p, size_t n, const MemoryRegion* mr) const;
+  void deregister(Region* r) noexcept;
+  void release(Request::State& s) noexcept;
+  [[noreturn]] void throw_timeout(const Request::State& s, const char* what) const;
+  void teardown() noexcept;
+
+  Options options_;
+  std::unique_ptr<RendezvousServer> server_;  // rank 0 only
+  std::unique_ptr<BootstrapClient> boot_;      // null for a single-rank job
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<ucp_ep_h> eps_;                  // by rank; null for ourselves
+  std::vector<int> ep_status_;                 // UCS_OK, or the error UCX reported
+  bool ucx_cuda_ = false;
+
+  mutable std::mutex p2p_mu_;
+  std::unordered_map<Request::State*, std::shared_ptr<Request::State>> outstanding_;
+  std::map<uintptr_t, Region*> regions_;       // by base address
+  bool receives_cancelled_ = false;
+  bool shut_down_ = false;
+  bool aborted_ = false;
+};
+
+}  // namespace conveyor::transport

@@ -1,0 +1,105 @@
+// The bootstrap wire format: length-prefixed frames over TCP, and the byte codec for
+// their payloads. Little-endian on the wire.
+//
+// Frame = magic "CNV1" (u32) | type (u32) | payload length (u64) | payload.
+// Readers reject a wrong magic, an unknown type or a length over the limit before they
+// allocate anything, so garbage or hostile bytes cost a closed connection, nothing more.
+//
+// Messages (client = every rank, service = rank 0's rendezvous service):
+//   client -> service  kHello      version, rank, world_size, token, fingerprint, ucx address, host, pid
+//                      kHeartbeat  (empty)
+//                      kCollective seq, op, root, payload
+//                      kAbort      reason
+//                      kBye        (empty): clean exit, do not report this rank as dead
+//   service -> client  kWelcome    world_size, ucx address of every rank
+//                      kReject     error kind, reason (connection refused; closed after)
+//                      kHeartbeat  (empty)
+//                      kResult     seq, payload
+//                      kFailure    rank, error kind, reason (the job is over)
+//                      kByeAck     (empty): every rank said goodbye; the service stops
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace conveyor::transport::wire {
+
+inline constexpr uint32_t kMagic = 0x31564E43;  // "CNV1" as little-endian bytes
+inline constexpr uint32_t kVersion = 1;
+inline constexpr size_t kHeaderBytes = 16;
+// Before a connection has presented the token it may send only a small hello.
+inline constexpr uint64_t kMaxHelloPayload = 64 * 1024;
+// After: collectives carry a few KiB; broadcast is capped here.
+inline constexpr uint64_t kMaxPayload = 256ull << 20;
+
+enum class MsgType : uint32_t {
+  kHello = 1,
+  kWelcome,
+  kReject,
+  kHeartbeat,
+  kCollective,
+  kResult,
+  kAbort,
+  kFailure,
+  kBye,
+  kByeAck,
+};
+
+enum class CollectiveOp : uint32_t { kAllReduceSum = 1, kBarrier = 2, kBroadcast = 3 };
+
+struct Frame {
+  MsgType type;
+  std::vector<uint8_t> payload;
+};
+
+std::vector<uint8_t> encode_frame(MsgType type, std::span<const uint8_t> payload);
+
+// Incremental frame parser for non-blocking sockets. Throws conveyor::Error(kRuntime)
+// on a bad magic, unknown type or oversized length; the connection must then be closed.
+class FrameDecoder {
+ public:
+  void feed(const uint8_t* data, size_t n) { buffer_.insert(buffer_.end(), data, data + n); }
+  std::optional<Frame> next(uint64_t max_payload);
+  size_t buffered() const { return buffer_.size(); }
+
+ private:
+  std::vector<uint8_t> buffer_;
+  size_t offset_ = 0;
+};
+
+class ByteWriter {
+ public:
+  ByteWriter& u32(uint32_t v);
+  ByteWriter& i32(int32_t v) { return u32(static_cast<uint32_t>(v)); }
+  ByteWriter& u64(uint64_t v);
+  ByteWriter& bytes(std::span<const uint8_t> b);  // u64 length + bytes
+  ByteWriter& str(const std::string& s) {
+    return bytes({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+  }
+  std::vector<uint8_t>& buffer() { return buf_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+};
+
+// Reads what ByteWriter wrote; throws conveyor::Error(kRuntime) past the end.
+class ByteReader {
+ public:
+  explicit ByteReader(std::span<const uint8_t> b) : b_(b) {}
+  uint32_t u32();
+  int32_t i32() { return static_cast<int32_t>(u32()); }
+  uint64_t u64();
+  std::vector<uint8_t> bytes();
+  std::string str();
+  bool at_end() const { return pos_ == b_.size(); }
+
+ private:
+  void need(size_t n) const;
+  std::span<const uint8_t> b_;
+  size_t pos_ = 0;
+};
+
+}  // namespace conveyor::transport::wire
