@@ -4,7 +4,9 @@
 
 namespace conveyor::checkpoint {
 
-std::string checksum_hex(uint64_t value) { return fmt::format("{:016x}", value); }
+std::string checksum_hex(uint64_t value) {
+  return fmt::format("{:016x}", value);
+}
 
 std::optional<uint64_t> parse_checksum_hex(const std::string& text) {
   if (text.size() != 16) return std::nullopt;

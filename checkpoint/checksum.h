@@ -17,7 +17,9 @@ namespace conveyor::checkpoint {
 static_assert(std::endian::native == std::endian::little,
               "checkpoint checksums assume a little-endian host");
 
-inline uint64_t xxh3(const void* data, size_t bytes) { return XXH3_64bits(data, bytes); }
+inline uint64_t xxh3(const void* data, size_t bytes) {
+  return XXH3_64bits(data, bytes);
+}
 
 // "0123456789abcdef" form used in JSON (JSON numbers lose precision above 2^53 in many readers).
 std::string checksum_hex(uint64_t value);

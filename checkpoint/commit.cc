@@ -42,10 +42,10 @@ ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_sta
   auto file = tmp / shard.file;
   auto size = fs::file_size(file, ec);
   if (ec || size != shard.bytes) {
-    throw Error(ErrorKind::kRuntime,
-                fmt::format("cannot commit checkpoint step {}: shard {} is {} (expected {} bytes)",
-                            step, file.string(),
-                            ec ? "missing" : fmt::format("{} bytes", size), shard.bytes));
+    throw Error(
+        ErrorKind::kRuntime,
+        fmt::format("cannot commit checkpoint step {}: shard {} is {} (expected {} bytes)", step,
+                    file.string(), ec ? "missing" : fmt::format("{} bytes", size), shard.bytes));
   }
   return shard;
 }

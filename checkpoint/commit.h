@@ -27,8 +27,7 @@ void commit_step(const std::filesystem::path& root, int64_t step, int num_stages
 // keeps all. `protect` (the step just committed) is never deleted, nor is the newest.
 // Each deleted step is first renamed to a ".tmp-" name, so a crash never leaves a half-deleted
 // step_N that looks committed. Returns the deleted steps.
-std::vector<int64_t> apply_retention(const std::filesystem::path& root, int keep,
-                                     int64_t protect);
+std::vector<int64_t> apply_retention(const std::filesystem::path& root, int keep, int64_t protect);
 
 // Removes everything under root whose name starts with ".tmp-" (steps whose commit never
 // happened, steps being deleted) and a stray LATEST.tmp. Call once at start-up, from one

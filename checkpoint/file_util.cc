@@ -15,27 +15,31 @@ namespace conveyor::checkpoint {
 
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 void fsync_path(const std::filesystem::path& path, int flags, const char* what) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) {
-    throw Error(ErrorKind::kRuntime,
-                fmt::format("cannot open {} {} to fsync it: {}", what, path.string(), errno_text()));
+    throw Error(ErrorKind::kRuntime, fmt::format("cannot open {} {} to fsync it: {}", what,
+                                                 path.string(), errno_text()));
   }
   int rc = ::fsync(fd);
   int saved = errno;
   ::close(fd);
   if (rc != 0) {
-    throw Error(ErrorKind::kRuntime, fmt::format("fsync of {} {} failed: {}", what, path.string(),
-                                                 std::strerror(saved)),
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("fsync of {} {} failed: {}", what, path.string(), std::strerror(saved)),
                 "check that the file system is writable and not full");
   }
 }
 
 }  // namespace
 
-void fsync_file(const std::filesystem::path& path) { fsync_path(path, O_RDONLY, "file"); }
+void fsync_file(const std::filesystem::path& path) {
+  fsync_path(path, O_RDONLY, "file");
+}
 
 void fsync_dir(const std::filesystem::path& dir) {
   fsync_path(dir, O_RDONLY | O_DIRECTORY, "directory");

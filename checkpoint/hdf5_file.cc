@@ -1,5 +1,7 @@
 #include "checkpoint/hdf5_file.h"
 
+#include <algorithm>
+#include <memory>
 #include <mutex>
 
 #include "checkpoint/checksum.h"
@@ -91,14 +93,30 @@ bool Handle::close() {
   if (id_ < 0) return true;
   herr_t rc;
   switch (H5Iget_type(id_)) {
-    case H5I_FILE: rc = H5Fclose(id_); break;
-    case H5I_GROUP: rc = H5Gclose(id_); break;
-    case H5I_DATASET: rc = H5Dclose(id_); break;
-    case H5I_DATASPACE: rc = H5Sclose(id_); break;
-    case H5I_DATATYPE: rc = H5Tclose(id_); break;
-    case H5I_ATTR: rc = H5Aclose(id_); break;
-    case H5I_GENPROP_LST: rc = H5Pclose(id_); break;
-    default: rc = H5Idec_ref(id_); break;
+    case H5I_FILE:
+      rc = H5Fclose(id_);
+      break;
+    case H5I_GROUP:
+      rc = H5Gclose(id_);
+      break;
+    case H5I_DATASET:
+      rc = H5Dclose(id_);
+      break;
+    case H5I_DATASPACE:
+      rc = H5Sclose(id_);
+      break;
+    case H5I_DATATYPE:
+      rc = H5Tclose(id_);
+      break;
+    case H5I_ATTR:
+      rc = H5Aclose(id_);
+      break;
+    case H5I_GENPROP_LST:
+      rc = H5Pclose(id_);
+      break;
+    default:
+      rc = H5Idec_ref(id_);
+      break;
   }
   id_ = H5I_INVALID_HID;
   return rc >= 0;
@@ -125,7 +143,7 @@ Handle create_file(const std::filesystem::path& path) {
   quiet();
   Handle fapl = file_access_plist(true);
   return Handle(check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
-                            "create the file", path));
+                         "create the file", path));
 }
 
 void close_file(Handle& file, const std::filesystem::path& path) {
@@ -137,7 +155,7 @@ void close_file(Handle& file, const std::filesystem::path& path) {
 
 Handle create_group(hid_t loc, const std::string& name, const std::filesystem::path& file) {
   return Handle(check_id(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                            "create group " + name, file));
+                         "create group " + name, file));
 }
 
 uint64_t write_dataset(hid_t loc, const std::string& name, hid_t file_type, hid_t mem_type,
@@ -150,7 +168,7 @@ uint64_t write_dataset(hid_t loc, const std::string& name, hid_t file_type, hid_
   } else {
     auto hdims = to_hsize(dims);
     space = Handle(check_id(H5Screate_simple(static_cast<int>(hdims.size()), hdims.data(), nullptr),
-                               "create the dataspace of " + what, file));
+                            "create the dataspace of " + what, file));
   }
   Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "create a property list", file));
   // Contiguous, no filters: one large write per tensor, and h5py/h5dump read it directly.
@@ -158,29 +176,29 @@ uint64_t write_dataset(hid_t loc, const std::string& name, hid_t file_type, hid_
   // Every byte is written right away; HDF5 need not fill the space first.
   check_call(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "set the fill time of " + what,
              file);
-  Handle dset(check_id(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT,
-                                     dcpl.get(), H5P_DEFAULT),
-                          "create " + what, file));
+  Handle dset(check_id(
+      H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      "create " + what, file));
   if (bytes > 0) {
-    check_call(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
-                "write " + what, file);
+    check_call(H5Dwrite(dset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "write " + what,
+               file);
   }
   uint64_t sum = xxh3(data, bytes);
   Handle aspace(check_id(H5Screate(H5S_SCALAR), "create an attribute dataspace", file));
-  Handle attr(check_id(H5Acreate2(dset.get(), kChecksumAttr, H5T_STD_U64LE, aspace.get(),
-                                     H5P_DEFAULT, H5P_DEFAULT),
-                          "create the checksum attribute of " + what, file));
+  Handle attr(check_id(
+      H5Acreate2(dset.get(), kChecksumAttr, H5T_STD_U64LE, aspace.get(), H5P_DEFAULT, H5P_DEFAULT),
+      "create the checksum attribute of " + what, file));
   check_call(H5Awrite(attr.get(), H5T_NATIVE_UINT64, &sum),
-              "write the checksum attribute of " + what, file);
+             "write the checksum attribute of " + what, file);
   return sum;
 }
 
 void write_attr_i64(hid_t obj, const std::string& name, int64_t value,
                     const std::filesystem::path& file) {
   Handle space(check_id(H5Screate(H5S_SCALAR), "create an attribute dataspace", file));
-  Handle attr(check_id(
-      H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-      "create attribute " + name, file));
+  Handle attr(
+      check_id(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+               "create attribute " + name, file));
   check_call(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), "write attribute " + name, file);
 }
 
@@ -198,9 +216,9 @@ void write_attr_string(hid_t obj, const std::string& name, const std::string& va
   Handle type = string_type(value.size());
   std::string padded = value.empty() ? std::string(1, '\0') : value;
   Handle space(check_id(H5Screate(H5S_SCALAR), "create an attribute dataspace", file));
-  Handle attr(check_id(
-      H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-      "create attribute " + name, file));
+  Handle attr(
+      check_id(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+               "create attribute " + name, file));
   check_call(H5Awrite(attr.get(), type.get(), padded.data()), "write attribute " + name, file);
 }
 
@@ -209,9 +227,9 @@ void write_attr_string(hid_t obj, const std::string& name, const std::string& va
 void require_signature(const std::filesystem::path& path) {
   quiet();
   if (H5Fis_hdf5(path.c_str()) == 0) {  // reads the signature only
-    throw Error(ErrorKind::kUsage,
-                fmt::format("{} is not an HDF5 file; is the checkpoint directory correct?",
-                            path.string()));
+    throw Error(
+        ErrorKind::kUsage,
+        fmt::format("{} is not an HDF5 file; is the checkpoint directory correct?", path.string()));
   }
   H5Eclear2(H5E_DEFAULT);
 }
@@ -267,11 +285,44 @@ std::optional<DatasetView> open_dataset(hid_t file, const std::string& path,
 std::vector<char> read_raw(const DatasetView& view, const std::string& path,
                            const std::filesystem::path& file_path) {
   std::vector<char> bytes(view.bytes);
-  if (!bytes.empty() && H5Dread(view.dataset.get(), view.type.get(), H5S_ALL, H5S_ALL,
-                                H5P_DEFAULT, bytes.data()) < 0) {
+  if (!bytes.empty() && H5Dread(view.dataset.get(), view.type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                bytes.data()) < 0) {
     fail_read("cannot read dataset " + path, file_path);
   }
   return bytes;
+}
+
+uint64_t hash_dataset(const DatasetView& view, const std::string& path,
+                      const std::filesystem::path& file_path, size_t slice_bytes) {
+  if (view.shape.empty() || view.bytes <= slice_bytes) {
+    auto bytes = read_raw(view, path, file_path);
+    return xxh3(bytes.data(), bytes.size());
+  }
+  const hsize_t rows = static_cast<hsize_t>(view.shape[0]);
+  const size_t row_bytes = view.bytes / rows;
+  const hsize_t rows_per_slice = std::max<hsize_t>(1, slice_bytes / std::max<size_t>(row_bytes, 1));
+  std::vector<char> buffer(rows_per_slice * row_bytes);
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                 &XXH3_freeState);
+  XXH3_64bits_reset(state.get());
+  Handle file_space(H5Dget_space(view.dataset.get()));
+  if (!file_space.valid()) fail_read("cannot read the dataspace of " + path, file_path);
+  std::vector<hsize_t> start(view.shape.size(), 0);
+  std::vector<hsize_t> count(view.shape.begin(), view.shape.end());
+  for (hsize_t row = 0; row < rows; row += rows_per_slice) {
+    start[0] = row;
+    count[0] = std::min(rows_per_slice, rows - row);
+    Handle mem_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+    if (!mem_space.valid() ||
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
+                            nullptr) < 0 ||
+        H5Dread(view.dataset.get(), view.type.get(), mem_space.get(), file_space.get(), H5P_DEFAULT,
+                buffer.data()) < 0) {
+      fail_read("cannot read dataset " + path, file_path);
+    }
+    XXH3_64bits_update(state.get(), buffer.data(), count[0] * row_bytes);
+  }
+  return XXH3_64bits_digest(state.get());
 }
 
 void read_float32(const DatasetView& view, float* out, const std::string& path,

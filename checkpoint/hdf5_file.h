@@ -91,9 +91,9 @@ void require_signature(const std::filesystem::path& path);
 
 struct DatasetView {
   Handle dataset;
-  Handle type;                  // the file datatype
-  std::vector<int64_t> shape;   // empty for a scalar
-  size_t bytes = 0;             // number of elements * element size
+  Handle type;                 // the file datatype
+  std::vector<int64_t> shape;  // empty for a scalar
+  size_t bytes = 0;            // number of elements * element size
 };
 // Opens dataset `path` ("/params/x"); nullopt if no such link exists. Error(kUsage) when it
 // exists but cannot be opened.
@@ -102,6 +102,10 @@ std::optional<DatasetView> open_dataset(hid_t file, const std::string& path,
 // Reads the whole dataset's bytes exactly as stored (memory type = file type).
 std::vector<char> read_raw(const DatasetView& view, const std::string& path,
                            const std::filesystem::path& file_path);
+// XXH3-64 of the dataset's bytes as stored, read in slices of at most `slice_bytes` along the
+// first dimension (bounded memory, one reused buffer: big tensors are not faulted in whole).
+uint64_t hash_dataset(const DatasetView& view, const std::string& path,
+                      const std::filesystem::path& file_path, size_t slice_bytes = 16u << 20);
 // Reads a float32 dataset into `out` (view.bytes bytes). Error(kUsage) if it is not float32.
 void read_float32(const DatasetView& view, float* out, const std::string& path,
                   const std::filesystem::path& file_path);

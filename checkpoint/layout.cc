@@ -9,10 +9,18 @@
 
 namespace conveyor::checkpoint {
 
-std::string step_dir_name(int64_t step) { return fmt::format("step_{:09d}", step); }
-std::string temp_dir_name(int64_t step) { return kTempPrefix + step_dir_name(step); }
-std::string shard_file_name(int stage) { return fmt::format("stage_{:05d}.h5", stage); }
-std::string sidecar_file_name(int stage) { return fmt::format("stage_{:05d}.json", stage); }
+std::string step_dir_name(int64_t step) {
+  return fmt::format("step_{:09d}", step);
+}
+std::string temp_dir_name(int64_t step) {
+  return kTempPrefix + step_dir_name(step);
+}
+std::string shard_file_name(int stage) {
+  return fmt::format("stage_{:05d}.h5", stage);
+}
+std::string sidecar_file_name(int stage) {
+  return fmt::format("stage_{:05d}.json", stage);
+}
 
 std::optional<int64_t> parse_step_dir_name(const std::string& name) {
   static const std::string prefix = "step_";
@@ -21,7 +29,8 @@ std::optional<int64_t> parse_step_dir_name(const std::string& name) {
   }
   const char* begin = name.data() + prefix.size();
   const char* end = name.data() + name.size();
-  if (!std::all_of(begin, end, [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+  if (!std::all_of(begin, end,
+                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
     return std::nullopt;
   }
   int64_t step = 0;

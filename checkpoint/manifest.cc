@@ -55,10 +55,11 @@ size_t element_count(const std::vector<int64_t>& shape) {
 json to_json(const ShardInfo& shard) {
   json datasets = json::object();
   for (const auto& [path, info] : shard.datasets) {
-    datasets[path] = {{"shape", info.shape}, {"dtype", info.dtype}, {"xxh3", checksum_hex(info.xxh3)}};
+    datasets[path] = {
+        {"shape", info.shape}, {"dtype", info.dtype}, {"xxh3", checksum_hex(info.xxh3)}};
   }
-  return {{"step", shard.step},   {"stage", shard.stage},   {"num_stages", shard.num_stages},
-          {"file", shard.file},   {"bytes", shard.bytes},   {"params", shard.params},
+  return {{"step", shard.step},  {"stage", shard.stage}, {"num_stages", shard.num_stages},
+          {"file", shard.file},  {"bytes", shard.bytes}, {"params", shard.params},
           {"datasets", datasets}};
 }
 
@@ -123,8 +124,8 @@ json to_json(const Manifest& manifest) {
   for (const auto& shard : manifest.shards) shards.push_back(to_json(shard));
   json params = json::object();
   for (const auto& [name, loc] : manifest.params) {
-    params[name] = {{"file", loc.file}, {"stage", loc.stage}, {"stages", loc.stages},
-                    {"shape", loc.shape}};
+    params[name] = {
+        {"file", loc.file}, {"stage", loc.stage}, {"stages", loc.stages}, {"shape", loc.shape}};
   }
   return {{"format", kFormatName},
           {"format_version", manifest.format_version},

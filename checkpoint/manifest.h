@@ -32,16 +32,16 @@ struct ShardInfo {
   int64_t step = 0;
   int stage = 0;
   int num_stages = 0;
-  std::string file;    // name inside the step directory, "stage_00000.h5"
-  uint64_t bytes = 0;  // file size
+  std::string file;                             // name inside the step directory, "stage_00000.h5"
+  uint64_t bytes = 0;                           // file size
   std::map<std::string, DatasetInfo> datasets;  // HDF5 path ("/params/wte.weight") -> info
   std::vector<std::string> params;              // parameter names, in the order written
 };
 
 struct ParamLocation {
-  int stage = 0;                // the main copy: the lowest stage holding the parameter
-  std::string file;             // that stage's shard file
-  std::vector<int> stages;      // every stage holding a copy (tied embeddings: first and last)
+  int stage = 0;            // the main copy: the lowest stage holding the parameter
+  std::string file;         // that stage's shard file
+  std::vector<int> stages;  // every stage holding a copy (tied embeddings: first and last)
   std::vector<int64_t> shape;
 };
 
@@ -49,9 +49,9 @@ struct Manifest {
   int format_version = kFormatVersion;
   int64_t step = 0;
   int num_stages = 0;
-  nlohmann::json config;    // the run's configuration, as given to commit_step()
-  std::string fingerprint;  // model/config fingerprint, as given to commit_step()
-  std::vector<ShardInfo> shards;               // index == stage; authoritative
+  nlohmann::json config;          // the run's configuration, as given to commit_step()
+  std::string fingerprint;        // model/config fingerprint, as given to commit_step()
+  std::vector<ShardInfo> shards;  // index == stage; authoritative
   std::map<std::string, ParamLocation> params;  // derived from shards
   std::vector<int> layer_stages;  // layer index -> stage, from "layers.NNN.*" names (-1: none)
 };

@@ -12,11 +12,11 @@ namespace conveyor::checkpoint {
 namespace {
 
 void validate_name(const std::string& name) {
-  CONVEYOR_REQUIRE(!name.empty() && name.find('/') == std::string::npos && name != "." &&
-                       name != "..",
-                   "checkpoint parameter name \"{}\" is invalid: it must be non-empty and contain "
-                   "no '/'",
-                   name);
+  CONVEYOR_REQUIRE(
+      !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+      "checkpoint parameter name \"{}\" is invalid: it must be non-empty and contain "
+      "no '/'",
+      name);
 }
 
 void validate(const ShardContents& c) {
@@ -112,13 +112,14 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
     h5::Handle state = h5::create_group(file.get(), "/state", part_path);
     std::string text = contents.state.dump();
     h5::Handle type = h5::string_type(text.size());
-    info.datasets["/state/json"] = {
-        {}, "string",
-        h5::write_dataset(state.get(), "json", type.get(), type.get(), {}, text.data(),
-                          text.size(), part_path)};
+    info.datasets["/state/json"] = {{},
+                                    "string",
+                                    h5::write_dataset(state.get(), "json", type.get(), type.get(),
+                                                      {}, text.data(), text.size(), part_path)};
     int64_t step = contents.step;
     info.datasets["/state/step"] = {
-        {}, "int64",
+        {},
+        "int64",
         h5::write_dataset(state.get(), "step", H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &step,
                           sizeof(step), part_path)};
     state.reset();

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "launcher/bench_schedule.h"
 #include "launcher/bench_transport.h"
 #include "launcher/commands.h"
 
@@ -69,6 +70,7 @@ void add_bench(CLI::App& app, Runner& run) {
   s->callback([&run, sgemm] { run = [sgemm] { return run_sgemm(*sgemm); }; });
 
   // TEMP add_bench_transport(*bench, run);
+  add_bench_schedule(*bench, run);
 }
 
 }  // namespace conveyor::cli

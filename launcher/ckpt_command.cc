@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
@@ -15,8 +17,8 @@ namespace {
 
 int run_verify(const std::string& dir, bool quick) {
   auto step_dir = checkpoint::resolve_step_dir(dir);
-  auto result = checkpoint::verify(step_dir, quick ? checkpoint::VerifyLevel::kStructure
-                                                   : checkpoint::VerifyLevel::kFull);
+  auto result = checkpoint::verify(
+      step_dir, quick ? checkpoint::VerifyLevel::kStructure : checkpoint::VerifyLevel::kFull);
   fmt::print("ok: step {}, {} shards, {} datasets {}\n", result.step, result.shards,
              result.datasets, quick ? "present (checksums not read)" : "verified");
   return kExitOk;
@@ -34,8 +36,8 @@ int run_inspect(const std::string& dir) {
   uint64_t total = 0;
   fmt::print("shards:\n");
   for (const auto& shard : m.shards) {
-    bool optim = shard.datasets.count(fmt::format("/{}/{}", checkpoint::kExpAvg,
-                                                  shard.params.empty() ? "" : shard.params[0]));
+    bool optim = shard.datasets.count(
+        fmt::format("/{}/{}", checkpoint::kExpAvg, shard.params.empty() ? "" : shard.params[0]));
     fmt::print("  stage {:>3}  {}  {} bytes  {} parameters{}\n", shard.stage, shard.file,
                shard.bytes, shard.params.size(), optim ? " + Adam state" : "");
     total += shard.bytes;
@@ -45,18 +47,28 @@ int run_inspect(const std::string& dir) {
     fmt::print("layer -> stage: {}\n", fmt::join(m.layer_stages, " "));
   }
 
-  size_t width = 0;
-  for (const auto& [name, loc] : m.params) width = std::max(width, name.size());
-  fmt::print("parameters (file, name, shape, bytes):\n");
+  // One row per parameter copy, in the order each shard wrote them; columns aligned.
+  struct Row {
+    std::string file, name, shape, bytes, note;
+  };
+  std::vector<Row> rows;
+  size_t name_w = 0, shape_w = 0;
   for (const auto& shard : m.shards) {
     for (const auto& name : shard.params) {
       const auto& info = shard.datasets.at(fmt::format("/{}/{}", checkpoint::kParams, name));
       const auto& loc = m.params.at(name);
-      std::string copy = loc.stage == shard.stage ? "" : fmt::format("  (copy of stage {})", loc.stage);
-      fmt::print("  {}  {:<{}}  [{}]  {}{}\n", shard.file, name, width,
-                 fmt::join(info.shape, ", "), checkpoint::element_count(info.shape) * sizeof(float),
-                 copy);
+      Row row{shard.file, name, fmt::format("[{}]", fmt::join(info.shape, ", ")),
+              std::to_string(checkpoint::element_count(info.shape) * sizeof(float)),
+              loc.stage == shard.stage ? "" : fmt::format("  (copy of stage {})", loc.stage)};
+      name_w = std::max(name_w, row.name.size());
+      shape_w = std::max(shape_w, row.shape.size());
+      rows.push_back(std::move(row));
     }
+  }
+  fmt::print("parameters ({}; file, name, shape, bytes):\n", m.params.size());
+  for (const auto& r : rows) {
+    fmt::print("  {}  {:<{}}  {:<{}}  {}{}\n", r.file, r.name, name_w, r.shape, shape_w, r.bytes,
+               r.note);
   }
   return kExitOk;
 }

@@ -66,7 +66,15 @@ struct Child {
   int exit_code = 0;
 };
 
+bool g_quiet = false;
+std::string g_quiet_log;  // the ranks' output in quiet mode
+
 void emit(Child& c, const char* data, size_t n, bool flush_partial) {
+  if (g_quiet) {
+    g_quiet_log += fmt::format("[rank {}] ", c.rank);
+    g_quiet_log.append(data, n);
+    return;
+  }
   c.partial.append(data, n);
   size_t start = 0, nl;
   while ((nl = c.partial.find('\n', start)) != std::string::npos) {
@@ -220,6 +228,7 @@ int run_supervisor(const LaunchOptions& o) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
+  g_quiet = o.quiet;
   int code = 0;
   for (int attempt = 0; attempt <= o.max_restarts; ++attempt) {
     if (attempt > 0) {
@@ -231,6 +240,7 @@ int run_supervisor(const LaunchOptions& o) {
                      random_token());
     if (code == 0 || g_signal != 0 || code == 2) break;  // bad usage will not get better
   }
+  if (code != 0 && o.quiet) std::fputs(g_quiet_log.c_str(), stderr);
   return code;
 }
 

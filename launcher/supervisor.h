@@ -16,6 +16,7 @@ struct LaunchOptions {
   int master_port = 0;       // 0: pick a free port (single node only)
   int max_restarts = 0;      // restart the whole group this many times after a failure
   double grace_seconds = 5;  // SIGTERM -> SIGKILL for the survivors of a failure
+  bool quiet = false;        // keep the ranks' output; print it (to stderr) only on failure
   std::vector<std::string> command;  // "conveyor" as argv[0] means this binary
 };
 

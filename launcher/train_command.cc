@@ -57,6 +57,10 @@ void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c) {
       ->capture_default_str();
   sub.add_option("--print-every", c.print_every, "progress line every N steps")
       ->capture_default_str();
+  // Benchmark-only: simulated compute (conveyor bench schedule); hidden from --help.
+  sub.add_option("--sleep-f-ms", c.sleep_f_ms)->group("");
+  sub.add_option("--sleep-b-ms", c.sleep_b_ms)->group("");
+  sub.add_option("--sleep-w-ms", c.sleep_w_ms)->group("");
 }
 
 }  // namespace

@@ -13,8 +13,8 @@
 namespace conveyor::model {
 
 struct OptimizerConfig {
-  float lr = 3e-3f;           // peak learning rate
-  int64_t warmup = 20;        // linear warmup steps
+  float lr = 5e-3f;           // peak learning rate
+  int64_t warmup = 30;        // linear warmup steps
   float min_lr_ratio = 0.1f;  // min_lr = lr * min_lr_ratio
   float weight_decay = 0.1f;  // applied to 2-D weights only
   float grad_clip = 1.0f;     // clip the global gradient norm to this; <= 0 disables

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -50,8 +51,7 @@ struct Executor::Impl {
   const Schedule& sched;
   int stage, p, last_vs;
   transport::Transport* transport;
-  double timeout_s;
-  bool record;
+  ExecutorOptions options;
   size_t act_bytes;  // N*C floats
 
   std::vector<std::vector<std::unique_ptr<SlotState>>> pool;  // [chunk] -> slots
@@ -62,21 +62,20 @@ struct Executor::Impl {
   const BatchLoader* load = nullptr;
   StepResult result;
 
-  Impl(model::StageModel& m, const Schedule& s, int st, transport::Transport* t, double timeout,
-       bool rec)
+  Impl(model::StageModel& m, const Schedule& s, int st, transport::Transport* t,
+       const ExecutorOptions& o)
       : model(m),
         sched(s),
         stage(st),
         p(s.stages),
         last_vs(s.num_virtual_stages() - 1),
         transport(t),
-        timeout_s(timeout),
-        record(rec),
+        options(o),
         act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)) {
     pool.resize(m.num_chunks());
   }
 
-  Deadline deadline() const { return Deadline::after_seconds(timeout_s); }
+  Deadline deadline() const { return Deadline::after_seconds(options.wait_timeout_s); }
 
   transport::Tag tag(int mb, int chunk, transport::Tag::Direction dir) const {
     return transport::Tag{static_cast<uint32_t>(step), static_cast<uint16_t>(mb),
@@ -123,7 +122,7 @@ struct Executor::Impl {
   }
 
   void span(const std::string& name, const char* category, double start_us, double end_us) {
-    if (record) result.spans.push_back({stage, name, category, start_us, end_us - start_us});
+    if (options.record_spans) result.spans.push_back({stage, name, category, start_us, end_us - start_us});
   }
 
   // Posts the receive an action needs, if it comes from another stage.
@@ -218,6 +217,11 @@ struct Executor::Impl {
   void compute(const Action& a, F&& f) {
     const double t0 = wall_us();
     f();
+    double sleep_ms = 0;
+    if (a.op == Op::kForward) sleep_ms = options.sleep_f_ms;
+    if (a.op == Op::kBackwardInput) sleep_ms = options.sleep_b_ms;
+    if (a.op == Op::kBackwardWeight) sleep_ms = options.sleep_w_ms;
+    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
     const double t1 = wall_us();
     result.busy_seconds += (t1 - t0) * 1e-6;
     span(fmt::format("{}{}{}", op_letter(a.op), a.microbatch,
@@ -246,10 +250,13 @@ struct Executor::Impl {
         case Op::kForward:
           forward(a);
           break;
-        case Op::kBackward:
-          backward_input(a, loss_scale);
+        case Op::kBackward: {  // B then W at once; traced as the two parts
+          Action b = a;
+          b.op = Op::kBackwardInput;
+          backward_input(b, loss_scale);
           backward_weight(a);
           break;
+        }
         case Op::kBackwardInput:
           backward_input(a, loss_scale);
           break;
@@ -275,9 +282,8 @@ struct Executor::Impl {
 };
 
 Executor::Executor(model::StageModel& model, const Schedule& schedule, int stage,
-                   transport::Transport* transport, double wait_timeout_s, bool record_spans)
-    : impl_(std::make_unique<Impl>(model, schedule, stage, transport, wait_timeout_s,
-                                   record_spans)) {
+                   transport::Transport* transport, const ExecutorOptions& options)
+    : impl_(std::make_unique<Impl>(model, schedule, stage, transport, options)) {
   CONVEYOR_CHECK((transport != nullptr) == (schedule.stages > 1),
                  "a transport is needed exactly when there is more than one stage");
 }

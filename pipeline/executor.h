@@ -40,12 +40,20 @@ struct StepResult {
   std::vector<Span> spans;    // filled when tracing
 };
 
+struct ExecutorOptions {
+  double wait_timeout_s = 600;  // bounds every single wait
+  bool record_spans = false;    // keep every action's span (for --trace)
+  // Simulated compute for `conveyor bench schedule`: each F, B and W also sleeps this long
+  // (BW sleeps b + w), so schedules can be measured with more stages than cores.
+  double sleep_f_ms = 0, sleep_b_ms = 0, sleep_w_ms = 0;
+};
+
 class Executor {
  public:
   // REQUIRES: schedule validated; model holds the chunks of `stage` in chunk order;
-  // transport non-null iff schedule.stages > 1. wait_timeout_s bounds every single wait.
+  // transport non-null iff schedule.stages > 1.
   Executor(model::StageModel& model, const Schedule& schedule, int stage,
-           transport::Transport* transport, double wait_timeout_s, bool record_spans);
+           transport::Transport* transport, const ExecutorOptions& options);
   ~Executor();
 
   // Runs every action of this stage for step `step`. loss_scale multiplies the head's loss

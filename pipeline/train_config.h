@@ -26,7 +26,7 @@ struct TrainConfig {
   std::string partition;  // empty: balanced
 
   // Run
-  int64_t steps = 300;
+  int64_t steps = 600;
   int64_t exit_at_step = -1;  // stop after this step (saving first when ckpt_dir is set)
   uint64_t seed = 1337;
   std::string device = "cpu";
@@ -44,6 +44,9 @@ struct TrainConfig {
   std::string trace;
   int sample = 0;  // characters generated at the end
   int print_every = 10;
+
+  // Benchmarks only (`conveyor bench schedule`): simulated compute per F, B and W.
+  double sleep_f_ms = 0, sleep_b_ms = 0, sleep_w_ms = 0;
 
   // Throws Error(kUsage) naming the flag and how to fix it.
   void validate() const;

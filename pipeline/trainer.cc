@@ -17,6 +17,7 @@
 #include "pipeline/schedule.h"
 #include "pipeline/schedule_validator.h"
 #include "pipeline/span_codec.h"
+#include "pipeline/stage_checkpoint.h"
 #include "pipeline/trace.h"
 #include "transport/transport.h"
 
@@ -102,6 +103,8 @@ TrainSummary train(const TrainConfig& config) {
   const auto chunks = my_chunks(config, stage);
   model::StageModel model(config.model, chunks, config.micro_batch_size);
   model.store().initialize(config.seed);
+  StageCheckpoint checkpoint(config, model, stage, transport.get());
+  const int64_t start_step = checkpoint.restore();
   const int head_stage = (config.stages * config.virtual_stages - 1) % config.stages;
   const bool reporter = model.holds_head();
 
@@ -128,11 +131,16 @@ TrainSummary train(const TrainConfig& config) {
   std::unique_ptr<MetricsWriter> metrics;
   if (reporter && !config.metrics.empty()) metrics = std::make_unique<MetricsWriter>(config.metrics);
 
-  Executor executor(model, schedule, stage, transport.get(), kWaitTimeoutSeconds,
-                    !config.trace.empty());
+  ExecutorOptions exec_options;
+  exec_options.wait_timeout_s = kWaitTimeoutSeconds;
+  exec_options.record_spans = !config.trace.empty();
+  exec_options.sleep_f_ms = config.sleep_f_ms;
+  exec_options.sleep_b_ms = config.sleep_b_ms;
+  exec_options.sleep_w_ms = config.sleep_w_ms;
+  Executor executor(model, schedule, stage, transport.get(), exec_options);
+  int peak_inflight = 0;
   std::vector<Span> trace_spans;
 
-  const int64_t start_step = 0;
   const int64_t end_step = config.exit_at_step > 0 ? config.exit_at_step : config.steps;
   const float loss_scale = 1.0f / static_cast<float>(config.tokens_per_step());
   const size_t num_params = model::parameter_table(config.model).size();
@@ -147,6 +155,7 @@ TrainSummary train(const TrainConfig& config) {
                          config.model.seq, tokens, targets);
     };
     StepResult r = executor.run_step(step, load, loss_scale);
+    peak_inflight = std::max(peak_inflight, r.peak_inflight);
     if (!config.trace.empty()) {
       trace_spans.insert(trace_spans.end(), r.spans.begin(), r.spans.end());
     }
@@ -155,7 +164,9 @@ TrainSummary train(const TrainConfig& config) {
     // One all-reduce carries the per-parameter gradient sums of squares, every stage's bubble
     // and the loss; element-wise sums with a single non-zero term are exact.
     std::vector<double> reduce = model.grad_sum_squares();
-    reduce.resize(num_params + config.stages + 1, 0.0);
+    const size_t status_at = num_params + config.stages + 1;
+    reduce.resize(status_at + StageCheckpoint::kStatusSize, 0.0);
+    checkpoint.fill_status(&reduce[status_at]);
     reduce[num_params + stage] =
         r.step_seconds > 0 ? std::max(0.0, 1.0 - r.busy_seconds / r.step_seconds) : 0.0;
     if (reporter) {
@@ -166,6 +177,7 @@ TrainSummary train(const TrainConfig& config) {
     if (transport) {
       reduce = transport->all_reduce_sum(reduce, Deadline::after_seconds(kWaitTimeoutSeconds));
     }
+    checkpoint.on_status(&reduce[status_at]);  // commits a finished async save
     const double norm = model::global_norm(std::span(reduce).first(num_params));
     const float clip = model::clip_factor(config.optim, norm);
     if (clip != 1.0f) {
@@ -199,8 +211,19 @@ TrainSummary train(const TrainConfig& config) {
         std::fflush(stdout);
       }
     }
+    const int64_t steps_done = step + 1;
+    if ((config.save_every > 0 && steps_done % config.save_every == 0) || steps_done == end_step) {
+      checkpoint.save(steps_done);
+    }
+  }
+  checkpoint.finish();
+  if (start_step >= end_step && reporter) {
+    std::printf("nothing to do: the checkpoint has already done %lld of %lld steps\n",
+                static_cast<long long>(start_step), static_cast<long long>(end_step));
   }
 
+  CONVEYOR_LOG_INFO("stage {}: at most {} micro-batches in flight (schedule bound {})", stage,
+                    peak_inflight, schedule.max_inflight(stage));
   if (!config.trace.empty()) {
     std::vector<Span> all = trace_spans;
     if (transport) {
@@ -215,9 +238,13 @@ TrainSummary train(const TrainConfig& config) {
     }
     if (stage == 0) write_chrome_trace(config.trace, all);
   }
-  if (config.sample > 0 && config.stages == 1) {
-    std::string text = generate(model, "\n", config.sample, config.seed);
-    std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());
+  if (config.sample > 0) {
+    const PipelinePlace place{stage, config.stages, transport.get()};
+    std::string text = generate(model, place, "\n", config.sample, config.seed);
+    if (reporter) {
+      std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());
+      std::fflush(stdout);
+    }
   }
   if (transport) transport->shutdown(Deadline::after_seconds(kWaitTimeoutSeconds));
   return summary;

@@ -1,6 +1,6 @@
 // `conveyor ckpt verify|inspect` through the real binary: output and exit codes.
-#include <catch2/catch.hpp>
 #include <hdf5.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 
@@ -76,5 +76,5 @@ TEST_CASE("conveyor ckpt inspect prints step, config, stages and every parameter
     }
   }
   CHECK_THAT(r.output, Catch::Matches("(.|\\n)*stage_00001\\.h5  layers\\.003\\.fc\\.weight +"
-                                      "\\[8, 8\\]  256(.|\\n)*"));
+                                      "\\[8, 8\\] +256(.|\\n)*"));
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <thread>
 
 #include "common/error.h"
 #include "tests/integration/transport/multi_rank.h"

@@ -1,6 +1,6 @@
 // Damage made through the files themselves must be detected and name the culprit.
-#include <catch2/catch.hpp>
 #include <hdf5.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 #include <nlohmann/json.hpp>

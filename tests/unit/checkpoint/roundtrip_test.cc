@@ -88,10 +88,18 @@ TEST_CASE("write_shard rejects invalid contents", "[checkpoint]") {
   auto tmp = begin_step(dir.path(), 1);
   auto tensors = fake_stage(0, 1, 1);
   auto c = contents_of(tensors, 0, 1, 1);
-  SECTION("a name with a slash") { c.params[0].name = "a/b"; }
-  SECTION("optimizer state out of step with params") { c.exp_avg.pop_back(); }
-  SECTION("a duplicate name") { c.params[1].name = c.params[0].name; }
-  SECTION("stage out of range") { c.stage = 1; }
+  SECTION("a name with a slash") {
+    c.params[0].name = "a/b";
+  }
+  SECTION("optimizer state out of step with params") {
+    c.exp_avg.pop_back();
+  }
+  SECTION("a duplicate name") {
+    c.params[1].name = c.params[0].name;
+  }
+  SECTION("stage out of range") {
+    c.stage = 1;
+  }
   try {
     write_shard(tmp, c);
     FAIL("expected an error");

@@ -1,0 +1,236 @@
+#include "pipeline/stage_checkpoint.h"
+
+#include <xxhash.h>
+
+#include <filesystem>
+
+#include "checkpoint/checkpoint.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/transport.h"
+
+namespace conveyor::pipeline {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kTimeoutSeconds = 600;
+Deadline deadline() { return Deadline::after_seconds(kTimeoutSeconds); }
+
+std::vector<uint8_t> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::string from_bytes(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
+
+}  // namespace
+
+// Host copies of the store's buffers, taken at a step boundary for an async save.
+struct StageCheckpoint::Snapshot {
+  std::vector<float> params, exp_avg, exp_avg_sq;
+  nlohmann::json state;
+};
+
+StageCheckpoint::StageCheckpoint(const TrainConfig& config, model::StageModel& model, int stage,
+                                 transport::Transport* transport)
+    : config_(config), model_(model), stage_(stage), transport_(transport) {}
+
+StageCheckpoint::~StageCheckpoint() {
+  if (writer_.joinable()) writer_.join();
+}
+
+std::string StageCheckpoint::model_fingerprint() const {
+  const std::string text = config_.model.to_json().dump();
+  return fmt::format("{:016x}", XXH3_64bits(text.data(), text.size()));
+}
+
+nlohmann::json StageCheckpoint::state_json(int64_t steps_done) const {
+  return {{"step", steps_done},
+          {"seed", config_.seed},
+          {"sampler", {{"seed", config_.seed}, {"next_step", steps_done}}},
+          {"lr_schedule",
+           {{"lr", config_.optim.lr},
+            {"warmup", config_.optim.warmup},
+            {"steps", config_.steps},
+            {"min_lr_ratio", config_.optim.min_lr_ratio}}},
+          {"config", config_.to_json()}};
+}
+
+int64_t StageCheckpoint::restore() {
+  std::string chosen;  // step directory to load, agreed by every stage
+  const std::string mode = config_.resume.empty() ? (enabled() ? "auto" : "none") : config_.resume;
+  if (stage_ == 0) {
+    if (enabled()) {
+      const int removed = checkpoint::remove_stale_temp_dirs(config_.ckpt_dir);
+      if (removed > 0) {
+        CONVEYOR_LOG_INFO("removed {} unfinished checkpoint director{} in {}", removed,
+                          removed == 1 ? "y" : "ies", config_.ckpt_dir);
+      }
+    }
+    if (mode == "auto") {
+      CONVEYOR_REQUIRE(enabled(), "--resume auto needs --ckpt-dir to say where to look");
+      if (auto latest = checkpoint::find_latest(config_.ckpt_dir)) chosen = latest->string();
+    } else if (mode != "none") {
+      CONVEYOR_REQUIRE(fs::exists(mode), "--resume {}: no such file or directory", mode);
+      fs::path dir = checkpoint::resolve_step_dir(mode);
+      checkpoint::verify(dir);
+      chosen = dir.string();
+    }
+  }
+  if (transport_) {
+    auto bytes = to_bytes(chosen);
+    transport_->broadcast(bytes, 0, deadline());
+    chosen = from_bytes(bytes);
+  }
+  if (chosen.empty()) return 0;
+
+  checkpoint::CheckpointReader reader(chosen);
+  const auto& saved = reader.manifest().config;
+  // The model's shape must match; the pipeline layout may differ (resharding).
+  const nlohmann::json mine = config_.model.to_json();
+  const nlohmann::json theirs = saved.contains("model") ? saved["model"] : nlohmann::json();
+  for (const auto& [key, value] : mine.items()) {
+    CONVEYOR_REQUIRE(theirs.contains(key) && theirs[key] == value,
+                     "checkpoint {} was trained with {} = {} but this run has --{} {}; use the "
+                     "checkpoint's value or start a fresh run (--resume none or another "
+                     "--ckpt-dir)",
+                     chosen, key, theirs.contains(key) ? theirs[key].dump() : "(missing)", key,
+                     value.dump());
+  }
+  if (saved.value("seed", config_.seed) != config_.seed ||
+      saved.value("steps", config_.steps) != config_.steps) {
+    CONVEYOR_LOG_WARN("resuming with a different --seed or --steps than the checkpoint's: the "
+                      "continuation will not match an uninterrupted run");
+  }
+  auto& store = model_.store();
+  for (size_t i = 0; i < store.specs().size(); ++i) {
+    const auto& spec = store.specs()[i];
+    CONVEYOR_REQUIRE(reader.has(spec.name), "checkpoint {} has no parameter {}", chosen, spec.name);
+    const int idx = static_cast<int>(i);
+    reader.read(checkpoint::kParams, spec.name, store.param(idx).data(), spec.numel());
+    reader.read(checkpoint::kExpAvg, spec.name, store.exp_avg(idx).data(), spec.numel());
+    reader.read(checkpoint::kExpAvgSq, spec.name, store.exp_avg_sq(idx).data(), spec.numel());
+  }
+  const int64_t steps_done = reader.state().at("step").get<int64_t>();
+  if (stage_ == 0) {
+    CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {} stage(s))", chosen, steps_done,
+                      reader.manifest().num_stages);
+  }
+  return steps_done;
+}
+
+void StageCheckpoint::commit(int64_t steps_done) {
+  if (stage_ == 0) {
+    checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config_.to_json(),
+                            model_fingerprint(), config_.keep);
+  }
+}
+
+void StageCheckpoint::write_and_commit(int64_t steps_done) {
+  auto& store = model_.store();
+  checkpoint::ShardContents contents;
+  contents.step = steps_done;
+  contents.stage = stage_;
+  contents.num_stages = config_.stages;
+  contents.state = state_json(steps_done);
+  for (size_t i = 0; i < store.specs().size(); ++i) {
+    const auto& spec = store.specs()[i];
+    const int idx = static_cast<int>(i);
+    contents.params.push_back({spec.name, spec.shape, store.param(idx).data()});
+    contents.exp_avg.push_back({spec.name, spec.shape, store.exp_avg(idx).data()});
+    contents.exp_avg_sq.push_back({spec.name, spec.shape, store.exp_avg_sq(idx).data()});
+  }
+  const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
+  checkpoint::write_shard(tmp, contents);
+  if (transport_) transport_->barrier(deadline());  // every shard is written
+  commit(steps_done);
+  if (transport_) transport_->barrier(deadline());  // committed before anyone goes on
+}
+
+void StageCheckpoint::save(int64_t steps_done) {
+  if (!enabled()) return;
+  if (!config_.async_save) {
+    write_and_commit(steps_done);
+    return;
+  }
+  if (async_step_ >= 0) complete_async();  // at most one save in flight
+  // Snapshot at the step boundary; the background thread writes from the copy.
+  auto& store = model_.store();
+  snapshot_ = std::make_unique<Snapshot>();
+  snapshot_->params.assign(store.params().begin(), store.params().end());
+  snapshot_->exp_avg.assign(store.exp_avg().begin(), store.exp_avg().end());
+  snapshot_->exp_avg_sq.assign(store.exp_avg_sq().begin(), store.exp_avg_sq().end());
+  snapshot_->state = state_json(steps_done);
+  async_step_ = steps_done;
+  writer_state_ = 0;
+  writer_error_.clear();
+  writer_ = std::thread([this, steps_done] {
+    try {
+      auto& st = model_.store();
+      checkpoint::ShardContents contents;
+      contents.step = steps_done;
+      contents.stage = stage_;
+      contents.num_stages = config_.stages;
+      contents.state = snapshot_->state;
+      for (size_t i = 0; i < st.specs().size(); ++i) {
+        const auto& spec = st.specs()[i];
+        const size_t off = st.offset(static_cast<int>(i));
+        contents.params.push_back({spec.name, spec.shape, snapshot_->params.data() + off});
+        contents.exp_avg.push_back({spec.name, spec.shape, snapshot_->exp_avg.data() + off});
+        contents.exp_avg_sq.push_back({spec.name, spec.shape, snapshot_->exp_avg_sq.data() + off});
+      }
+      const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
+      checkpoint::write_shard(tmp, contents);
+      writer_state_ = 1;
+    } catch (const std::exception& e) {
+      writer_error_ = e.what();
+      writer_state_ = 2;
+    }
+  });
+}
+
+void StageCheckpoint::fill_status(double* out) const {
+  out[0] = async_step_ >= 0 && writer_state_ == 1 ? 1.0 : 0.0;
+  out[1] = async_step_ >= 0 && writer_state_ == 2 ? 1.0 : 0.0;
+}
+
+void StageCheckpoint::on_status(const double* summed) {
+  if (async_step_ < 0) return;
+  const int written = static_cast<int>(summed[0]), failed = static_cast<int>(summed[1]);
+  if (failed > 0) {
+    if (writer_.joinable()) writer_.join();
+    if (writer_state_ == 2) {
+      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on this stage: {}",
+                         async_step_, writer_error_);
+    }
+    if (stage_ == 0) {
+      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on {} stage(s); it was not "
+                         "committed (LATEST still names the previous checkpoint); training goes on",
+                         async_step_, failed);
+    }
+  } else if (written == config_.stages) {
+    if (writer_.joinable()) writer_.join();
+    commit(async_step_);
+  } else {
+    return;  // still writing somewhere
+  }
+  async_step_ = -1;
+  snapshot_.reset();
+}
+
+void StageCheckpoint::complete_async() {
+  if (async_step_ < 0) return;
+  if (writer_.joinable()) writer_.join();
+  double status[kStatusSize];
+  fill_status(status);
+  if (transport_) {
+    auto summed = transport_->all_reduce_sum(std::span<const double>(status, kStatusSize),
+                                             deadline());
+    on_status(summed.data());
+  } else {
+    on_status(status);
+  }
+}
+
+void StageCheckpoint::finish() { complete_async(); }
+
+}  // namespace conveyor::pipeline

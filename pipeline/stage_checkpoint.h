@@ -1,0 +1,77 @@
+// Checkpointing from the trainer's side: which step to resume from, loading this stage's
+// parameters and optimizer state by name (from whichever shard holds them, so a job can
+// resume on a different number of stages), and saving: synchronously, or asynchronously
+// with a host snapshot written by a background thread.
+//
+// Collective: every stage calls the same functions at the same steps. Rank 0 removes stale
+// temporary directories, picks the step to resume from, and commits each save once every
+// stage has written its shard.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/stage_model.h"
+#include "pipeline/train_config.h"
+
+namespace conveyor::transport {
+class Transport;
+}
+
+namespace conveyor::pipeline {
+
+class StageCheckpoint {
+ public:
+  // transport is null with one stage.
+  StageCheckpoint(const TrainConfig& config, model::StageModel& model, int stage,
+                  transport::Transport* transport);
+  ~StageCheckpoint();  // joins a background save (its result is then dropped)
+
+  bool enabled() const { return !config_.ckpt_dir.empty(); }
+
+  // Applies --resume: loads the chosen checkpoint into the model and returns the number of
+  // steps it had done (0 when starting fresh). Throws Error(kUsage) for a checkpoint that
+  // does not fit the model (naming the field and both values), a PATH with no committed
+  // step, or a checkpoint that fails verification.
+  int64_t restore();
+
+  // Saves the state after `steps_done` steps. Async (with --async-save): snapshots to host
+  // memory now and writes in the background; a save still in flight is finished first.
+  void save(int64_t steps_done);
+
+  // Async saves: the per-step status this stage contributes to the step's all-reduce, and
+  // what to do with the summed status (commit when every stage is done, report a failure).
+  // Status layout: 2 doubles {written, failed}.
+  static constexpr int kStatusSize = 2;
+  void fill_status(double* out) const;
+  void on_status(const double* summed);
+
+  // Finishes a save still in flight (blocking). Call before the end of the run.
+  void finish();
+
+ private:
+  struct Snapshot;
+  void write_and_commit(int64_t steps_done);
+  void commit(int64_t steps_done);
+  void complete_async();
+  nlohmann::json state_json(int64_t steps_done) const;
+  std::string model_fingerprint() const;
+
+  const TrainConfig& config_;
+  model::StageModel& model_;
+  int stage_;
+  transport::Transport* transport_;
+
+  // Async save in flight (-1: none).
+  int64_t async_step_ = -1;
+  std::unique_ptr<Snapshot> snapshot_;
+  std::thread writer_;
+  std::atomic<int> writer_state_{0};  // 0 running, 1 written, 2 failed
+  std::string writer_error_;
+};
+
+}  // namespace conveyor::pipeline

@@ -1,0 +1,201 @@
+// In-process pieces of the transport: tag packing, the launch environment, the wire
+// codec's defences, RDMA discovery, the UCX probe.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "common/error.h"
+#include "transport/rdma.h"
+#include "transport/tag.h"
+#include "transport/transport.h"
+#include "transport/wire.h"
+
+using namespace conveyor;
+using namespace conveyor::transport;
+
+TEST_CASE("tags pack source rank and every field, and unpack to the same tag", "[transport]") {
+  Tag t;
+  t.step = 0x00ABCDEF;
+  t.microbatch = 0xBEEF;
+  t.chunk = 0x7F;
+  t.direction = Tag::kGradient;
+  for (int rank : {0, 1, 777, kMaxRanks - 1}) {
+    uint64_t packed = pack_tag(rank, t);
+    CHECK(tag_source(packed) == rank);
+    CHECK(unpack_tag(packed) == t);
+  }
+  // Different fields give different tags (no field overlaps another).
+  Tag u = t;
+  u.chunk = 0x7E;
+  CHECK(pack_tag(3, t) != pack_tag(3, u));
+  u = t;
+  u.direction = Tag::kActivation;
+  CHECK(pack_tag(3, t) != pack_tag(3, u));
+  CHECK(pack_tag(3, t) != pack_tag(4, t));
+  // Only the low 24 bits of the step match: steps 2^24 apart share a tag.
+  u = t;
+  u.step = t.step + (1u << 24);
+  CHECK(pack_tag(3, t) == pack_tag(3, u));
+}
+
+namespace {
+
+// Sets environment variables for one scope, restoring the old values after.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
+    for (const char* n : {"RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
+                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "MASTER_ADDR",
+                          "MASTER_PORT", "CONVEYOR_JOB_TOKEN", "CONVEYOR_UCX_PEER_ERROR_MODE"}) {
+      const char* v = std::getenv(n);
+      saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
+      unsetenv(n);
+    }
+    for (auto& [n, v] : vars) setenv(n, v, 1);
+  }
+  ~ScopedEnv() {
+    for (auto& [n, v] : saved_) v ? (void)setenv(n.c_str(), v->c_str(), 1) : (void)unsetenv(n.c_str());
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+}  // namespace
+
+TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[transport]") {
+  SECTION("nothing set: a single-rank job") {
+    ScopedEnv env({});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 0);
+    CHECK(o.world_size == 1);
+    CHECK(o.fingerprint == "fp");
+  }
+  SECTION("torchrun names") {
+    ScopedEnv env({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "node7"},
+                   {"MASTER_PORT", "1234"}, {"CONVEYOR_JOB_TOKEN", "s3cret"},
+                   {"CONVEYOR_UCX_PEER_ERROR_MODE", "1"}});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 3);
+    CHECK(o.world_size == 4);
+    CHECK(o.master_addr == "node7");
+    CHECK(o.master_port == 1234);
+    CHECK(o.job_token == "s3cret");
+    CHECK(o.ucx_peer_error_mode);
+  }
+  SECTION("Slurm") {
+    ScopedEnv env({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 1);
+    CHECK(o.world_size == 2);
+  }
+  SECTION("Open MPI") {
+    ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "8"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 5);
+    CHECK(o.world_size == 8);
+  }
+  SECTION("torchrun names win over Slurm's") {
+    ScopedEnv env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "9"},
+                   {"SLURM_NTASKS", "16"}, {"CONVEYOR_JOB_TOKEN", "t"}});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 0);
+    CHECK(o.world_size == 2);
+  }
+}
+
+TEST_CASE("options_from_env rejects bad values with usage errors", "[transport]") {
+  auto usage_error = [](std::initializer_list<std::pair<const char*, const char*>> vars,
+                        const std::string& mention) {
+    ScopedEnv env(vars);
+    try {
+      options_from_env("fp");
+      FAIL("accepted a bad environment");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK(e.message().find(mention) != std::string::npos);
+    }
+  };
+  usage_error({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}}, "not below");
+  usage_error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}}, "RANK='x'");
+  usage_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}}, "CONVEYOR_JOB_TOKEN");
+  usage_error({{"RANK", "0"}}, "no world size");
+  usage_error({{"MASTER_PORT", "70000"}}, "MASTER_PORT");
+  usage_error({{"CONVEYOR_UCX_PEER_ERROR_MODE", "yes"}}, "must be 0 or 1");
+}
+
+TEST_CASE("the frame decoder refuses garbage and oversized lengths before allocating",
+          "[transport]") {
+  SECTION("round trip, fed one byte at a time") {
+    wire::ByteWriter w;
+    w.u32(7).i32(-3).u64(1ull << 40).str("hello");
+    auto frame = wire::encode_frame(wire::MsgType::kCollective, w.buffer());
+    wire::FrameDecoder d;
+    std::optional<wire::Frame> f;
+    for (uint8_t b : frame) {
+      CHECK(!f);
+      d.feed(&b, 1);
+      f = d.next(wire::kMaxPayload);
+    }
+    REQUIRE(f);
+    CHECK(f->type == wire::MsgType::kCollective);
+    wire::ByteReader r(f->payload);
+    CHECK(r.u32() == 7);
+    CHECK(r.i32() == -3);
+    CHECK(r.u64() == (1ull << 40));
+    CHECK(r.str() == "hello");
+    CHECK(r.at_end());
+  }
+  SECTION("bad magic") {
+    wire::FrameDecoder d;
+    const char junk[] = "GET / HTTP/1.1\r\n";
+    d.feed(reinterpret_cast<const uint8_t*>(junk), 4);
+    CHECK_THROWS_AS(d.next(wire::kMaxPayload), Error);
+  }
+  SECTION("oversized length") {
+    wire::ByteWriter h;
+    h.u32(wire::kMagic).u32(static_cast<uint32_t>(wire::MsgType::kHello)).u64(wire::kMaxHelloPayload + 1);
+    wire::FrameDecoder d;
+    d.feed(h.buffer().data(), h.buffer().size());
+    CHECK_THROWS_AS(d.next(wire::kMaxHelloPayload), Error);
+  }
+  SECTION("unknown type") {
+    wire::ByteWriter h;
+    h.u32(wire::kMagic).u32(999).u64(0);
+    wire::FrameDecoder d;
+    d.feed(h.buffer().data(), h.buffer().size());
+    CHECK_THROWS_AS(d.next(wire::kMaxPayload), Error);
+  }
+  SECTION("a payload that lies about an inner length") {
+    wire::ByteWriter w;
+    w.u64(1000);  // claims 1000 bytes follow; none do
+    wire::ByteReader r(w.buffer());
+    CHECK_THROWS_AS(r.bytes(), Error);
+  }
+}
+
+TEST_CASE("RDMA discovery works with or without RDMA hardware", "[transport]") {
+  auto d = rdma::discover();
+  if (d.devices.empty()) {
+    CHECK(!d.note.empty());  // says why
+    CHECK(rdma::pick_net_device(d, 0).empty());
+  }
+  for (const auto& dev : d.devices) {
+    CHECK(!dev.name.empty());
+    for (const auto& p : dev.ports) CHECK(p.number >= 1);
+  }
+}
+
+TEST_CASE("pick_net_device prefers an active port near the GPU, then the fastest", "[transport]") {
+  rdma::Discovery d;
+  rdma::Port down{1, "PORT_DOWN", "InfiniBand", 4, 53.125};
+  rdma::Port fast{1, "PORT_ACTIVE", "InfiniBand", 4, 53.125};
+  rdma::Port slow{1, "PORT_ACTIVE", "InfiniBand", 4, 25.78125};
+  d.devices.push_back({"mlx5_0", "", 0, "", {down}});
+  d.devices.push_back({"mlx5_1", "", 0, "", {slow}});
+  d.devices.push_back({"mlx5_2", "", 1, "", {fast}});
+  CHECK(rdma::pick_net_device(d, 0) == "mlx5_1:1");
+  CHECK(rdma::pick_net_device(d, 1) == "mlx5_2:1");
+  CHECK(rdma::pick_net_device(d, -1) == "mlx5_2:1");
+}
