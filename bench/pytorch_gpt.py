@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The reference for bench/train_vs_pytorch.sh: the same GPT-2 model and optimizer as
 conveyor's, trained with Debian's python3-torch on the CPU. Prints one JSON line:
 {"impl": "pytorch", "tokens_per_s": ..., "step_ms": ...} (median over the timed steps)."""

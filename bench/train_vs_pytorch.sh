@@ -23,7 +23,7 @@ sgemm_gflops=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["gflop
 conveyor_tps=$(tail -n +3 "$tmp/conveyor.jsonl" |
   python3 -c 'import json,sys; [print(json.loads(l)["tokens_per_s"]) for l in sys.stdin]' | median)
 
-torch_json=$(python3 "$here/pytorch_gpt.py" --layers $L --dim $D --heads $H --seq $T \
+torch_json=$(/usr/bin/python3 "$here/pytorch_gpt.py" --layers $L --dim $D --heads $H --seq $T \
   --vocab $V --batch $BATCH --steps "$steps")
 torch_tps=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["tokens_per_s"])' "$torch_json")
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "checkpoint/fault_injection.h"
 #include "checkpoint/file_util.h"
 #include "checkpoint/layout.h"
 #include "checkpoint/manifest.h"
@@ -114,8 +115,15 @@ void commit_step(const fs::path& root, int64_t step, int num_stages, const json&
     remove_dir(replaced);
     rename_path(final_dir, replaced);
   }
+  // TEST HOOKS (fault_injection.h): a crash just before and just after the commit point.
+  if (fault::armed("CONVEYOR_FAULT_KILL_BEFORE_COMMIT", step)) {
+    fault::kill_self("CONVEYOR_FAULT_KILL_BEFORE_COMMIT", step);
+  }
   rename_path(tmp, final_dir);  // the commit point
   fsync_dir(root);
+  if (fault::armed("CONVEYOR_FAULT_KILL_AFTER_COMMIT", step)) {
+    fault::kill_self("CONVEYOR_FAULT_KILL_AFTER_COMMIT", step);
+  }
   write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
   if (!replaced.empty()) remove_dir(replaced);
   CONVEYOR_LOG_INFO("checkpoint step {} committed to {}", step, final_dir.string());

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "checkpoint/fault_injection.h"
 #include "checkpoint/file_util.h"
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/layout.h"
@@ -51,10 +52,29 @@ void validate(const ShardContents& c) {
   }
 }
 
+// TEST HOOK (fault_injection.h): with a fault armed for this step and stage, die or fail
+// half-way through the /params group, leaving a partly written .part file behind.
+void maybe_fault_midway(const ShardContents& c) {
+  if (fault::armed("CONVEYOR_FAULT_KILL_IN_SAVE", c.step, c.stage)) {
+    fault::kill_self("CONVEYOR_FAULT_KILL_IN_SAVE", c.step);
+  }
+  if (fault::armed("CONVEYOR_FAULT_FAIL_SAVE", c.step, c.stage)) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("checkpoint shard of stage {} for step {}: injected failure "
+                            "(CONVEYOR_FAULT_FAIL_SAVE)",
+                            c.stage, c.step),
+                "unset CONVEYOR_FAULT_FAIL_SAVE; it is a test hook");
+  }
+}
+
+// `midway`, if set, runs after half of the tensors are written.
 void write_group(hid_t file, const char* group, const std::vector<TensorRef>& tensors,
-                 const std::filesystem::path& path, ShardInfo& info) {
+                 const std::filesystem::path& path, ShardInfo& info,
+                 const ShardContents* midway = nullptr) {
   h5::Handle g = h5::create_group(file, std::string("/") + group, path);
-  for (const auto& t : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (midway != nullptr && i == tensors.size() / 2) maybe_fault_midway(*midway);
+    const auto& t = tensors[i];
     size_t bytes = element_count(t.shape) * sizeof(float);
     uint64_t sum = h5::write_dataset(g.get(), t.name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t.shape,
                                      t.data, bytes, path);
@@ -98,7 +118,7 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
     h5::write_attr_i64(file.get(), "stage", contents.stage, part_path);
     h5::write_attr_i64(file.get(), "num_stages", contents.num_stages, part_path);
 
-    write_group(file.get(), kParams, contents.params, part_path, info);
+    write_group(file.get(), kParams, contents.params, part_path, info, &contents);
     if (!contents.exp_avg.empty() || !contents.exp_avg_sq.empty()) {
       h5::Handle optim = h5::create_group(file.get(), "/optim", part_path);
       if (!contents.exp_avg.empty()) {

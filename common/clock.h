@@ -16,8 +16,8 @@ class Deadline {
  public:
   static Deadline after(std::chrono::milliseconds d) { return Deadline(Clock::now() + d); }
   static Deadline after_seconds(double s) {
-    return Deadline(Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                       std::chrono::duration<double>(s)));
+    return Deadline(Clock::now() +
+                    std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
   }
   bool expired() const { return Clock::now() >= at_; }
   Clock::time_point at() const { return at_; }

@@ -53,14 +53,15 @@ inline constexpr int kExitPeerFailed = 3;
 
 // Throws a usage error (exit 2) with a formatted message when `cond` is false.
 // Usage: CONVEYOR_REQUIRE(d % h == 0, "--dim {} is not divisible by --heads {}", d, h);
-#define CONVEYOR_REQUIRE(cond, ...)                                                  \
-  do {                                                                               \
+#define CONVEYOR_REQUIRE(cond, ...)                                                                \
+  do {                                                                                             \
     if (!(cond)) throw ::conveyor::Error(::conveyor::ErrorKind::kUsage, fmt::format(__VA_ARGS__)); \
   } while (0)
 
 // Throws a runtime error (exit 1) when `cond` is false; for invariants that do not vanish
 // under NDEBUG.
-#define CONVEYOR_CHECK(cond, ...)                                                      \
-  do {                                                                                 \
-    if (!(cond)) throw ::conveyor::Error(::conveyor::ErrorKind::kRuntime, fmt::format(__VA_ARGS__)); \
+#define CONVEYOR_CHECK(cond, ...)                                                         \
+  do {                                                                                    \
+    if (!(cond))                                                                          \
+      throw ::conveyor::Error(::conveyor::ErrorKind::kRuntime, fmt::format(__VA_ARGS__)); \
   } while (0)

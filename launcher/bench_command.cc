@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "launcher/bench_checkpoint.h"
 #include "launcher/bench_schedule.h"
 #include "launcher/bench_transport.h"
 #include "launcher/commands.h"
@@ -30,8 +31,9 @@ struct SgemmOptions {
 int run_sgemm(const SgemmOptions& o) {
   CONVEYOR_REQUIRE(o.m > 0 && o.n > 0 && o.k > 0 && o.repeats > 0,
                    "bench sgemm: --m, --n, --k and --repeats must be positive");
-  const int threads = o.threads > 0 ? o.threads
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = o.threads > 0
+                          ? o.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   openblas_set_num_threads(threads);
   std::vector<float> a(size_t(o.m) * o.k, 0.5f), b(size_t(o.n) * o.k, 0.25f), c(size_t(o.m) * o.n);
   auto once = [&] {
@@ -48,9 +50,10 @@ int run_sgemm(const SgemmOptions& o) {
   std::sort(seconds.begin(), seconds.end());
   const double median = seconds[seconds.size() / 2];
   const double gflops = 2.0 * o.m * o.n * o.k / median / 1e9;
-  std::printf("{\"bench\": \"sgemm\", \"m\": %d, \"n\": %d, \"k\": %d, \"threads\": %d, "
-              "\"gflops\": %.2f}\n",
-              o.m, o.n, o.k, threads, gflops);
+  std::printf(
+      "{\"bench\": \"sgemm\", \"m\": %d, \"n\": %d, \"k\": %d, \"threads\": %d, "
+      "\"gflops\": %.2f}\n",
+      o.m, o.n, o.k, threads, gflops);
   return kExitOk;
 }
 
@@ -71,6 +74,7 @@ void add_bench(CLI::App& app, Runner& run) {
 
   // TEMP add_bench_transport(*bench, run);
   add_bench_schedule(*bench, run);
+  add_bench_checkpoint(*bench, run);
 }
 
 }  // namespace conveyor::cli

@@ -1,10 +1,10 @@
 #include "launcher/bench_schedule.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -34,7 +34,8 @@ double median(std::vector<double> v) {
 
 int run_bench_schedule(Options o) {
   const auto kind = pipeline::parse_schedule_kind(o.schedule);
-  if (o.virtual_stages == 0) o.virtual_stages = kind == pipeline::ScheduleKind::kInterleaved ? 2 : 1;
+  if (o.virtual_stages == 0)
+    o.virtual_stages = kind == pipeline::ScheduleKind::kInterleaved ? 2 : 1;
   CONVEYOR_REQUIRE(o.f_ms >= 0 && o.b_ms >= 0 && o.w_ms >= 0,
                    "--f-ms, --b-ms and --w-ms must not be negative");
   CONVEYOR_REQUIRE(o.steps >= 3, "--steps must be at least 3 (the first two are warm-up)");
@@ -48,19 +49,45 @@ int run_bench_schedule(Options o) {
   launch.nproc = o.stages;
   launch.quiet = true;
   // A tiny real model (one layer per piece) whose compute is negligible next to the sleeps.
-  launch.command = {"conveyor", "train", "--stages", std::to_string(o.stages),
-                    "--microbatches", std::to_string(o.microbatches), "--schedule", o.schedule,
-                    "--virtual-stages", std::to_string(o.virtual_stages), "--layers",
-                    std::to_string(o.stages * o.virtual_stages), "--dim", "8", "--heads", "1",
-                    "--seq", "8", "--micro-batch-size", "1", "--threads", "1", "--steps",
-                    std::to_string(o.steps), "--print-every", "0", "--metrics",
-                    metrics.string(), "--sleep-f-ms", fmt::format("{}", o.f_ms),
-                    "--sleep-b-ms", fmt::format("{}", o.b_ms), "--sleep-w-ms",
+  launch.command = {"conveyor",
+                    "train",
+                    "--stages",
+                    std::to_string(o.stages),
+                    "--microbatches",
+                    std::to_string(o.microbatches),
+                    "--schedule",
+                    o.schedule,
+                    "--virtual-stages",
+                    std::to_string(o.virtual_stages),
+                    "--layers",
+                    std::to_string(o.stages * o.virtual_stages),
+                    "--dim",
+                    "8",
+                    "--heads",
+                    "1",
+                    "--seq",
+                    "8",
+                    "--micro-batch-size",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--steps",
+                    std::to_string(o.steps),
+                    "--print-every",
+                    "0",
+                    "--metrics",
+                    metrics.string(),
+                    "--sleep-f-ms",
+                    fmt::format("{}", o.f_ms),
+                    "--sleep-b-ms",
+                    fmt::format("{}", o.b_ms),
+                    "--sleep-w-ms",
                     fmt::format("{}", o.w_ms)};
   const int code = run_supervisor(launch);
   if (code != 0) {
     std::filesystem::remove(metrics);
-    throw Error(ErrorKind::kRuntime, fmt::format("bench schedule: the stages failed (exit {})", code));
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("bench schedule: the stages failed (exit {})", code));
   }
   std::vector<double> bubble, step_ms;
   std::ifstream in(metrics);

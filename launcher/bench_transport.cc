@@ -37,7 +37,7 @@ struct BenchOptions {
   size_t min_bytes = 8;
   size_t max_bytes = 64u << 20;
   double factor = 2;
-  int window = 32;              // sends in flight during the bandwidth test
+  int window = 32;                // sends in flight during the bandwidth test
   double seconds_per_size = 0.3;  // rough time budget per size and test
 };
 
@@ -123,7 +123,8 @@ void run_rank(Transport& t, const BenchOptions& o) {
   ping_pong(o.min_bytes, 1000);
   stream(o.min_bytes, 1000);
 
-  for (double size = double(o.min_bytes); size <= double(o.max_bytes) * 1.0000001; size *= o.factor) {
+  for (double size = double(o.min_bytes); size <= double(o.max_bytes) * 1.0000001;
+       size *= o.factor) {
     size_t n = static_cast<size_t>(size);
     // Latency: a short trial (also the warm-up), then the measured run.
     auto t0 = now_seconds();
@@ -137,17 +138,18 @@ void run_rank(Transport& t, const BenchOptions& o) {
     // Bandwidth.
     t0 = now_seconds();
     stream(n, o.window);
-    int bw_iters = agree(iterations_for((now_seconds() - t0) / o.window, o.seconds_per_size,
-                                        o.window, 1000000));
+    int bw_iters = agree(
+        iterations_for((now_seconds() - t0) / o.window, o.seconds_per_size, o.window, 1000000));
     t.barrier(deadline());
     t0 = now_seconds();
     stream(n, bw_iters);
     double seconds = now_seconds() - t0;
     double mbps = double(n) * bw_iters / seconds / double(1 << 20);
     if (me == 0) {
-      fmt::print("{{\"bytes\": {}, \"bandwidth_MBps\": {:.2f}, \"latency_us\": {:.3f}, "
-                 "\"lat_iters\": {}, \"bw_iters\": {}}}\n",
-                 n, mbps, latency_us, lat_iters, bw_iters);
+      fmt::print(
+          "{{\"bytes\": {}, \"bandwidth_MBps\": {:.2f}, \"latency_us\": {:.3f}, "
+          "\"lat_iters\": {}, \"bw_iters\": {}}}\n",
+          n, mbps, latency_us, lat_iters, bw_iters);
       std::fflush(stdout);
     }
   }
@@ -205,7 +207,8 @@ int run_bench(const BenchOptions& o) {
   int status = 0;
   ::waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw Error(ErrorKind::kRuntime, "bench transport: the second rank failed (see its message above)");
+    throw Error(ErrorKind::kRuntime,
+                "bench transport: the second rank failed (see its message above)");
   return code;
 }
 

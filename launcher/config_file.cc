@@ -47,8 +47,7 @@ void apply_config_file(CLI::App& command, const std::string& path) {
       option = nullptr;
     }
     if (option == nullptr || flag == "config") {
-      throw Error(ErrorKind::kUsage,
-                  fmt::format("config file {}: unknown setting '{}'", path, key),
+      throw Error(ErrorKind::kUsage, fmt::format("config file {}: unknown setting '{}'", path, key),
                   fmt::format("the settings are the flags of 'conveyor {}' without the leading "
                               "dashes; see --help",
                               command.get_name()));
@@ -61,18 +60,17 @@ void apply_config_file(CLI::App& command, const std::string& path) {
           option->add_result("true");
           option->run_callback();
         } else if (text != "false") {
-          throw Error(ErrorKind::kUsage,
-                      fmt::format("config file {}: '{}' is a switch; use true or false", path,
-                                  key));
+          throw Error(
+              ErrorKind::kUsage,
+              fmt::format("config file {}: '{}' is a switch; use true or false", path, key));
         }
       } else {
         option->add_result(text);
         option->run_callback();
       }
     } catch (const CLI::ParseError& e) {
-      throw Error(ErrorKind::kUsage,
-                  fmt::format("config file {}: bad value '{}' for '{}': {}", path, text, key,
-                              e.what()));
+      throw Error(ErrorKind::kUsage, fmt::format("config file {}: bad value '{}' for '{}': {}",
+                                                 path, text, key, e.what()));
     }
   }
 }

@@ -53,23 +53,29 @@ int run_doctor() {
   bool cma = tl_names.count("cma") > 0;
   std::string nic = rdma::pick_net_device(rd, -1);
   bool ib_tl = false;
-  for (const auto& n : tl_names) ib_tl = ib_tl || n.rfind("rc", 0) == 0 || n.rfind("dc", 0) == 0 || n.rfind("ud", 0) == 0;
+  for (const auto& n : tl_names)
+    ib_tl = ib_tl || n.rfind("rc", 0) == 0 || n.rfind("dc", 0) == 0 || n.rfind("ud", 0) == 0;
   fmt::print("conveyor would use\n");
   fmt::print("  data path: UCX tag send/receive on registered buffers (ucp_mem_map + memh)\n");
   fmt::print("  same host: {}{}\n",
              shm ? "shared memory (sysv/posix)" : "TCP loopback (no shared-memory transport)",
              shm && cma ? " + cma zero-copy for large messages" : "");
-  fmt::print("  between hosts: {}\n",
-             !nic.empty() && ib_tl ? fmt::format("RDMA over {} (UCX_NET_DEVICES unset: UCX may use every active port)", nic)
-             : !nic.empty()        ? std::string("TCP (RDMA device present but UCX has no verbs transport for it)")
-                                   : std::string("TCP (no RDMA device)"));
+  fmt::print(
+      "  between hosts: {}\n",
+      !nic.empty() && ib_tl
+          ? fmt::format("RDMA over {} (UCX_NET_DEVICES unset: UCX may use every active port)", nic)
+      : !nic.empty()
+          ? std::string("TCP (RDMA device present but UCX has no verbs transport for it)")
+          : std::string("TCP (no RDMA device)"));
   fmt::print("  device buffers: {}\n",
-             gpus.empty()        ? "n/a (no CUDA device)"
-             : ucx.cuda_memory   ? "passed to UCX directly (GPUDirect where the NIC supports it)"
-                                 : "staged through pinned host buffers (this UCX has no CUDA support)");
-  fmt::print("  dead peers: detected through the rendezvous connection (heartbeats, ~1.5 s); "
-             "UCX peer error mode off (CONVEYOR_UCX_PEER_ERROR_MODE=1 turns it on and disables "
-             "shared memory)\n");
+             gpus.empty() ? "n/a (no CUDA device)"
+             : ucx.cuda_memory
+                 ? "passed to UCX directly (GPUDirect where the NIC supports it)"
+                 : "staged through pinned host buffers (this UCX has no CUDA support)");
+  fmt::print(
+      "  dead peers: detected through the rendezvous connection (heartbeats, ~1.5 s); "
+      "UCX peer error mode off (CONVEYOR_UCX_PEER_ERROR_MODE=1 turns it on and disables "
+      "shared memory)\n");
   return kExitOk;
 }
 

@@ -26,7 +26,9 @@ namespace conveyor::cli {
 namespace {
 
 volatile sig_atomic_t g_signal = 0;
-void on_signal(int sig) { g_signal = sig; }
+void on_signal(int sig) {
+  g_signal = sig;
+}
 
 std::string random_token() {
   std::ifstream urandom("/dev/urandom", std::ios::binary);
@@ -121,8 +123,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   std::vector<std::string> base_env;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
-    static const char* kOwned[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "MASTER_ADDR=",
-                                   "MASTER_PORT=", "CONVEYOR_JOB_TOKEN="};
+    static const char* kOwned[] = {"RANK=",        "WORLD_SIZE=",  "LOCAL_RANK=",
+                                   "MASTER_ADDR=", "MASTER_PORT=", "CONVEYOR_JOB_TOKEN="};
     bool owned = false;
     for (const char* k : kOwned) owned |= s.rfind(k, 0) == 0;
     if (!owned) base_env.push_back(s);
@@ -144,7 +146,12 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
 
   int result = 0;
   bool stopping = false;
-  auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  using Clock = std::chrono::steady_clock;
+  // After a failure: survivors get kNoticeTime to notice the dead peer themselves (and say
+  // so, naming it), then SIGTERM, then SIGKILL after the grace time.
+  constexpr auto kNoticeTime = std::chrono::seconds(2);
+  auto term_at = Clock::time_point::max();
+  auto stop_deadline = Clock::time_point::max();
   auto stop_all = [&](int sig) {
     for (auto& c : children) {
       if (!c.exited) kill(-c.pid, sig);
@@ -156,8 +163,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       stop_all(g_signal);
       stopping = true;
       result = 128 + g_signal;
-      stop_deadline = std::chrono::steady_clock::now() +
-                      std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+      stop_deadline =
+          Clock::now() + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
     }
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
@@ -193,9 +200,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
                      c.rank, c.exit_code);
         result = c.exit_code;
         stopping = true;
-        stop_deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
-        // Survivors usually notice the dead peer themselves (exit 3) within the grace time.
+        term_at = Clock::now() + kNoticeTime;
+        stop_deadline = term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
       } else if (c.exit_code != 0 && result == 3 && c.exit_code != 3) {
         result = c.exit_code;  // a rank's own failure says more than "a peer failed"
       }
@@ -203,9 +209,13 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     bool all_done = true;
     for (auto& c : children) all_done &= c.exited && c.out_fd < 0;
     if (all_done) break;
-    if (stopping && std::chrono::steady_clock::now() > stop_deadline) {
+    if (stopping && Clock::now() > term_at) {
+      stop_all(SIGTERM);
+      term_at = Clock::time_point::max();
+    }
+    if (stopping && Clock::now() > stop_deadline) {
       stop_all(SIGKILL);
-      stop_deadline = std::chrono::steady_clock::time_point::max();
+      stop_deadline = Clock::time_point::max();
     }
   }
   return result;
@@ -232,8 +242,10 @@ int run_supervisor(const LaunchOptions& o) {
   int code = 0;
   for (int attempt = 0; attempt <= o.max_restarts; ++attempt) {
     if (attempt > 0) {
-      std::fprintf(stderr, "conveyor launch: restart %d of %d (resuming from the latest "
-                           "committed checkpoint)\n", attempt, o.max_restarts);
+      std::fprintf(stderr,
+                   "conveyor launch: restart %d of %d (resuming from the latest "
+                   "committed checkpoint)\n",
+                   attempt, o.max_restarts);
     }
     // A fresh token per attempt: stragglers of a failed attempt cannot join the new one.
     code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_port()),

@@ -18,10 +18,8 @@ void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c) {
   sub.add_option("--vocab", c.model.vocab, "vocabulary size (256 = bytes)")->capture_default_str();
   sub.add_option("--data", c.data, "text file, folder of text files, or .bin token file")
       ->capture_default_str();
-  sub.add_option("--stages", c.stages, "pipeline stages (one process each)")
-      ->capture_default_str();
-  sub.add_option("--microbatches", c.microbatches, "micro-batches per step")
-      ->capture_default_str();
+  sub.add_option("--stages", c.stages, "pipeline stages (one process each)")->capture_default_str();
+  sub.add_option("--microbatches", c.microbatches, "micro-batches per step")->capture_default_str();
   sub.add_option("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
       ->capture_default_str();
   sub.add_option("--schedule", c.schedule, "gpipe | 1f1b | interleaved | zb-h1")
@@ -37,15 +35,13 @@ void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c) {
       ->capture_default_str();
   sub.add_option("--grad-clip", c.optim.grad_clip, "clip the global gradient norm (0: off)")
       ->capture_default_str();
-  sub.add_option("--seed", c.seed, "seed of initialisation and data order")
-      ->capture_default_str();
+  sub.add_option("--seed", c.seed, "seed of initialisation and data order")->capture_default_str();
   sub.add_option("--exit-at-step", c.exit_at_step,
                  "stop after this step (saving first with --ckpt-dir)");
   sub.add_option("--ckpt-dir", c.ckpt_dir, "directory for checkpoints");
   sub.add_option("--save-every", c.save_every, "save every K steps (0: only at the end)")
       ->capture_default_str();
-  sub.add_option("--keep", c.keep, "committed checkpoints to keep (0: all)")
-      ->capture_default_str();
+  sub.add_option("--keep", c.keep, "committed checkpoints to keep (0: all)")->capture_default_str();
   sub.add_option("--resume", c.resume, "auto | none | PATH (default auto with --ckpt-dir)");
   sub.add_flag("--async-save", c.async_save, "write checkpoints in a background thread");
   sub.add_option("--metrics", c.metrics, "append one JSON object per step to this file");

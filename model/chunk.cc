@@ -9,8 +9,12 @@
 namespace conveyor::model {
 
 namespace {
-void zero(float* p, size_t n) { std::memset(p, 0, n * sizeof(float)); }
-void copy(float* dst, const float* src, size_t n) { std::memcpy(dst, src, n * sizeof(float)); }
+void zero(float* p, size_t n) {
+  std::memset(p, 0, n * sizeof(float));
+}
+void copy(float* dst, const float* src, size_t n) {
+  std::memcpy(dst, src, n * sizeof(float));
+}
 }  // namespace
 
 // Pointers to one block's parameters and their gradients in the store.
@@ -99,12 +103,12 @@ ModelChunk::ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamSt
     auto P = [&](const char* s) { return store.param(p + s); };
     auto G = [&](const char* s) { return store.grad(p + s); };
     layers_.push_back(LayerParams{
-        P("ln1.weight"), P("ln1.bias"), P("attn.qkv.weight"), P("attn.qkv.bias"),
-        P("attn.proj.weight"), P("attn.proj.bias"), P("ln2.weight"), P("ln2.bias"),
-        P("mlp.fc.weight"), P("mlp.fc.bias"), P("mlp.proj.weight"), P("mlp.proj.bias"),
-        G("ln1.weight"), G("ln1.bias"), G("attn.qkv.weight"), G("attn.qkv.bias"),
-        G("attn.proj.weight"), G("attn.proj.bias"), G("ln2.weight"), G("ln2.bias"),
-        G("mlp.fc.weight"), G("mlp.fc.bias"), G("mlp.proj.weight"), G("mlp.proj.bias")});
+        P("ln1.weight"),       P("ln1.bias"),       P("attn.qkv.weight"), P("attn.qkv.bias"),
+        P("attn.proj.weight"), P("attn.proj.bias"), P("ln2.weight"),      P("ln2.bias"),
+        P("mlp.fc.weight"),    P("mlp.fc.bias"),    P("mlp.proj.weight"), P("mlp.proj.bias"),
+        G("ln1.weight"),       G("ln1.bias"),       G("attn.qkv.weight"), G("attn.qkv.bias"),
+        G("attn.proj.weight"), G("attn.proj.bias"), G("ln2.weight"),      G("ln2.bias"),
+        G("mlp.fc.weight"),    G("mlp.fc.bias"),    G("mlp.proj.weight"), G("mlp.proj.bias")});
   }
   const size_t N = N_, C = C_;
   scratch_nc_.resize(N * C);
@@ -148,8 +152,8 @@ void ModelChunk::layer_forward(int l, Slot& slot, const float* x) {
   cpu::attention_forward(a + o.atty, a + o.att, a + o.qkv, B_, T_, C, NH_);
   cpu::linear_forward(scratch_nc_.data(), a + o.atty, w.proj_w, w.proj_b, N, C, C);
   cpu::residual_forward(a + o.res2, x, scratch_nc_.data(), size_t(N) * C);
-  cpu::layernorm_forward(a + o.ln2, a + o.ln2_mean, a + o.ln2_rstd, a + o.res2, w.ln2_w, w.ln2_b,
-                         N, C);
+  cpu::layernorm_forward(a + o.ln2, a + o.ln2_mean, a + o.ln2_rstd, a + o.res2, w.ln2_w, w.ln2_b, N,
+                         C);
   cpu::linear_forward(a + o.fch, a + o.ln2, w.fc_w, w.fc_b, N, C, 4 * C);
   cpu::gelu_forward(a + o.fch_gelu, a + o.fch, size_t(N) * 4 * C);
   cpu::linear_forward(scratch_nc_.data(), a + o.fch_gelu, w.mproj_w, w.mproj_b, N, 4 * C, C);
@@ -171,8 +175,8 @@ void ModelChunk::forward(Slot& slot) {
                          store_.param("ln_f.weight"), store_.param("ln_f.bias"), N_, C);
   cpu::linear_forward(scratch_logits_.data(), a + h.lnf, store_.param("wte.weight"), nullptr, N_, C,
                       V_);
-  cpu::crossentropy_forward(a + h.losses, a + h.probs, scratch_logits_.data(),
-                            slot.targets_.data(), N_, V_);
+  cpu::crossentropy_forward(a + h.losses, a + h.probs, scratch_logits_.data(), slot.targets_.data(),
+                            N_, V_);
   double sum = 0;
   for (int i = 0; i < N_; ++i) sum += a[h.losses + i];
   slot.loss_ = static_cast<float>(sum / N_);
@@ -235,8 +239,7 @@ void ModelChunk::layer_backward_weight(int l, Slot& slot, const float* x) {
   const auto& w = layers_[l];
   const float* a = slot.buffer_.data();
   const int N = N_, C = C_;
-  cpu::linear_backward_weight(w.d_mproj_w, w.d_mproj_b, a + o.d_res3, a + o.fch_gelu, N, 4 * C,
-                              C);
+  cpu::linear_backward_weight(w.d_mproj_w, w.d_mproj_b, a + o.d_res3, a + o.fch_gelu, N, 4 * C, C);
   cpu::linear_backward_weight(w.d_fc_w, w.d_fc_b, a + o.d_fch, a + o.ln2, N, C, 4 * C);
   cpu::layernorm_backward_weight(w.d_ln2_w, w.d_ln2_b, a + o.d_ln2, a + o.res2, a + o.ln2_mean,
                                  a + o.ln2_rstd, N, C);

@@ -35,12 +35,12 @@ class Slot {
  public:
   int32_t* tokens() { return tokens_.data(); }    // [N] (first chunk)
   int32_t* targets() { return targets_.data(); }  // [N] (last chunk)
-  float* input() { return input_; }                // [N,C] chunk input (activation received)
-  float* output() { return output_; }              // [N,C] chunk output (to send on)
-  float* input_grad() { return input_grad_; }      // [N,C] result of backward_input
-  float* output_grad() { return output_grad_; }    // [N,C] gradient received for output
-  float loss() const { return loss_; }             // mean loss of this micro-batch (last chunk)
-  const float* probs() const { return probs_; }    // [N,V] next-token probabilities (last chunk)
+  float* input() { return input_; }               // [N,C] chunk input (activation received)
+  float* output() { return output_; }             // [N,C] chunk output (to send on)
+  float* input_grad() { return input_grad_; }     // [N,C] result of backward_input
+  float* output_grad() { return output_grad_; }   // [N,C] gradient received for output
+  float loss() const { return loss_; }            // mean loss of this micro-batch (last chunk)
+  const float* probs() const { return probs_; }   // [N,V] next-token probabilities (last chunk)
   size_t activation_bytes() const { return buffer_.size() * sizeof(float); }
   // The whole activation buffer (input, output and gradients live inside it), for
   // registering with the transport once.

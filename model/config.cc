@@ -22,8 +22,8 @@ void ModelConfig::validate() const {
 
 size_t ModelConfig::num_parameters() const {
   size_t d = dim;
-  size_t per_layer = 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) +
-                     (4 * d * d + d);
+  size_t per_layer =
+      2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) + (4 * d * d + d);
   return static_cast<size_t>(vocab) * d + static_cast<size_t>(seq) * d + layers * per_layer + 2 * d;
 }
 

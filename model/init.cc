@@ -16,7 +16,9 @@ uint64_t splitmix64(uint64_t x) {
 }
 
 // Uniform in (0, 1], from the top 53 bits.
-double uniform(uint64_t bits) { return (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53; }
+double uniform(uint64_t bits) {
+  return (static_cast<double>(bits >> 11) + 1.0) * 0x1.0p-53;
+}
 
 }  // namespace
 

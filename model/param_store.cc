@@ -35,6 +35,8 @@ void ParamStore::initialize(uint64_t seed) {
   std::fill(exp_avg_sq_.begin(), exp_avg_sq_.end(), 0.0f);
 }
 
-void ParamStore::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void ParamStore::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
 
 }  // namespace conveyor::model

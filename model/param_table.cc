@@ -12,7 +12,9 @@ size_t ParamSpec::numel() const {
   return n;
 }
 
-std::string layer_prefix(int layer) { return fmt::format("layers.{:03d}.", layer); }
+std::string layer_prefix(int layer) {
+  return fmt::format("layers.{:03d}.", layer);
+}
 
 std::vector<ParamSpec> parameter_table(const ModelConfig& c) {
   const int64_t d = c.dim;

@@ -21,10 +21,14 @@ std::vector<ParamSpec> parameters_for(const std::vector<ParamSpec>& table,
   std::vector<ParamSpec> out;
   for (const auto& p : table) {
     bool mine = false;
-    if (p.layer >= 0) mine = layers.contains(p.layer);
-    else if (p.name == "wte.weight") mine = embedding || head;
-    else if (p.name == "wpe.weight") mine = embedding;
-    else mine = head;  // ln_f
+    if (p.layer >= 0)
+      mine = layers.contains(p.layer);
+    else if (p.name == "wte.weight")
+      mine = embedding || head;
+    else if (p.name == "wpe.weight")
+      mine = embedding;
+    else
+      mine = head;  // ln_f
     if (mine) out.push_back(p);
   }
   return out;

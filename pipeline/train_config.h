@@ -51,9 +51,7 @@ struct TrainConfig {
   // Throws Error(kUsage) naming the flag and how to fix it.
   void validate() const;
   // Tokens processed by one optimizer step.
-  int64_t tokens_per_step() const {
-    return int64_t(microbatches) * micro_batch_size * model.seq;
-  }
+  int64_t tokens_per_step() const { return int64_t(microbatches) * micro_batch_size * model.seq; }
   // The settings that must match across ranks and across a resume (model and data shape).
   nlohmann::json to_json() const;
   // A short hash of to_json(), to check that all ranks run the same configuration.

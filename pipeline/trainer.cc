@@ -70,9 +70,21 @@ void tie_embedding_gradients(model::StageModel& m, transport::Transport* t, int 
   if (m.holds_embedding()) {
     cpu::add_inplace(wte_grad, other.data(), n);  // embedding + head
   } else {
-    std::copy(other.begin(), other.end(), wte_grad);  // embedding
+    std::copy(other.begin(), other.end(), wte_grad);          // embedding
     cpu::add_inplace(wte_grad, m.head_wte_grad().data(), n);  // + head
   }
+}
+
+// Idle time / step time on the worst stage. Every stage starts the step together (right
+// after the previous step's all-reduce), so the step time is the slowest stage's schedule
+// time; a stage that finishes early and waits for the others is idle too.
+double worst_bubble(std::span<const double> schedule_seconds, std::span<const double> busy) {
+  if (schedule_seconds.size() < 2) return 0.0;
+  const double step = *std::max_element(schedule_seconds.begin(), schedule_seconds.end());
+  if (step <= 0) return 0.0;
+  double worst = 0;
+  for (double b : busy) worst = std::max(worst, 1.0 - b / step);
+  return worst;
 }
 
 }  // namespace
@@ -124,12 +136,12 @@ TrainSummary train(const TrainConfig& config) {
                       config.model.layers, config.model.dim, config.model.heads, config.model.seq,
                       config.model.vocab, config.model.num_parameters() / 1e6);
     CONVEYOR_LOG_INFO("pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences",
-                      config.stages, config.schedule, config.microbatches,
-                      config.micro_batch_size);
+                      config.stages, config.schedule, config.microbatches, config.micro_batch_size);
   }
 
   std::unique_ptr<MetricsWriter> metrics;
-  if (reporter && !config.metrics.empty()) metrics = std::make_unique<MetricsWriter>(config.metrics);
+  if (reporter && !config.metrics.empty())
+    metrics = std::make_unique<MetricsWriter>(config.metrics);
 
   ExecutorOptions exec_options;
   exec_options.wait_timeout_s = kWaitTimeoutSeconds;
@@ -151,8 +163,8 @@ TrainSummary train(const TrainConfig& config) {
     const double t0 = now_seconds();
     model.zero_grads();
     BatchLoader load = [&](int mb, int32_t* tokens, int32_t* targets) {
-      data::sample_batch(*dataset, config.seed, step, mb, config.micro_batch_size,
-                         config.model.seq, tokens, targets);
+      data::sample_batch(*dataset, config.seed, step, mb, config.micro_batch_size, config.model.seq,
+                         tokens, targets);
     };
     StepResult r = executor.run_step(step, load, loss_scale);
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
@@ -161,18 +173,21 @@ TrainSummary train(const TrainConfig& config) {
     }
     tie_embedding_gradients(model, transport.get(), stage, head_stage, step);
 
-    // One all-reduce carries the per-parameter gradient sums of squares, every stage's bubble
-    // and the loss; element-wise sums with a single non-zero term are exact.
+    // One all-reduce carries the per-parameter gradient sums of squares, every stage's
+    // schedule time and busy time, the loss and the async-save status. Each element has one
+    // non-zero contributor, so the sums are exact.
+    const int p = config.stages;
+    const size_t times_at = num_params, busy_at = num_params + p, loss_at = num_params + 2 * p;
+    const size_t status_at = loss_at + 1;
     std::vector<double> reduce = model.grad_sum_squares();
-    const size_t status_at = num_params + config.stages + 1;
     reduce.resize(status_at + StageCheckpoint::kStatusSize, 0.0);
+    reduce[times_at + stage] = r.step_seconds;
+    reduce[busy_at + stage] = r.busy_seconds;
     checkpoint.fill_status(&reduce[status_at]);
-    reduce[num_params + stage] =
-        r.step_seconds > 0 ? std::max(0.0, 1.0 - r.busy_seconds / r.step_seconds) : 0.0;
     if (reporter) {
       double loss_sum = 0;
       for (float l : r.losses) loss_sum += l;
-      reduce[num_params + config.stages] = loss_sum / config.microbatches;
+      reduce[loss_at] = loss_sum / config.microbatches;
     }
     if (transport) {
       reduce = transport->all_reduce_sum(reduce, Deadline::after_seconds(kWaitTimeoutSeconds));
@@ -191,14 +206,13 @@ TrainSummary train(const TrainConfig& config) {
     elapsed += step_s;
     StepMetrics m;
     m.step = step + 1;
-    m.loss = static_cast<float>(reduce[num_params + config.stages]);
+    m.loss = static_cast<float>(reduce[loss_at]);
     m.lr = lr;
     m.grad_norm = norm;
     m.step_ms = step_s * 1e3;
     m.tokens_per_s = config.tokens_per_step() / step_s;
-    m.bubble = config.stages > 1 ? *std::max_element(reduce.begin() + num_params,
-                                                     reduce.begin() + num_params + config.stages)
-                                 : 0.0;
+    m.bubble = worst_bubble(std::span(reduce).subspan(times_at, p),
+                            std::span(reduce).subspan(busy_at, p));
     if (step == start_step) summary.first_loss = m.loss;
     summary.last_loss = m.loss;
     summary.steps_done = step + 1;

@@ -99,8 +99,10 @@ RunResult run_program(const std::vector<std::string>& argv, const std::vector<st
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
   if (killed) result.output += "\n[test harness: killed after timeout]\n";
   return result;
 }

@@ -21,18 +21,24 @@ std::string hostname() {
 
 const char* op_name(wire::CollectiveOp op) {
   switch (op) {
-    case wire::CollectiveOp::kAllReduceSum: return "all_reduce_sum";
-    case wire::CollectiveOp::kBarrier: return "barrier";
-    case wire::CollectiveOp::kBroadcast: return "broadcast";
+    case wire::CollectiveOp::kAllReduceSum:
+      return "all_reduce_sum";
+    case wire::CollectiveOp::kBarrier:
+      return "barrier";
+    case wire::CollectiveOp::kBroadcast:
+      return "broadcast";
   }
   return "collective";
 }
 
 ErrorKind kind_from_wire(uint32_t k) {
   switch (k) {
-    case static_cast<uint32_t>(ErrorKind::kUsage): return ErrorKind::kUsage;
-    case static_cast<uint32_t>(ErrorKind::kRuntime): return ErrorKind::kRuntime;
-    default: return ErrorKind::kPeerFailed;
+    case static_cast<uint32_t>(ErrorKind::kUsage):
+      return ErrorKind::kUsage;
+    case static_cast<uint32_t>(ErrorKind::kRuntime):
+      return ErrorKind::kRuntime;
+    default:
+      return ErrorKind::kPeerFailed;
   }
 }
 
@@ -65,13 +71,13 @@ BootstrapClient::BootstrapClient(const Options& options, std::vector<uint8_t> uc
     stop_ = true;
     thread_.join();
     if (failed()) throw_failure();
-    throw Error(ErrorKind::kRuntime,
-                fmt::format("rank {}: not every one of the {} ranks joined the rendezvous at "
-                            "{}:{} before the deadline",
-                            options.rank, options.world_size, options.master_addr,
-                            options.master_port),
-                "start all ranks with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE; "
-                "CONVEYOR_CONNECT_TIMEOUT sets the wait");
+    throw Error(
+        ErrorKind::kRuntime,
+        fmt::format("rank {}: not every one of the {} ranks joined the rendezvous at "
+                    "{}:{} before the deadline",
+                    options.rank, options.world_size, options.master_addr, options.master_port),
+        "start all ranks with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE; "
+        "CONVEYOR_CONNECT_TIMEOUT sets the wait");
   }
   addresses_ = std::move(*welcome_);
 }
@@ -172,8 +178,10 @@ void BootstrapClient::monitor() {
                 break;
               }
               case MsgType::kHeartbeat:
-              case MsgType::kByeAck: break;
-              default: throw Error(ErrorKind::kRuntime, "unexpected message from the service");
+              case MsgType::kByeAck:
+                break;
+              default:
+                throw Error(ErrorKind::kRuntime, "unexpected message from the service");
             }
           }
         } catch (const Error& e) {
@@ -182,11 +190,12 @@ void BootstrapClient::monitor() {
       }
     }
     auto now = Clock::now();
-    if (connected && std::chrono::duration<double>(now - last_heard).count() >
-                         options_.heartbeat_timeout_s) {
+    if (connected &&
+        std::chrono::duration<double>(now - last_heard).count() > options_.heartbeat_timeout_s) {
       lost(fmt::format("no heartbeat from it for {:.1f} s", options_.heartbeat_timeout_s));
     }
-    if (connected && !leaving_ && std::chrono::duration<double>(now - last_sent).count() >= hb_interval) {
+    if (connected && !leaving_ &&
+        std::chrono::duration<double>(now - last_sent).count() >= hb_interval) {
       last_sent = now;
       if (!send_frame(MsgType::kHeartbeat, {})) lost("cannot send to the rendezvous service");
     }
@@ -206,15 +215,17 @@ std::vector<uint8_t> BootstrapClient::collective(wire::CollectiveOp op, int root
     cv_.wait_for(lock, std::chrono::seconds(2), [&] { return failed(); });
     lock.unlock();
     if (failed()) throw_failure();
-    throw Error(ErrorKind::kPeerFailed, "rank 0 is unreachable: cannot send to the rendezvous service");
+    throw Error(ErrorKind::kPeerFailed,
+                "rank 0 is unreachable: cannot send to the rendezvous service");
   }
   std::unique_lock lock(mu_);
   cv_.wait_until(lock, deadline.at(), [&] { return results_.count(seq) > 0 || failed(); });
-  if (failed()) {
+  // A result that arrived before the failure news is still valid: the collective completed.
+  auto it = results_.find(seq);
+  if (it == results_.end() && failed()) {
     lock.unlock();
     throw_failure();
   }
-  auto it = results_.find(seq);
   if (it == results_.end())
     throw Error(ErrorKind::kRuntime,
                 fmt::format("rank {}: {} (collective #{}) timed out: not every rank reached it",

@@ -13,11 +13,14 @@ namespace conveyor::transport::cuda {
 namespace {
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw Error(ErrorKind::kRuntime, fmt::format("CUDA {} failed: {}", what, cudaGetErrorString(e)));
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("CUDA {} failed: {}", what, cudaGetErrorString(e)));
 }
 }  // namespace
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 bool available() {
   static const bool yes = [] {
@@ -76,16 +79,24 @@ std::vector<DeviceInfo> devices(std::string* why_none) {
 
 #else  // built without CUDA
 
-bool compiled() { return false; }
-bool available() { return false; }
-bool is_device_pointer(const void*) { return false; }
+bool compiled() {
+  return false;
+}
+bool available() {
+  return false;
+}
+bool is_device_pointer(const void*) {
+  return false;
+}
 void copy_to_host(void*, const void*, size_t) {
   throw Error(ErrorKind::kRuntime, "conveyor was built without CUDA");
 }
 void copy_to_device(void*, const void*, size_t) {
   throw Error(ErrorKind::kRuntime, "conveyor was built without CUDA");
 }
-void* alloc_pinned(size_t) { throw Error(ErrorKind::kRuntime, "conveyor was built without CUDA"); }
+void* alloc_pinned(size_t) {
+  throw Error(ErrorKind::kRuntime, "conveyor was built without CUDA");
+}
 void free_pinned(void*) noexcept {}
 std::vector<DeviceInfo> devices(std::string* why_none) {
   if (why_none) *why_none = "conveyor was built without CUDA";

@@ -29,8 +29,7 @@ double parse_seconds(const std::string& name, const std::string& text) {
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   CONVEYOR_REQUIRE(end != text.c_str() && *end == '\0' && v > 0,
-                   "environment variable {}='{}' is not a positive number of seconds", name,
-                   text);
+                   "environment variable {}='{}' is not a positive number of seconds", name, text);
   return v;
 }
 
@@ -61,17 +60,21 @@ Options options_from_env(std::string fingerprint) {
                      size->first, o.world_size);
   }
   if (auto a = env("MASTER_ADDR")) o.master_addr = *a;
-  if (auto p = env("MASTER_PORT")) o.master_port = static_cast<int>(parse_int("MASTER_PORT", *p, 1, 65535));
+  if (auto p = env("MASTER_PORT"))
+    o.master_port = static_cast<int>(parse_int("MASTER_PORT", *p, 1, 65535));
   if (auto t = env("CONVEYOR_JOB_TOKEN")) o.job_token = *t;
   CONVEYOR_REQUIRE(o.world_size == 1 || !o.job_token.empty(),
                    "CONVEYOR_JOB_TOKEN is not set for a {}-rank job; every rank needs the same "
                    "secret token (conveyor launch sets it; otherwise export the same random "
                    "string on every rank)",
                    o.world_size);
-  if (auto t = env("CONVEYOR_CONNECT_TIMEOUT")) o.connect_timeout_s = parse_seconds("CONVEYOR_CONNECT_TIMEOUT", *t);
-  if (auto t = env("CONVEYOR_HEARTBEAT_TIMEOUT")) o.heartbeat_timeout_s = parse_seconds("CONVEYOR_HEARTBEAT_TIMEOUT", *t);
+  if (auto t = env("CONVEYOR_CONNECT_TIMEOUT"))
+    o.connect_timeout_s = parse_seconds("CONVEYOR_CONNECT_TIMEOUT", *t);
+  if (auto t = env("CONVEYOR_HEARTBEAT_TIMEOUT"))
+    o.heartbeat_timeout_s = parse_seconds("CONVEYOR_HEARTBEAT_TIMEOUT", *t);
   if (auto m = env("CONVEYOR_UCX_PEER_ERROR_MODE")) {
-    CONVEYOR_REQUIRE(*m == "0" || *m == "1", "CONVEYOR_UCX_PEER_ERROR_MODE='{}' must be 0 or 1", *m);
+    CONVEYOR_REQUIRE(*m == "0" || *m == "1", "CONVEYOR_UCX_PEER_ERROR_MODE='{}' must be 0 or 1",
+                     *m);
     o.ucx_peer_error_mode = *m == "1";
   }
   return o;

@@ -14,26 +14,41 @@ namespace {
 
 double lane_gbps(uint8_t speed) {
   switch (speed) {  // ibv_port_attr.active_speed encodings
-    case 1: return 2.5;    // SDR
-    case 2: return 5.0;    // DDR
-    case 4: return 10.0;   // QDR (also FDR10 with 8)
-    case 8: return 10.3125;
-    case 16: return 14.0625;  // FDR
-    case 32: return 25.78125; // EDR
-    case 64: return 53.125;   // HDR
-    case 128: return 106.25;  // NDR
-    default: return 0;
+    case 1:
+      return 2.5;  // SDR
+    case 2:
+      return 5.0;  // DDR
+    case 4:
+      return 10.0;  // QDR (also FDR10 with 8)
+    case 8:
+      return 10.3125;
+    case 16:
+      return 14.0625;  // FDR
+    case 32:
+      return 25.78125;  // EDR
+    case 64:
+      return 53.125;  // HDR
+    case 128:
+      return 106.25;  // NDR
+    default:
+      return 0;
   }
 }
 
 int lanes(uint8_t width) {
   switch (width) {
-    case 1: return 1;
-    case 2: return 4;
-    case 4: return 8;
-    case 8: return 12;
-    case 16: return 2;
-    default: return 0;
+    case 1:
+      return 1;
+    case 2:
+      return 4;
+    case 4:
+      return 8;
+    case 8:
+      return 12;
+    case 16:
+      return 2;
+    default:
+      return 0;
   }
 }
 
@@ -71,7 +86,8 @@ Discovery discover() {
     dev.name = ibv_get_device_name(list[i]);
     dev.node_guid = fmt::format("{:016x}", be64toh(ibv_get_device_guid(list[i])));
     std::string sys = std::string("/sys/class/infiniband/") + dev.name + "/device";
-    if (auto numa = read_line(sys + "/numa_node"); !numa.empty()) dev.numa_node = std::atoi(numa.c_str());
+    if (auto numa = read_line(sys + "/numa_node"); !numa.empty())
+      dev.numa_node = std::atoi(numa.c_str());
     if (auto uevent = std::ifstream(sys + "/uevent")) {
       std::string line;
       while (std::getline(uevent, line))

@@ -21,14 +21,14 @@ struct Port {
   double gbps_per_lane = 0;
   double rate_gbps() const { return width * gbps_per_lane; }
   int lid = 0;
-  std::vector<Gid> gids;   // the non-zero entries of the GID table
+  std::vector<Gid> gids;  // the non-zero entries of the GID table
 };
 
 struct Device {
-  std::string name;        // "mlx5_0"
+  std::string name;  // "mlx5_0"
   std::string node_guid;
-  int numa_node = -1;      // from sysfs, -1 when unknown
-  std::string pci_address; // from sysfs, empty when unknown
+  int numa_node = -1;       // from sysfs, -1 when unknown
+  std::string pci_address;  // from sysfs, empty when unknown
   std::vector<Port> ports;
 };
 

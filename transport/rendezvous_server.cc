@@ -55,9 +55,12 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 const char* op_name(CollectiveOp op) {
   switch (op) {
-    case CollectiveOp::kAllReduceSum: return "all_reduce_sum";
-    case CollectiveOp::kBarrier: return "barrier";
-    case CollectiveOp::kBroadcast: return "broadcast";
+    case CollectiveOp::kAllReduceSum:
+      return "all_reduce_sum";
+    case CollectiveOp::kBarrier:
+      return "barrier";
+    case CollectiveOp::kBroadcast:
+      return "broadcast";
   }
   return "unknown collective";
 }
@@ -107,7 +110,8 @@ struct RendezvousServer::State {
     w.i32(rank).u32(static_cast<uint32_t>(kind)).str(reason);
     failure_frame = wire::encode_frame(MsgType::kFailure, w.buffer());
     for (int r = 0; r < cfg.world_size; ++r) {
-      if (r != rank && by_rank[r] && rank_state[r] == RankState::kJoined) send(*by_rank[r], failure_frame);
+      if (r != rank && by_rank[r] && rank_state[r] == RankState::kJoined)
+        send(*by_rank[r], failure_frame);
     }
     cv.notify_all();
   }
@@ -124,9 +128,10 @@ struct RendezvousServer::State {
     int pid = rd.i32();
     if (!same_secret(token, cfg.job_token)) {
       // Not (provably) one of ours: refuse it and carry on.
-      CONVEYOR_LOG_WARN("rendezvous: refused a connection claiming rank {} from {} pid {}: wrong "
-                        "job token",
-                        rank, host, pid);
+      CONVEYOR_LOG_WARN(
+          "rendezvous: refused a connection claiming rank {} from {} pid {}: wrong "
+          "job token",
+          rank, host, pid);
       reject(c, ErrorKind::kUsage,
              "the rendezvous service refused this rank: wrong CONVEYOR_JOB_TOKEN (every rank "
              "of a job must have the same token)");
@@ -142,13 +147,13 @@ struct RendezvousServer::State {
       problem = fmt::format("rank {} runs a different conveyor version (protocol {} vs {})", rank,
                             version, wire::kVersion);
     else if (world != cfg.world_size)
-      problem = fmt::format("rank {} has WORLD_SIZE={} but rank 0 has {}", rank, world,
-                            cfg.world_size);
+      problem =
+          fmt::format("rank {} has WORLD_SIZE={} but rank 0 has {}", rank, world, cfg.world_size);
     else if (rank < 0 || rank >= cfg.world_size)
       problem = fmt::format("a process claims rank {}, outside 0..{}", rank, cfg.world_size - 1);
     else if (rank_state[rank] != RankState::kAbsent)
-      problem = fmt::format("two processes claim rank {} (second one on {} pid {})", rank, host,
-                            pid);
+      problem =
+          fmt::format("two processes claim rank {} (second one on {} pid {})", rank, host, pid);
     else if (fingerprint != cfg.fingerprint)
       problem = fmt::format(
           "rank {}'s configuration differs from rank 0's (fingerprint {} vs {}); start every "
@@ -192,7 +197,8 @@ struct RendezvousServer::State {
     }
     bool size_matters = op == CollectiveOp::kAllReduceSum;
     if (pc.op != op || pc.root != root || (size_matters && pc.size != data.size()) ||
-        !pc.contributions[c.rank].empty() || (op == CollectiveOp::kAllReduceSum && data.size() % 8)) {
+        !pc.contributions[c.rank].empty() ||
+        (op == CollectiveOp::kAllReduceSum && data.size() % 8)) {
       fail(-1, ErrorKind::kRuntime,
            fmt::format("ranks disagree on collective #{}: rank {} called {}(root {}, {} bytes), "
                        "rank {} called {}(root {}, {} bytes); every rank must call the same "
@@ -217,11 +223,11 @@ struct RendezvousServer::State {
         }
       }
       result.resize(pc.size);
-      std::memcpy(result.data(), sum.data(), pc.size);
+      if (pc.size > 0) std::memcpy(result.data(), sum.data(), pc.size);
     } else if (op == CollectiveOp::kBroadcast) {
       if (root < 0 || root >= cfg.world_size) {
-        fail(-1, ErrorKind::kUsage, fmt::format("broadcast from root {}, outside 0..{}", root,
-                                                cfg.world_size - 1));
+        fail(-1, ErrorKind::kUsage,
+             fmt::format("broadcast from root {}, outside 0..{}", root, cfg.world_size - 1));
         return;
       }
       result.assign(pc.contributions[root].begin() + 1, pc.contributions[root].end());
@@ -246,8 +252,11 @@ struct RendezvousServer::State {
       return;
     }
     switch (f.type) {
-      case MsgType::kHeartbeat: return;
-      case MsgType::kCollective: on_collective(c, f.payload); return;
+      case MsgType::kHeartbeat:
+        return;
+      case MsgType::kCollective:
+        on_collective(c, f.payload);
+        return;
       case MsgType::kAbort: {
         ByteReader rd(f.payload);
         std::string reason = rd.str();
@@ -261,7 +270,8 @@ struct RendezvousServer::State {
         return;
       default:
         c.closing = true;
-        c.close_reason = fmt::format("sent an unexpected message (type {})", static_cast<int>(f.type));
+        c.close_reason =
+            fmt::format("sent an unexpected message (type {})", static_cast<int>(f.type));
     }
   }
 
@@ -312,7 +322,8 @@ bool RendezvousServer::wait_all_departed(Deadline deadline) {
 
 void RendezvousServer::serve() {
   State& s = *state_;
-  const auto hb_interval = std::chrono::duration<double>(std::min(0.25, s.cfg.heartbeat_timeout_s / 4));
+  const auto hb_interval =
+      std::chrono::duration<double>(std::min(0.25, s.cfg.heartbeat_timeout_s / 4));
   const auto hb_timeout = std::chrono::duration<double>(s.cfg.heartbeat_timeout_s);
   const auto hello_timeout = std::chrono::duration<double>(s.cfg.hello_timeout_s);
   std::vector<pollfd> fds;
@@ -370,8 +381,9 @@ void RendezvousServer::serve() {
       } else if (c->rank >= 0 && s.rank_state[c->rank] == RankState::kJoined &&
                  now - c->last_heard > hb_timeout) {
         c->closing = true;
-        c->close_reason = fmt::format("went silent (no heartbeat for {:.1f} s; hung or unreachable)",
-                                      s.cfg.heartbeat_timeout_s);
+        c->close_reason =
+            fmt::format("went silent (no heartbeat for {:.1f} s; hung or unreachable)",
+                        s.cfg.heartbeat_timeout_s);
       }
     }
     if (now - s.last_heartbeat_sent >= hb_interval) {

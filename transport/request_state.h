@@ -15,12 +15,12 @@ struct Request::State {
   int peer = -1;
   Tag tag;
   size_t bytes = 0;
-  void* user_ptr = nullptr;   // the caller's buffer
-  void* ucx = nullptr;        // the UCX request while in flight (owned by the backend)
+  void* user_ptr = nullptr;  // the caller's buffer
+  void* ucx = nullptr;       // the UCX request while in flight (owned by the backend)
   std::atomic<bool> done{false};
-  int status = 0;             // ucs_status_t at completion
-  size_t received = 0;        // receives: length of the matched message
-  bool finalized = false;     // completion handled (errors thrown, staging copied back)
+  int status = 0;          // ucs_status_t at completion
+  size_t received = 0;     // receives: length of the matched message
+  bool finalized = false;  // completion handled (errors thrown, staging copied back)
   // CUDA staging (device buffer without UCX CUDA support): the host bytes actually sent
   // or received, and whether they were allocated for this request alone.
   void* staging = nullptr;

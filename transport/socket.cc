@@ -112,11 +112,11 @@ Fd connect_tcp(const std::string& host, int port, Deadline deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(
         std::min<long>(50, std::max<long>(1, deadline.remaining().count()))));
   }
-  throw Error(ErrorKind::kRuntime,
-              fmt::format("cannot reach the rendezvous service at {}:{} ({})", host, port,
-                          last_error),
-              "is rank 0 running, and are MASTER_ADDR/MASTER_PORT the same on every rank? "
-              "CONVEYOR_CONNECT_TIMEOUT sets how long to wait");
+  throw Error(
+      ErrorKind::kRuntime,
+      fmt::format("cannot reach the rendezvous service at {}:{} ({})", host, port, last_error),
+      "is rank 0 running, and are MASTER_ADDR/MASTER_PORT the same on every rank? "
+      "CONVEYOR_CONNECT_TIMEOUT sets how long to wait");
 }
 
 bool send_all(int fd, const uint8_t* data, size_t n, Deadline deadline) {

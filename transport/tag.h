@@ -18,12 +18,14 @@ inline constexpr int kMaxRanks = 1 << 14;
 inline constexpr uint8_t kInternalDirection = 3;
 
 inline uint64_t pack_tag(int source_rank, const Tag& t) {
-  return (static_cast<uint64_t>(source_rank) << 50) | (static_cast<uint64_t>(t.direction & 3) << 48) |
-         (static_cast<uint64_t>(t.chunk) << 40) | (static_cast<uint64_t>(t.microbatch) << 24) |
-         (static_cast<uint64_t>(t.step) & 0xFFFFFFu);
+  return (static_cast<uint64_t>(source_rank) << 50) |
+         (static_cast<uint64_t>(t.direction & 3) << 48) | (static_cast<uint64_t>(t.chunk) << 40) |
+         (static_cast<uint64_t>(t.microbatch) << 24) | (static_cast<uint64_t>(t.step) & 0xFFFFFFu);
 }
 
-inline int tag_source(uint64_t packed) { return static_cast<int>(packed >> 50); }
+inline int tag_source(uint64_t packed) {
+  return static_cast<int>(packed >> 50);
+}
 
 inline Tag unpack_tag(uint64_t packed) {
   Tag t;

@@ -55,9 +55,9 @@ namespace conveyor::transport {
 // What a message is; combined with the source rank into a 64-bit UCX tag (see tag.h).
 struct Tag {
   enum Direction : uint8_t { kActivation = 0, kGradient = 1, kControl = 2 };
-  uint32_t step = 0;        // only the low 24 bits take part in matching (wraps harmlessly)
+  uint32_t step = 0;  // only the low 24 bits take part in matching (wraps harmlessly)
   uint16_t microbatch = 0;
-  uint8_t chunk = 0;        // virtual-stage chunk
+  uint8_t chunk = 0;                // virtual-stage chunk
   uint8_t direction = kActivation;  // Direction; must be < 3
   friend bool operator==(const Tag&, const Tag&) = default;
 };
@@ -67,8 +67,8 @@ struct Options {
   int world_size = 1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  std::string job_token;    // every bootstrap connection must present it
-  std::string fingerprint;  // hash of the configuration; every rank must present rank 0's
+  std::string job_token;          // every bootstrap connection must present it
+  std::string fingerprint;        // hash of the configuration; every rank must present rank 0's
   double connect_timeout_s = 60;  // rendezvous (all ranks joined, endpoints up)
   // A rank that sends nothing (not even heartbeats) for this long is declared dead.
   // Process death is detected at once (the connection closes); this covers hung nodes.
@@ -162,8 +162,7 @@ class Transport {
 
   // Collectives (blocking, over the bootstrap connection; see top of file).
   // Sums element-wise in rank order (((v0 + v1) + v2) ...); identical bits on every rank.
-  virtual std::vector<double> all_reduce_sum(std::span<const double> values,
-                                             Deadline deadline) = 0;
+  virtual std::vector<double> all_reduce_sum(std::span<const double> values, Deadline deadline) = 0;
   virtual void barrier(Deadline deadline) = 0;
   // On return every rank's `bytes` holds root's bytes.
   virtual void broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) = 0;

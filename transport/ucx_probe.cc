@@ -26,7 +26,8 @@ UcxProbe probe_ucx() {
       std::vector<uct_md_resource_desc_t> mds(cattr.md_resource_count);
       cattr.field_mask = UCT_COMPONENT_ATTR_FIELD_MD_RESOURCES;
       cattr.md_resources = mds.data();
-      if (cattr.md_resource_count == 0 || uct_component_query(components[c], &cattr) != UCS_OK) continue;
+      if (cattr.md_resource_count == 0 || uct_component_query(components[c], &cattr) != UCS_OK)
+        continue;
       for (auto& md_res : mds) {
         uct_md_config_t* md_config = nullptr;
         if (uct_md_config_read(components[c], nullptr, nullptr, &md_config) != UCS_OK) continue;
@@ -37,7 +38,8 @@ UcxProbe probe_ucx() {
         uct_tl_resource_desc_t* tls = nullptr;
         unsigned num_tls = 0;
         if (uct_md_query_tl_resources(md, &tls, &num_tls) == UCS_OK) {
-          for (unsigned t = 0; t < num_tls; ++t) p.resources.push_back({tls[t].tl_name, tls[t].dev_name});
+          for (unsigned t = 0; t < num_tls; ++t)
+            p.resources.push_back({tls[t].tl_name, tls[t].dev_name});
           uct_release_tl_resource_list(tls);
         }
         uct_md_close(md);

@@ -1,6 +1,7 @@
 #include "transport/ucx_transport.h"
 
 #include <cstring>
+#include <thread>
 
 #include "common/log.h"
 #include "transport/cuda_support.h"
@@ -12,7 +13,8 @@ namespace {
 
 void ucx_check(ucs_status_t status, const char* what) {
   if (status != UCS_OK)
-    throw Error(ErrorKind::kRuntime, fmt::format("UCX {} failed: {}", what, ucs_status_string(status)),
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("UCX {} failed: {}", what, ucs_status_string(status)),
                 "UCX_LOG_LEVEL=info shows what UCX tried; `conveyor doctor` lists its transports");
 }
 
@@ -36,14 +38,20 @@ void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t*
 
 // Endpoint errors only record the status; the failure surfaces on the next call that
 // involves that peer (and, for a dead process, through the bootstrap anyway).
-void on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) { *static_cast<int*>(arg) = status; }
+void on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
+  *static_cast<int*>(arg) = status;
+}
 
 const char* direction_name(uint8_t d) {
   switch (d) {
-    case Tag::kActivation: return "activation";
-    case Tag::kGradient: return "gradient";
-    case Tag::kControl: return "control";
-    default: return "internal";
+    case Tag::kActivation:
+      return "activation";
+    case Tag::kGradient:
+      return "gradient";
+    case Tag::kControl:
+      return "control";
+    default:
+      return "internal";
   }
 }
 
@@ -83,7 +91,8 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
                                              options.fingerprint, options.heartbeat_timeout_s});
     }
     ucp_config_t* config = nullptr;
-    ucx_check(ucp_config_read(nullptr, nullptr, &config), "reading its configuration (UCX_* variables)");
+    ucx_check(ucp_config_read(nullptr, nullptr, &config),
+              "reading its configuration (UCX_* variables)");
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
     params.features = UCP_FEATURE_TAG;
@@ -122,16 +131,16 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
       ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
       ep.address = reinterpret_cast<const ucp_address_t*>(remote.data());
-      ep.err_mode = options.ucx_peer_error_mode ? UCP_ERR_HANDLING_MODE_PEER
-                                                : UCP_ERR_HANDLING_MODE_NONE;
+      ep.err_mode =
+          options.ucx_peer_error_mode ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
       ep.err_handler.cb = on_ep_error;
       ep.err_handler.arg = &ep_status_[r];
       st = ucp_ep_create(worker_, &ep, &eps_[r]);
       if (st != UCS_OK)
-        throw Error(ErrorKind::kRuntime,
-                    fmt::format("UCX cannot create an endpoint to rank {}: {}", r,
-                                ucs_status_string(st)),
-                    "check UCX_TLS / UCX_NET_DEVICES on both ranks (`conveyor doctor`)");
+        throw Error(
+            ErrorKind::kRuntime,
+            fmt::format("UCX cannot create an endpoint to rank {}: {}", r, ucs_status_string(st)),
+            "check UCX_TLS / UCX_NET_DEVICES on both ranks (`conveyor doctor`)");
     }
   } catch (...) {
     teardown();
@@ -231,8 +240,9 @@ MemoryRegion UcxTransport::register_memory(void* p, size_t bytes) {
   }
   auto b = reinterpret_cast<uintptr_t>(p);
   auto next = regions_.lower_bound(b);
-  bool overlaps = (next != regions_.end() && next->first < b + bytes) ||
-                  (next != regions_.begin() && std::prev(next)->first + std::prev(next)->second->bytes > b);
+  bool overlaps =
+      (next != regions_.end() && next->first < b + bytes) ||
+      (next != regions_.begin() && std::prev(next)->first + std::prev(next)->second->bytes > b);
   if (overlaps) {
     region->owner_ = nullptr;
     throw Error(ErrorKind::kUsage,
@@ -276,8 +286,8 @@ const UcxTransport::Region* UcxTransport::find_region(const void* p, size_t n,
 
 // ---- point-to-point --------------------------------------------------------------------
 
-Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p,
-                           size_t bytes, const MemoryRegion* mr) {
+Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
+                           const MemoryRegion* mr) {
   auto s = std::make_shared<Request::State>();
   s->is_send = is_send;
   s->peer = peer;
@@ -347,7 +357,8 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
   return Request(std::move(s));
 }
 
-Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) {
+Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
+                            const MemoryRegion* mr) {
   CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
                    "isend: rank {} cannot send to rank {} (world size {})", options_.rank, peer,
                    options_.world_size);
@@ -430,9 +441,10 @@ void UcxTransport::finalize(Request::State& s) {
   if (boot_ && boot_->failed()) boot_->throw_failure();
   switch (status) {
     case UCS_ERR_MESSAGE_TRUNCATED:
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("size mismatch: {}: rank {} sent a longer message", describe_op(s), s.peer),
-                  "both ranks must agree on message sizes (same model and batch configuration)");
+      throw Error(
+          ErrorKind::kRuntime,
+          fmt::format("size mismatch: {}: rank {} sent a longer message", describe_op(s), s.peer),
+          "both ranks must agree on message sizes (same model and batch configuration)");
     case UCS_ERR_CANCELED:
       throw Error(ErrorKind::kRuntime, fmt::format("{} was cancelled", describe_op(s)));
     case UCS_ERR_ENDPOINT_TIMEOUT:
@@ -469,6 +481,20 @@ bool UcxTransport::test(Request& r) {
   return false;
 }
 
+// Polls spin for a short while (lowest latency), then give the core away between polls: with
+// more ranks than cores (the CPU demo runs 4 stages on 2 cores) a spinning waiter would take
+// the CPU from the very stage it is waiting for.
+void UcxTransport::back_off(unsigned polls) {
+  constexpr unsigned kSpinPolls = 2000;
+  constexpr unsigned kYieldPolls = 4000;
+  if (polls < kSpinPolls) return;
+  if (polls < kYieldPolls) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
 void UcxTransport::wait(Request& r, Deadline deadline) {
   CONVEYOR_REQUIRE(r.valid(), "wait: empty Request");
   auto& s = *r.state();
@@ -483,6 +509,7 @@ void UcxTransport::wait(Request& r, Deadline deadline) {
       check_peers();
     }
     if ((i & 15) == 15 && deadline.expired()) throw_timeout(s, "wait");
+    back_off(i);
   }
 }
 
@@ -501,6 +528,7 @@ void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
       check_peers();
     }
     if ((i & 15) == 15 && deadline.expired()) throw_timeout(*rs[first_pending].state(), "wait_all");
+    back_off(i);
   }
 }
 
@@ -511,7 +539,8 @@ void UcxTransport::cancel(Request& r) {
   if (!s.done && s.ucx && !s.is_send) ucp_request_cancel(worker_, s.ucx);
   // A send cannot be withdrawn: wait (bounded) until UCX no longer reads the buffer.
   auto deadline = Deadline::after_seconds(5.0);
-  while (!s.done.load(std::memory_order_acquire) && !deadline.expired()) ucp_worker_progress(worker_);
+  while (!s.done.load(std::memory_order_acquire) && !deadline.expired())
+    ucp_worker_progress(worker_);
   if (!s.done) {
     CONVEYOR_LOG_WARN("transport: {} could not be cancelled within 5 s", describe_op(s));
     return;
@@ -523,11 +552,13 @@ void UcxTransport::cancel(Request& r) {
 
 // ---- collectives (over the bootstrap connection) ---------------------------------------
 
-std::vector<double> UcxTransport::all_reduce_sum(std::span<const double> values, Deadline deadline) {
+std::vector<double> UcxTransport::all_reduce_sum(std::span<const double> values,
+                                                 Deadline deadline) {
   if (!boot_) return {values.begin(), values.end()};
   std::vector<uint8_t> payload(values.size() * sizeof(double));
   if (!values.empty()) std::memcpy(payload.data(), values.data(), payload.size());
-  auto result = boot_->collective(wire::CollectiveOp::kAllReduceSum, 0, std::move(payload), deadline);
+  auto result =
+      boot_->collective(wire::CollectiveOp::kAllReduceSum, 0, std::move(payload), deadline);
   CONVEYOR_CHECK(result.size() == values.size() * sizeof(double),
                  "all_reduce_sum: the service returned {} bytes for {} values", result.size(),
                  values.size());
@@ -544,7 +575,8 @@ void UcxTransport::broadcast(std::vector<uint8_t>& bytes, int root, Deadline dea
   CONVEYOR_REQUIRE(root >= 0 && root < options_.world_size, "broadcast: root {} is outside 0..{}",
                    root, options_.world_size - 1);
   CONVEYOR_REQUIRE(bytes.size() <= wire::kMaxPayload,
-                   "broadcast: {} bytes exceed the limit of {} bytes", bytes.size(), wire::kMaxPayload);
+                   "broadcast: {} bytes exceed the limit of {} bytes", bytes.size(),
+                   wire::kMaxPayload);
   if (!boot_) return;
   auto payload = options_.rank == root ? bytes : std::vector<uint8_t>{};
   bytes = boot_->collective(wire::CollectiveOp::kBroadcast, root, std::move(payload), deadline);
@@ -588,7 +620,8 @@ void UcxTransport::shutdown(Deadline deadline) {
         return true;
       });
     }
-    if (!closing.empty()) CONVEYOR_LOG_WARN("transport: endpoints did not close before the deadline");
+    if (!closing.empty())
+      CONVEYOR_LOG_WARN("transport: endpoints did not close before the deadline");
   }
   shut_down_ = true;
   if (boot_) boot_->bye();

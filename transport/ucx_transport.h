@@ -63,10 +63,11 @@ class UcxTransport final : public Transport {
   // Both REQUIRE p2p_mu_ held.
   Request post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
                const MemoryRegion* mr);
-  void check_peers();       // throws (after cancelling receives) when the job failed
-  void cancel_receives();   // cancels every outstanding receive
+  void check_peers();                // throws (after cancelling receives) when the job failed
+  void cancel_receives();            // cancels every outstanding receive
   void finalize(Request::State& s);  // throws if the request failed; copies staged data back
   void progress();
+  static void back_off(unsigned polls);  // between polls of a wait: spin, then yield, then sleep
   const Region* find_region(const void* p, size_t n, const MemoryRegion* mr) const;
   void deregister(Region* r) noexcept;
   void release(Request::State& s) noexcept;
@@ -75,16 +76,16 @@ class UcxTransport final : public Transport {
 
   Options options_;
   std::unique_ptr<RendezvousServer> server_;  // rank 0 only
-  std::unique_ptr<BootstrapClient> boot_;      // null for a single-rank job
+  std::unique_ptr<BootstrapClient> boot_;     // null for a single-rank job
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
-  std::vector<ucp_ep_h> eps_;                  // by rank; null for ourselves
-  std::vector<int> ep_status_;                 // UCS_OK, or the error UCX reported
+  std::vector<ucp_ep_h> eps_;   // by rank; null for ourselves
+  std::vector<int> ep_status_;  // UCS_OK, or the error UCX reported
   bool ucx_cuda_ = false;
 
   mutable std::mutex p2p_mu_;
   std::unordered_map<Request::State*, std::shared_ptr<Request::State>> outstanding_;
-  std::map<uintptr_t, Region*> regions_;       // by base address
+  std::map<uintptr_t, Region*> regions_;  // by base address
   bool receives_cancelled_ = false;
   bool shut_down_ = false;
   bool aborted_ = false;

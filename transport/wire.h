@@ -6,7 +6,8 @@
 // allocate anything, so garbage or hostile bytes cost a closed connection, nothing more.
 //
 // Messages (client = every rank, service = rank 0's rendezvous service):
-//   client -> service  kHello      version, rank, world_size, token, fingerprint, ucx address, host, pid
+//   client -> service  kHello      version, rank, world_size, token, fingerprint, ucx address,
+//   host, pid
 //                      kHeartbeat  (empty)
 //                      kCollective seq, op, root, payload
 //                      kAbort      reason

@@ -17,12 +17,12 @@ namespace {
 
 // A tiny model that trains in well under a second a step.
 std::vector<std::string> tiny_args() {
-  return {"train", "--layers", "2", "--dim", "16", "--heads", "2", "--seq", "16",
-          "--microbatches", "2", "--micro-batch-size", "2", "--print-every", "0"};
+  return {"train", "--layers",      "2",  "--dim",          "16", "--heads",
+          "2",     "--seq",         "16", "--microbatches", "2",  "--micro-batch-size",
+          "2",     "--print-every", "0"};
 }
 
-std::vector<std::string> with(std::vector<std::string> args,
-                              const std::vector<std::string>& more) {
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
   args.insert(args.end(), more.begin(), more.end());
   return args;
 }
@@ -101,9 +101,9 @@ TEST_CASE("two identical runs give bit-identical losses", "[cli]") {
 
 TEST_CASE("training a tiny model on the default corpus lowers the loss", "[cli]") {
   TempDir dir;
-  auto r = run_conveyor(with(tiny_args(), {"--steps", "60", "--lr", "1e-2", "--warmup", "5",
-                                           "--micro-batch-size", "8", "--sample", "20",
-                                           "--metrics", (dir / "m").string()}));
+  auto r = run_conveyor(
+      with(tiny_args(), {"--steps", "60", "--lr", "1e-2", "--warmup", "5", "--micro-batch-size",
+                         "8", "--sample", "20", "--metrics", (dir / "m").string()}));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   auto l = losses((dir / "m").string());
@@ -114,7 +114,7 @@ TEST_CASE("training a tiny model on the default corpus lowers the loss", "[cli]"
   REQUIRE(r.output.find("--- sample (20 characters) ---") != std::string::npos);
 }
 
-TEST_CASE("--config sets flags and the command line wins", "[cli]") {
+TEST_CASE("a TOML config file sets flags and the command line wins", "[cli]") {
   TempDir dir;
   const auto cfg = dir / "run.toml";
   write_file(cfg, "steps = 3\nmicro_batch_size = 2\nseed = 5\nmetrics = \"" +

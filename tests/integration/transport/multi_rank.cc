@@ -127,7 +127,8 @@ std::vector<RankOutcome> run_job(const JobSpec& spec, const RankBody& body) {
   for (int r = 0; r < spec.world; ++r) {
     if (fds[r] < 0) continue;
     ssize_t n;
-    while ((n = ::read(fds[r], buf, sizeof buf)) > 0) out[r].text.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fds[r], buf, sizeof buf)) > 0)
+      out[r].text.append(buf, static_cast<size_t>(n));
     ::close(fds[r]);
   }
   return out;

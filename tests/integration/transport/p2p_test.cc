@@ -17,7 +17,9 @@ using conveyor::test::run_job;
 
 namespace {
 
-Deadline soon() { return Deadline::after_seconds(20); }
+Deadline soon() {
+  return Deadline::after_seconds(20);
+}
 
 void require_all_ok(const std::vector<test::RankOutcome>& out) {
   for (size_t r = 0; r < out.size(); ++r) {
@@ -135,7 +137,9 @@ TEST_CASE("many messages in flight both ways at once", "[transport]") {
     auto t = Transport::create(o);
     const int peer = 1 - rank;
     constexpr int kN = 64;
-    auto size_of = [](int i) { return static_cast<size_t>(i % 4 == 0 ? 256 * 1024 : 1000 + 37 * i); };
+    auto size_of = [](int i) {
+      return static_cast<size_t>(i % 4 == 0 ? 256 * 1024 : 1000 + 37 * i);
+    };
     std::vector<std::vector<uint8_t>> in(kN), outb(kN);
     std::vector<Request> rs;
     for (int i = 0; i < kN; ++i) {
@@ -145,8 +149,8 @@ TEST_CASE("many messages in flight both ways at once", "[transport]") {
       // Send first on purpose: rendezvous sends must not deadlock when both sides do it.
       rs.push_back(t->isend(peer, tag(1, static_cast<uint16_t>(i), 0, Tag::kGradient),
                             outb[i].data(), outb[i].size()));
-      rs.push_back(t->irecv(peer, tag(1, static_cast<uint16_t>(i), 0, Tag::kGradient),
-                            in[i].data(), in[i].size()));
+      rs.push_back(t->irecv(peer, tag(1, static_cast<uint16_t>(i), 0, Tag::kGradient), in[i].data(),
+                            in[i].size()));
     }
     t->wait_all(rs, soon());
     for (int i = 0; i < kN; ++i)
@@ -276,9 +280,8 @@ TEST_CASE("all_reduce_sum gives the same bits on every rank; barrier; broadcast"
   auto out = run_job(spec, [](int rank, Options o) -> std::string {
     auto t = Transport::create(o);
     // Order-sensitive values: the result depends on summation order.
-    std::vector<std::vector<double>> inputs = {{1e16, 0.1, -0.0, 3.0},
-                                               {1.0, 0.2, -0.0, 1e-300},
-                                               {-1e16, 0.3, -0.0, -3.0}};
+    std::vector<std::vector<double>> inputs = {
+        {1e16, 0.1, -0.0, 3.0}, {1.0, 0.2, -0.0, 1e-300}, {-1e16, 0.3, -0.0, -3.0}};
     auto sum = t->all_reduce_sum(inputs[rank], soon());
     std::string hex;
     for (double d : sum) {
@@ -307,7 +310,8 @@ TEST_CASE("all_reduce_sum gives the same bits on every rank; barrier; broadcast"
   for (auto& o : out) CHECK(o.text == want);
 }
 
-TEST_CASE("a barrier from a second thread runs while the first does point-to-point", "[transport]") {
+TEST_CASE("a barrier from a second thread runs while the first does point-to-point",
+          "[transport]") {
   JobSpec spec;
   auto out = run_job(spec, [](int rank, Options o) -> std::string {
     auto t = Transport::create(o);

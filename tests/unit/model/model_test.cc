@@ -110,11 +110,10 @@ TEST_CASE("initialisation depends only on seed and parameter name", "[model]") {
 }
 
 TEST_CASE("partition errors say how to fix them", "[model]") {
-  REQUIRE_THROWS_MATCHES(parse_partition("3,3,2", 10, 3), Error,
-                         Catch::Matchers::Predicate<Error>([](const Error& e) {
-                           return e.kind() == ErrorKind::kUsage &&
-                                  e.message().find("sums to 8") != std::string::npos;
-                         }));
+  REQUIRE_THROWS_MATCHES(
+      parse_partition("3,3,2", 10, 3), Error, Catch::Matchers::Predicate<Error>([](const Error& e) {
+        return e.kind() == ErrorKind::kUsage && e.message().find("sums to 8") != std::string::npos;
+      }));
   REQUIRE_THROWS_AS(parse_partition("4,0,4", 8, 3), Error);
   REQUIRE_THROWS_AS(parse_partition("4,4", 8, 3), Error);
   REQUIRE_THROWS_AS(parse_partition("4,x,4", 12, 3), Error);

@@ -54,7 +54,8 @@ class ScopedEnv {
     for (auto& [n, v] : vars) setenv(n, v, 1);
   }
   ~ScopedEnv() {
-    for (auto& [n, v] : saved_) v ? (void)setenv(n.c_str(), v->c_str(), 1) : (void)unsetenv(n.c_str());
+    for (auto& [n, v] : saved_)
+      v ? (void)setenv(n.c_str(), v->c_str(), 1) : (void)unsetenv(n.c_str());
   }
 
  private:
@@ -72,8 +73,11 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
     CHECK(o.fingerprint == "fp");
   }
   SECTION("torchrun names") {
-    ScopedEnv env({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "node7"},
-                   {"MASTER_PORT", "1234"}, {"CONVEYOR_JOB_TOKEN", "s3cret"},
+    ScopedEnv env({{"RANK", "3"},
+                   {"WORLD_SIZE", "4"},
+                   {"MASTER_ADDR", "node7"},
+                   {"MASTER_PORT", "1234"},
+                   {"CONVEYOR_JOB_TOKEN", "s3cret"},
                    {"CONVEYOR_UCX_PEER_ERROR_MODE", "1"}});
     auto o = options_from_env("fp");
     CHECK(o.rank == 3);
@@ -90,15 +94,19 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
     CHECK(o.world_size == 2);
   }
   SECTION("Open MPI") {
-    ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "8"},
+    ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "5"},
+                   {"OMPI_COMM_WORLD_SIZE", "8"},
                    {"CONVEYOR_JOB_TOKEN", "t"}});
     auto o = options_from_env("fp");
     CHECK(o.rank == 5);
     CHECK(o.world_size == 8);
   }
   SECTION("torchrun names win over Slurm's") {
-    ScopedEnv env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"SLURM_PROCID", "9"},
-                   {"SLURM_NTASKS", "16"}, {"CONVEYOR_JOB_TOKEN", "t"}});
+    ScopedEnv env({{"RANK", "0"},
+                   {"WORLD_SIZE", "2"},
+                   {"SLURM_PROCID", "9"},
+                   {"SLURM_NTASKS", "16"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
     auto o = options_from_env("fp");
     CHECK(o.rank == 0);
     CHECK(o.world_size == 2);
@@ -155,7 +163,9 @@ TEST_CASE("the frame decoder refuses garbage and oversized lengths before alloca
   }
   SECTION("oversized length") {
     wire::ByteWriter h;
-    h.u32(wire::kMagic).u32(static_cast<uint32_t>(wire::MsgType::kHello)).u64(wire::kMaxHelloPayload + 1);
+    h.u32(wire::kMagic)
+        .u32(static_cast<uint32_t>(wire::MsgType::kHello))
+        .u64(wire::kMaxHelloPayload + 1);
     wire::FrameDecoder d;
     d.feed(h.buffer().data(), h.buffer().size());
     CHECK_THROWS_AS(d.next(wire::kMaxHelloPayload), Error);

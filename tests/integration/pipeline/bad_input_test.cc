@@ -1,0 +1,96 @@
+// Bad pipeline settings exit 2 with a message that says what is wrong and how to fix it,
+// before any training starts.
+#include <catch2/catch.hpp>
+
+#include "tests/integration/pipeline/pipeline_test_util.h"
+
+using namespace conveyor::test;
+
+namespace {
+
+std::vector<std::string> tiny_args() {
+  return {"--layers",
+          "4",
+          "--dim",
+          "16",
+          "--heads",
+          "2",
+          "--seq",
+          "16",
+          "--microbatches",
+          "4",
+          "--micro-batch-size",
+          "1",
+          "--steps",
+          "2",
+          "--print-every",
+          "0"};
+}
+
+// Runs `args` and requires exit 2 and every one of `must_mention` in the output.
+void expect_usage_error(const std::vector<std::string>& args,
+                        const std::vector<std::string>& must_mention) {
+  auto r = run_conveyor(args, {}, 60);
+  std::string command;
+  for (const auto& a : args) command += a + " ";
+  INFO(command << "\n" << r.output);
+  REQUIRE(r.exit_code == 2);
+  for (const auto& text : must_mention) CHECK(r.output.find(text) != std::string::npos);
+}
+
+std::vector<std::string> launched(int nproc, const std::vector<std::string>& train_args) {
+  return with({"launch", "--nproc", std::to_string(nproc), "--", "conveyor", "train"}, train_args);
+}
+
+}  // namespace
+
+TEST_CASE("more stages than layers exits 2", "[pipeline]") {
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "5"})),
+                     {"--stages 5", "4 layers", "lower --stages or raise --layers"});
+  // Interleaved: stages x virtual stages pieces, each needs a layer.
+  expect_usage_error(launched(4, with(tiny_args(), {"--stages", "4", "--schedule", "interleaved",
+                                                    "--virtual-stages", "2"})),
+                     {"--virtual-stages 2", "lower --stages or raise --layers"});
+}
+
+TEST_CASE("a --partition that does not place every layer once exits 2", "[pipeline]") {
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--partition", "3,3"})),
+                     {"--partition '3,3'", "must add up to the layer count"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--partition", "4,0"})),
+                     {"--partition '4,0'", "at least one"});
+}
+
+TEST_CASE("the number of processes must match --stages", "[pipeline]") {
+  // Started by hand without a launcher: say how to start one process per stage.
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "2"})),
+                     {"--stages is 2", "conveyor launch --nproc 2"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "4"})),
+                     {"WORLD_SIZE is 2 but --stages is 4", "conveyor launch --nproc 4"});
+}
+
+TEST_CASE("interleaved needs micro-batches in groups of the stage count", "[pipeline]") {
+  expect_usage_error(
+      launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "interleaved",
+                                     "--virtual-stages", "2", "--microbatches", "3"})),
+      {"multiple of --stages", "use --microbatches 4"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "interleaved",
+                                                    "--virtual-stages", "1"})),
+                     {"--virtual-stages 2"});
+}
+
+TEST_CASE("an unknown --schedule exits 2 and lists the known ones", "[pipeline]") {
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--schedule", "pipedream"})),
+                     {"pipedream", "gpipe, 1f1b, interleaved, zb-h1"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "zb"})),
+                     {"'zb'", "gpipe, 1f1b, interleaved, zb-h1"});
+}
+
+TEST_CASE("conveyor schedule rejects impossible pipelines with exit 2", "[pipeline]") {
+  expect_usage_error({"schedule", "--stages", "0"}, {"--stages"});
+  expect_usage_error({"schedule", "--microbatches", "0"}, {"--microbatches"});
+  expect_usage_error({"schedule", "--schedule", "nope"}, {"nope", "1f1b"});
+  expect_usage_error(
+      {"schedule", "--schedule", "interleaved", "--stages", "4", "--microbatches", "6"},
+      {"multiple of --stages"});
+  expect_usage_error({"schedule", "--f-cost", "0"}, {"--f-cost"});
+}

@@ -1,0 +1,179 @@
+// `conveyor launch`: the ranks' environment, prefixed output, and failure handling: one
+// failing rank stops the group promptly, a killed rank is named by the survivors, and
+// Ctrl-C reaches every rank.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests/integration/pipeline/pipeline_test_util.h"
+
+using namespace conveyor::test;
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Single quotes for sh.
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+TEST_CASE("launch prefixes every output line with its rank", "[launch]") {
+  auto r = run_conveyor({"launch", "--nproc", "3", "--", "sh", "-c",
+                         "echo hello $RANK; echo bye $RANK >&2; printf 'no newline %s' $RANK"},
+                        {}, 60);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::map<int, std::vector<std::string>> by_rank;
+  for (const auto& line : lines_of(r.output)) {
+    int rank = -1;
+    const auto text = strip_rank_prefix(line, &rank);
+    INFO(line);
+    REQUIRE(rank >= 0);  // nothing unprefixed
+    by_rank[rank].push_back(text);
+  }
+  REQUIRE(by_rank.size() == 3);
+  for (const auto& [rank, texts] : by_rank) {
+    const auto n = std::to_string(rank);
+    const std::multiset<std::string> got(texts.begin(), texts.end());
+    // stdout and stderr share one pipe: both are there, and an unterminated last line too.
+    CHECK(got == std::multiset<std::string>{"hello " + n, "bye " + n, "no newline " + n});
+  }
+}
+
+TEST_CASE("launch sets the rendezvous environment of every rank", "[launch]") {
+  auto env_of = [](int nproc) {
+    auto r = run_conveyor({"launch", "--nproc", std::to_string(nproc), "--", "sh", "-c",
+                           "echo env $RANK $WORLD_SIZE $LOCAL_RANK $MASTER_ADDR $MASTER_PORT "
+                           "$CONVEYOR_JOB_TOKEN"},
+                          {"RANK=99", "CONVEYOR_JOB_TOKEN=stale"}, 60);  // replaced, not kept
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    std::map<int, std::vector<std::string>> fields;  // rank -> fields after "env"
+    for (const auto& line : lines_of(r.output)) {
+      int rank = -1;
+      std::istringstream in(strip_rank_prefix(line, &rank));
+      std::string word;
+      in >> word;
+      if (word != "env") continue;
+      while (in >> word) fields[rank].push_back(word);
+    }
+    return fields;
+  };
+  const auto job = env_of(3);
+  REQUIRE(job.size() == 3);
+  std::set<std::string> tokens, ports;
+  for (const auto& [rank, f] : job) {
+    INFO("rank " << rank);
+    REQUIRE(f.size() == 6);
+    CHECK(f[0] == std::to_string(rank));  // RANK
+    CHECK(f[1] == "3");                   // WORLD_SIZE
+    CHECK(f[2] == std::to_string(rank));  // LOCAL_RANK (one node)
+    CHECK(f[3] == "127.0.0.1");           // MASTER_ADDR
+    CHECK(std::stoi(f[4]) > 0);           // MASTER_PORT
+    CHECK(f[5].size() >= 16);             // a random secret, not the inherited one
+    ports.insert(f[4]);
+    tokens.insert(f[5]);
+  }
+  CHECK(ports.size() == 1);
+  CHECK(tokens.size() == 1);
+  // Every job gets its own token.
+  const auto other = env_of(1);
+  REQUIRE(other.size() == 1);
+  CHECK(other.at(0).at(5) != *tokens.begin());
+}
+
+TEST_CASE("one failing rank stops the others and launch returns its exit code", "[launch]") {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_conveyor({"launch", "--nproc", "3", "--", "sh", "-c",
+                         "if [ \"$RANK\" = 1 ]; then exit 7; fi; sleep 60"},
+                        {}, 60);
+  const double took = seconds_since(t0);
+  INFO(r.output);
+  CHECK(r.exit_code == 7);
+  CHECK(r.output.find("rank 1 failed (exit 7)") != std::string::npos);
+  // Not the 60 s the other ranks would sleep. (Today about 5 s: the survivors get SIGKILL
+  // after the supervisor's 5 s grace, without a SIGTERM first.)
+  CHECK(took < 10);
+}
+
+TEST_CASE("a rank killed during training fails the job quickly and is named", "[launch]") {
+  TempDir dir;
+  const auto metrics = (dir / "m.jsonl").string();
+  // Rank 2 is killed with SIGKILL (no chance to say goodbye) once the first step is done;
+  // --sleep-f-ms keeps the 100 steps long enough that the job is mid-training then.
+  std::string train = quoted(CONVEYOR_BIN) +
+                      " train --stages 4 --layers 4 --dim 16 --heads 2 --seq 16 --microbatches 4"
+                      " --micro-batch-size 1 --steps 100 --print-every 0 --sleep-f-ms 50"
+                      " --metrics " +
+                      quoted(metrics);
+  std::string script =
+      "if [ \"$RANK\" = 2 ]; then"
+      " ( until [ -s " +
+      quoted(metrics) + " ]; do sleep 0.05; done; kill -9 $$ ) & fi; exec " + train;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_conveyor({"launch", "--nproc", "4", "--", "sh", "-c", script}, {}, 120);
+  const double took = seconds_since(t0);
+  INFO(r.output);
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("rank 2 failed (exit 137)") != std::string::npos);
+  // 100 steps take over 20 s; the failure ends the job long before.
+  CHECK(took < 15);
+  // Every survivor says which rank died.
+  for (int survivor : {0, 1, 3}) {
+    bool named = false;
+    for (const auto& line : lines_of(r.output)) {
+      int rank = -1;
+      const auto text = strip_rank_prefix(line, &rank);
+      named |= rank == survivor && text.find("rank 2") != std::string::npos;
+    }
+    INFO("survivor rank " << survivor);
+    CHECK(named);
+  }
+}
+
+TEST_CASE("Ctrl-C on launch stops every rank", "[launch]") {
+  TempDir dir;
+  // Each rank records its pid (exec: the pid is the sleeping process itself) and sleeps.
+  const std::string rank_cmd = "echo $$ > " + quoted(dir.str()) + "/pid.$RANK; exec sleep 60";
+  // The test's shell starts launch, waits until both ranks are up, sends SIGINT to launch
+  // only (as a terminal would to the foreground process), and reports launch's exit code.
+  const std::string script =
+      quoted(CONVEYOR_BIN) + " launch --nproc 2 -- sh -c " + quoted(rank_cmd) +
+      " & launch=$!\n"
+      "cd " +
+      quoted(dir.str()) +
+      "\n"
+      "until [ -s pid.0 ] && [ -s pid.1 ]; do sleep 0.05; done\n"
+      "kill -INT $launch\n"
+      "wait $launch; echo \"launch exit $?\"\n"
+      "for f in pid.0 pid.1; do if kill -0 $(cat $f) 2>/dev/null; then echo \"alive $f\"; "
+      "kill -9 $(cat $f); fi; done\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_program({"sh", "-c", script}, {}, 60);
+  const double took = seconds_since(t0);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("launch exit 130") != std::string::npos);  // 128 + SIGINT
+  CHECK(r.output.find("alive") == std::string::npos);
+  CHECK(took < 15);
+}

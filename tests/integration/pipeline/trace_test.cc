@@ -1,0 +1,106 @@
+// `--trace` on 4 stages: a Chrome trace with one track per stage, every action of every
+// micro-batch, the transfers, and a timeline that is consistent across processes.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/pipeline/pipeline_test_util.h"
+
+using namespace conveyor::test;
+
+namespace {
+
+struct Event {
+  std::string name, cat;
+  double ts, end;
+};
+
+}  // namespace
+
+TEST_CASE("a 4-stage --trace has one track per stage with every action and transfer",
+          "[pipeline]") {
+  constexpr int p = 4, m = 4;
+  TempDir dir;
+  const auto path = (dir / "trace.json").string();
+  // One step, so every (stage, micro-batch, action) appears exactly once; zb-h1 splits the
+  // backward into B and W actions, 1f1b runs BW as B then W and traces both parts.
+  for (const std::string schedule : {"zb-h1", "1f1b"}) {
+    auto r = train_on(p, {"--layers",
+                          "4",
+                          "--dim",
+                          "16",
+                          "--heads",
+                          "2",
+                          "--seq",
+                          "16",
+                          "--microbatches",
+                          std::to_string(m),
+                          "--micro-batch-size",
+                          "1",
+                          "--steps",
+                          "1",
+                          "--print-every",
+                          "0",
+                          "--schedule",
+                          schedule,
+                          "--trace",
+                          path});
+    INFO(schedule << "\n" << r.output);
+    REQUIRE(r.exit_code == 0);
+    const auto doc = nlohmann::json::parse(read_file(path));
+    REQUIRE(doc.contains("traceEvents"));
+
+    std::map<int, std::string> track_names;
+    std::map<int, std::map<std::string, Event>> by_stage;  // stage -> name -> event
+    std::map<int, std::vector<Event>> compute;
+    for (const auto& e : doc["traceEvents"]) {
+      const int tid = e.at("tid").get<int>();
+      if (e.at("ph") == "M") {
+        track_names[tid] = e.at("args").at("name").get<std::string>();
+        continue;
+      }
+      REQUIRE(e.at("ph") == "X");
+      Event ev{e.at("name"), e.at("cat"), e.at("ts").get<double>(), 0};
+      ev.end = ev.ts + e.at("dur").get<double>();
+      REQUIRE(ev.end >= ev.ts);
+      CHECK(by_stage[tid].count(ev.name) == 0);  // each action or transfer once per step
+      by_stage[tid][ev.name] = ev;
+      if (ev.cat == "compute") compute[tid].push_back(ev);
+    }
+    REQUIRE(track_names.size() == p);
+    REQUIRE(by_stage.size() == p);
+    for (int s = 0; s < p; ++s) {
+      CHECK(track_names[s] == "stage " + std::to_string(s));
+      auto& mine = by_stage[s];
+      auto expect = [&](const std::string& name, const std::string& cat) {
+        INFO("stage " << s << ": " << name);
+        REQUIRE(mine.count(name) == 1);
+        CHECK(mine[name].cat == cat);
+      };
+      for (int mb = 0; mb < m; ++mb) {
+        const auto n = std::to_string(mb);
+        expect("F" + n, "compute");
+        expect("B" + n, "compute");
+        expect("W" + n, "compute");
+        if (s > 0) expect("recv act" + n, "recv"), expect("send grad" + n, "send");
+        if (s < p - 1) expect("send act" + n, "send"), expect("recv grad" + n, "recv");
+        // Causality across processes (one host clock): a forward starts after the previous
+        // stage's forward of the same micro-batch ended; a backward after the next stage's.
+        if (s > 0) CHECK(mine["F" + n].ts >= by_stage[s - 1]["F" + n].end);
+        if (s < p - 1) CHECK(mine["B" + n].ts >= by_stage[s + 1]["B" + n].end);
+        CHECK(mine["W" + n].ts >= mine["B" + n].end);
+      }
+      CHECK(mine.size() == size_t(3 * m + (s > 0 ? 2 * m : 0) + (s < p - 1 ? 2 * m : 0)));
+      // One thread computes per stage: its compute spans never overlap. (Timestamps are
+      // doubles in microseconds; ts + dur may round by a fraction of a microsecond.)
+      auto spans = compute[s];
+      std::sort(spans.begin(), spans.end(),
+                [](const Event& a, const Event& b) { return a.ts < b.ts; });
+      for (size_t i = 1; i < spans.size(); ++i) {
+        INFO("stage " << s << ": " << spans[i - 1].name << " then " << spans[i].name);
+        CHECK(spans[i].ts >= spans[i - 1].end - 0.5);
+      }
+    }
+  }
+}
