@@ -9,9 +9,11 @@
 //     dd: `dd if=/dev/zero bs=4M count=... conv=fsync` (the outside reference);
 //     ratio = save_MBps / dd_MBps.
 //   {"bench": "checkpoint_stall", ...}  (skipped with --no-stall)
-//     three 1-stage training runs of the same model: saving only at the end (base), every K
-//     steps synchronously, and every K steps with --async-save. The extra wall time per save
-//     over base is the stall; stall_ratio = async / sync (target <= 0.10).
+//     three 1-stage training runs of the same model per repeat: saving only at the end (base),
+//     every K steps synchronously, and every K steps with --async-save. Step boundaries are
+//     timed by the arrival of each metrics line; the extra time per save over base, from the
+//     first save to the step before the final one, is the stall (medians of --repeats);
+//     stall_ratio = async / sync (target <= 0.10).
 // Blocking; writes only under --dir (default: a fresh folder in $TMPDIR), removed afterwards.
 #pragma once
 

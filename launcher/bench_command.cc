@@ -72,7 +72,7 @@ void add_bench(CLI::App& app, Runner& run) {
   s->add_option("--threads", sgemm->threads, "0: all cores")->capture_default_str();
   s->callback([&run, sgemm] { run = [sgemm] { return run_sgemm(*sgemm); }; });
 
-  // TEMP add_bench_transport(*bench, run);
+  add_bench_transport(*bench, run);
   add_bench_schedule(*bench, run);
   add_bench_checkpoint(*bench, run);
 }

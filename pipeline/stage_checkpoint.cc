@@ -2,6 +2,10 @@
 
 #include <xxhash.h>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "checkpoint/checkpoint.h"
@@ -74,7 +78,20 @@ int64_t StageCheckpoint::restore() {
     }
     if (mode == "auto") {
       CONVEYOR_REQUIRE(enabled(), "--resume auto needs --ckpt-dir to say where to look");
-      if (auto latest = checkpoint::find_latest(config_.ckpt_dir)) chosen = latest->string();
+      if (auto latest = checkpoint::find_latest(config_.ckpt_dir)) {
+        chosen = latest->string();
+      } else if (fs::is_directory(config_.ckpt_dir)) {
+        // Committed steps that all fail verification: starting over would silently throw the
+        // run away and then commit steps that look like its continuation.
+        for (const auto& entry : fs::directory_iterator(config_.ckpt_dir)) {
+          const std::string name = entry.path().filename().string();
+          CONVEYOR_REQUIRE(!(entry.is_directory() && name.rfind("step_", 0) == 0),
+                           "--ckpt-dir {} holds committed checkpoints but none of them verifies "
+                           "(see the warnings above); repair or remove them, pick one with "
+                           "--resume PATH, or start over with --resume none",
+                           config_.ckpt_dir);
+        }
+      }
     } else if (mode != "none") {
       CONVEYOR_REQUIRE(fs::exists(mode), "--resume {}: no such file or directory", mode);
       fs::path dir = checkpoint::resolve_step_dir(mode);
@@ -173,6 +190,8 @@ void StageCheckpoint::save(int64_t steps_done) {
   writer_state_ = 0;
   writer_error_.clear();
   writer_ = std::thread([this, steps_done] {
+    // Below the training threads: on a busy host the save should wait, not the step.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
     try {
       auto& st = model_.store();
       checkpoint::ShardContents contents;
@@ -217,6 +236,7 @@ void StageCheckpoint::on_status(const double* summed) {
           "committed (LATEST still names the previous checkpoint); training goes on",
           async_step_, failed);
     }
+    last_failed_step_ = async_step_;
   } else if (written == config_.stages) {
     if (writer_.joinable()) writer_.join();
     commit(async_step_);
@@ -241,7 +261,16 @@ void StageCheckpoint::complete_async() {
 }
 
 void StageCheckpoint::finish() {
+  last_failed_step_ = -1;
   complete_async();
+  // The last save of a run must not be lost silently: a failed sync save throws too.
+  if (last_failed_step_ >= 0) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("the final checkpoint (step {}) could not be written; LATEST names "
+                            "the previous one",
+                            last_failed_step_),
+                "see the errors above for the cause (disk full? permissions?)");
+  }
 }
 
 }  // namespace conveyor::pipeline

@@ -72,6 +72,7 @@ class StageCheckpoint {
   std::thread writer_;
   std::atomic<int> writer_state_{0};  // 0 running, 1 written, 2 failed
   std::string writer_error_;
+  int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
 };
 
 }  // namespace conveyor::pipeline

@@ -141,7 +141,7 @@ TEST_CASE("a failed async save is reported, not committed, and training goes on 
   require_bit_identical(ref.final_state, read_all(root / "step_000000020"));
 }
 
-TEST_CASE("a failed async save of the last step leaves LATEST on the previous good step",
+TEST_CASE("a failed async save of the last step exits 1 and leaves LATEST on the previous step",
           "[checkpoint][crash][async]") {
   TempDir dir;
   const auto root = dir / "ckpt";
@@ -149,7 +149,9 @@ TEST_CASE("a failed async save of the last step leaves LATEST on the previous go
       train(1, {"--async-save", "--save-every", "5", "--steps", "10", "--ckpt-dir", root.string()},
             {"CONVEYOR_FAULT_FAIL_SAVE=10"});
   INFO(r.output);
+  CHECK(r.exit_code == 1);  // the run's final checkpoint is lost: not a success
   CHECK_THAT(r.output, Catch::Contains("async save of step 10 failed"));
+  CHECK_THAT(r.output, Catch::Contains("final checkpoint (step 10) could not be written"));
   CHECK(latest(root) == "step_000000005");
   CHECK_FALSE(fs::exists(root / "step_000000010"));
   CHECK(run_conveyor({"ckpt", "verify", root.string()}).exit_code == 0);
