@@ -201,7 +201,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
         result = c.exit_code;
         stopping = true;
         term_at = Clock::now() + kNoticeTime;
-        stop_deadline = term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+        stop_deadline =
+            term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
       } else if (c.exit_code != 0 && result == 3 && c.exit_code != 3) {
         result = c.exit_code;  // a rank's own failure says more than "a peer failed"
       }

@@ -20,20 +20,6 @@ double wall_us() {
       .count();
 }
 
-const char* op_letter(Op op) {
-  switch (op) {
-    case Op::kForward:
-      return "F";
-    case Op::kBackward:
-      return "BW";
-    case Op::kBackwardInput:
-      return "B";
-    case Op::kBackwardWeight:
-      return "W";
-  }
-  return "?";
-}
-
 }  // namespace
 
 // One micro-batch's activations on one chunk, plus the transfers that touch them.
@@ -227,7 +213,7 @@ struct Executor::Impl {
       std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
     const double t1 = wall_us();
     result.busy_seconds += (t1 - t0) * 1e-6;
-    span(fmt::format("{}{}{}", op_letter(a.op), a.microbatch,
+    span(fmt::format("{}{}{}", op_name(a.op), a.microbatch,
                      sched.virtual_stages > 1 ? fmt::format(".{}", a.chunk) : ""),
          "compute", t0, t1);
   }

@@ -211,8 +211,8 @@ TrainSummary train(const TrainConfig& config) {
     m.grad_norm = norm;
     m.step_ms = step_s * 1e3;
     m.tokens_per_s = config.tokens_per_step() / step_s;
-    m.bubble = worst_bubble(std::span(reduce).subspan(times_at, p),
-                            std::span(reduce).subspan(busy_at, p));
+    m.bubble =
+        worst_bubble(std::span(reduce).subspan(times_at, p), std::span(reduce).subspan(busy_at, p));
     if (step == start_step) summary.first_loss = m.loss;
     summary.last_loss = m.loss;
     summary.steps_done = step + 1;

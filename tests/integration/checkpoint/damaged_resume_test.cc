@@ -13,10 +13,10 @@ TEST_CASE("auto-resume refuses to start over when no committed checkpoint verifi
           "[checkpoint]") {
   TempDir dir;
   const auto root = dir / "ckpt";
-  const std::vector<std::string> args = {"train", "--layers", "2", "--dim", "16", "--heads", "2",
-                                         "--seq", "16", "--microbatches", "2",
-                                         "--micro-batch-size", "2", "--print-every", "0",
-                                         "--ckpt-dir", root.string()};
+  const std::vector<std::string> args = {
+      "train", "--layers",      "2",  "--dim",          "16",         "--heads",
+      "2",     "--seq",         "16", "--microbatches", "2",          "--micro-batch-size",
+      "2",     "--print-every", "0",  "--ckpt-dir",     root.string()};
   auto first = args;
   first.insert(first.end(), {"--steps", "4"});
   REQUIRE(run_conveyor(first).exit_code == 0);
