@@ -82,10 +82,12 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
       std::memcpy(&next, bytes.data(), sizeof next);
     }
     context.push_back(next);
-    if (V == 256)
+    if (V == 256) {
       out.push_back(static_cast<char>(next));
-    else
-      out += (out.empty() ? "" : " ") + std::to_string(next);
+    } else {
+      if (!out.empty()) out += ' ';
+      out += std::to_string(next);
+    }
   }
   return out;
 }

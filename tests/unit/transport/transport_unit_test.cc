@@ -199,9 +199,9 @@ TEST_CASE("RDMA discovery works with or without RDMA hardware", "[transport]") {
 
 TEST_CASE("pick_net_device prefers an active port near the GPU, then the fastest", "[transport]") {
   rdma::Discovery d;
-  rdma::Port down{1, "PORT_DOWN", "InfiniBand", 4, 53.125};
-  rdma::Port fast{1, "PORT_ACTIVE", "InfiniBand", 4, 53.125};
-  rdma::Port slow{1, "PORT_ACTIVE", "InfiniBand", 4, 25.78125};
+  rdma::Port down{1, "PORT_DOWN", "InfiniBand", 4, 53.125, 0, {}};
+  rdma::Port fast{1, "PORT_ACTIVE", "InfiniBand", 4, 53.125, 0, {}};
+  rdma::Port slow{1, "PORT_ACTIVE", "InfiniBand", 4, 25.78125, 0, {}};
   d.devices.push_back({"mlx5_0", "", 0, "", {down}});
   d.devices.push_back({"mlx5_1", "", 0, "", {slow}});
   d.devices.push_back({"mlx5_2", "", 1, "", {fast}});
