@@ -177,6 +177,7 @@ void StageCheckpoint::save(int64_t steps_done) {
     return;
   }
   if (async_step_ >= 0) complete_async();  // at most one save in flight
+  join_commit();
   // Snapshot at the step boundary; the background thread writes from the copy.
   auto& store = model_.store();
   // The snapshot buffers are kept between saves: fresh ones would page-fault the whole state in
@@ -239,7 +240,18 @@ void StageCheckpoint::on_status(const double* summed) {
     last_failed_step_ = async_step_;
   } else if (written == config_.stages) {
     if (writer_.joinable()) writer_.join();
-    commit(async_step_);
+    if (stage_ == 0) {
+      // The commit (manifest, renames, directory fsyncs) runs off the training thread too;
+      // the next save or finish() waits for it and reports its failure.
+      const int64_t step = async_step_;
+      writer_ = std::thread([this, step] {
+        try {
+          commit(step);
+        } catch (const std::exception& e) {
+          commit_error_ = fmt::format("committing checkpoint step {} failed: {}", step, e.what());
+        }
+      });
+    }
   } else {
     return;  // still writing somewhere
   }
@@ -260,9 +272,15 @@ void StageCheckpoint::complete_async() {
   }
 }
 
+void StageCheckpoint::join_commit() {
+  if (writer_.joinable()) writer_.join();
+  if (!commit_error_.empty()) throw Error(ErrorKind::kRuntime, commit_error_);
+}
+
 void StageCheckpoint::finish() {
   last_failed_step_ = -1;
   complete_async();
+  join_commit();
   // The last save of a run must not be lost silently: a failed sync save throws too.
   if (last_failed_step_ >= 0) {
     throw Error(ErrorKind::kRuntime,

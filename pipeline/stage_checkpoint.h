@@ -58,6 +58,8 @@ class StageCheckpoint {
   void write_and_commit(int64_t steps_done);
   void commit(int64_t steps_done);
   void complete_async();
+  // Waits for rank 0's background commit; throws Error(kRuntime) if it failed.
+  void join_commit();
   nlohmann::json state_json(int64_t steps_done) const;
   std::string model_fingerprint() const;
 
@@ -69,10 +71,11 @@ class StageCheckpoint {
   // Async save in flight (-1: none).
   int64_t async_step_ = -1;
   std::unique_ptr<Snapshot> snapshot_;
-  std::thread writer_;
+  std::thread writer_;                // the background shard writer, then (rank 0) the commit
   std::atomic<int> writer_state_{0};  // 0 running, 1 written, 2 failed
   std::string writer_error_;
   int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
+  std::string commit_error_;       // set by the background commit
 };
 
 }  // namespace conveyor::pipeline
