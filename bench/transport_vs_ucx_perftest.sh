@@ -3,30 +3,36 @@
 # this host, with the same UCX_TLS in the same run, and prints the ratios.
 #
 #   bench/transport_vs_ucx_perftest.sh [TLS ...]      (default: sm tcp)
-#   CONVEYOR=path/to/conveyor REPEATS=3 bench/transport_vs_ucx_perftest.sh sm
+#   CONVEYOR=path/to/conveyor REPEATS=5 bench/transport_vs_ucx_perftest.sh sm
 #
 # Bandwidth: ucx_perftest -t tag_bw vs conveyor's streaming test (MB = 2^20 bytes in both).
 # Latency: ucx_perftest -t tag_lat (half round trip) vs conveyor's ping-pong, at 8 B.
-# Every figure is the best of REPEATS runs (min latency, max bandwidth) for both tools,
-# which is the fair comparison on a shared, noisy machine.
+#
+# Paired runs: for every size, ucx_perftest and conveyor run back to back, REPEATS times,
+# each pair giving one ratio. The verdict uses the median of the paired ratios: on a shared
+# VM the speed of core-to-core traffic drifts by 2-4x within seconds (measured on the dev
+# VM), so only measurements taken side by side compare like with like. The best figure of
+# each tool and the ratio of the bests are printed too.
 # Targets (docs/BENCHMARKS.md, "Transport"): bandwidth >= 0.95x for sizes >= 1 MiB,
 # 8 B latency <= 1.2x.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 CONVEYOR=${CONVEYOR:-$here/build/release/launcher/conveyor}
-REPEATS=${REPEATS:-3}
+REPEATS=${REPEATS:-5}
 BW_SIZES=${BW_SIZES:-"1048576 4194304 16777216 67108864"}
 TLS_LIST=("$@")
 [ ${#TLS_LIST[@]} -eq 0 ] && TLS_LIST=(sm tcp)
 
 command -v ucx_perftest >/dev/null || { echo "ucx_perftest not found (apt-get install ucx-utils)" >&2; exit 2; }
 [ -x "$CONVEYOR" ] || { echo "conveyor binary not found at $CONVEYOR (set CONVEYOR=...)" >&2; exit 2; }
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # perftest TEST SIZE ITERS -> prints the final-results line (server and client on 127.0.0.1)
 perftest() {
@@ -44,52 +50,60 @@ perftest() {
   echo "$out" | awk 'NF == 8 && $1 ~ /^[0-9]+$/ { print }' | tail -1
 }
 
-for tls in "${TLS_LIST[@]}"; do
-  export UCX_TLS=$tls
-  : > "$tmp/conveyor.$tls"
-  : > "$tmp/perftest.$tls"
-  for r in $(seq "$REPEATS"); do
-    "$CONVEYOR" bench transport --min-bytes 8 --max-bytes 67108864 >> "$tmp/conveyor.$tls"
-    echo "lat 8 $(perftest tag_lat 8 200000)" >> "$tmp/perftest.$tls"
+# conveyor SIZE -> one JSON line for that size (written to a file first: nothing else runs
+# while it measures)
+conveyor() {
+  "$CONVEYOR" bench transport --min-bytes "$1" --max-bytes "$1" > "$tmp/one.json"
+  cat "$tmp/one.json"
+}
+
+for r in $(seq "$REPEATS"); do
+  for tls in "${TLS_LIST[@]}"; do
+    export UCX_TLS=$tls
+    echo "lat 8 $(perftest tag_lat 8 200000) | $(conveyor 8)" >> "$tmp/pairs.$tls"
     for s in $BW_SIZES; do
       n=$(( 2147483648 / s )); [ $n -lt 32 ] && n=32; [ $n -gt 100000 ] && n=100000
-      echo "bw $s $(perftest tag_bw "$s" "$n")" >> "$tmp/perftest.$tls"
+      echo "bw $s $(perftest tag_bw "$s" "$n") | $(conveyor "$s")" >> "$tmp/pairs.$tls"
     done
   done
 done
 
-python3 - "$tmp" "$REPEATS" "${TLS_LIST[@]}" <<'PY'
-import json, sys
+"$PYTHON" - "$tmp" "$REPEATS" "${TLS_LIST[@]}" <<'PY'
+import json, statistics, sys
 tmp, repeats, tls_list = sys.argv[1], sys.argv[2], sys.argv[3:]
 ok = True
-print(f"# conveyor bench transport vs ucx_perftest (best of {repeats}; MB = 2^20 bytes)")
+print(f"# conveyor bench transport vs ucx_perftest ({repeats} paired runs; MB = 2^20 bytes)")
 for tls in tls_list:
-    conv = {}
-    for line in open(f"{tmp}/conveyor.{tls}"):
-        row = json.loads(line)
-        c = conv.setdefault(row["bytes"], {"bw": 0.0, "lat": float("inf")})
-        c["bw"] = max(c["bw"], row["bandwidth_MBps"])
-        c["lat"] = min(c["lat"], row["latency_us"])
-    pt_bw, pt_lat = {}, {}
-    for line in open(f"{tmp}/perftest.{tls}"):
-        f = line.split()
-        if len(f) < 10:
-            print(f"UCX_TLS={tls}: ucx_perftest produced no result for {f[:2]}"); ok = False; continue
-        kind, size, vals = f[0], int(f[1]), [float(x) for x in f[2:]]
-        # columns: iterations, p50, average, overall (usec); bw average, overall; msg rate x2
+    rows = {}  # (kind, size) -> list of (perftest, conveyor)
+    for line in open(f"{tmp}/pairs.{tls}"):
+        left, right = line.split("|", 1)
+        f = left.split()
+        kind, size = f[0], int(f[1])
+        if len(f) < 10 or not right.strip():
+            print(f"UCX_TLS={tls}: a run produced no result for {kind} {size}"); ok = False; continue
+        vals = [float(x) for x in f[2:]]
+        conv = json.loads(right)
+        # perftest columns: iterations, p50, average, overall (usec); bw average, overall; msg rates
         if kind == "lat":
-            pt_lat[size] = min(pt_lat.get(size, float("inf")), vals[3])
+            rows.setdefault((kind, size), []).append((vals[3], conv["latency_us"]))
         else:
-            pt_bw[size] = max(pt_bw.get(size, 0.0), vals[5])
+            rows.setdefault((kind, size), []).append((vals[5], conv["bandwidth_MBps"]))
     print(f"\nUCX_TLS={tls}")
-    print(f"{'bytes':>10} {'metric':>10} {'conveyor':>12} {'ucx_perftest':>13} {'ratio':>7} target")
-    for size, lat in sorted(pt_lat.items()):
-        c = conv[size]["lat"]; r = c / lat
-        good = r <= 1.2; ok &= good
-        print(f"{size:>10} {'lat_us':>10} {c:>12.3f} {lat:>13.3f} {r:>7.2f} <=1.20 {'ok' if good else 'MISSED'}")
-    for size, bw in sorted(pt_bw.items()):
-        c = conv[size]["bw"]; r = c / bw
-        good = r >= 0.95; ok &= good
-        print(f"{size:>10} {'MB/s':>10} {c:>12.1f} {bw:>13.1f} {r:>7.2f} >=0.95 {'ok' if good else 'MISSED'}")
+    print(f"{'bytes':>10} {'metric':>7} {'conveyor':>10} {'perftest':>10} {'best/best':>10} "
+          f"{'paired ratios (median)':>30} target")
+    for (kind, size), pairs in sorted(rows.items(), key=lambda kv: (kv[0][0] != "lat", kv[0][1])):
+        ratios = sorted(c / p for p, c in pairs)
+        med = statistics.median(ratios)
+        if kind == "lat":
+            best_p, best_c = min(p for p, _ in pairs), min(c for _, c in pairs)
+            good, target, fmt = med <= 1.2, "<=1.20", "{:.3f}"
+        else:
+            best_p, best_c = max(p for p, _ in pairs), max(c for _, c in pairs)
+            good, target, fmt = med >= 0.95, ">=0.95", "{:.0f}"
+        ok &= good
+        shown = " ".join(f"{x:.2f}" for x in ratios)
+        print(f"{size:>10} {'lat_us' if kind == 'lat' else 'MB/s':>7} {fmt.format(best_c):>10} "
+              f"{fmt.format(best_p):>10} {best_c / best_p:>10.2f} {shown + f' ({med:.2f})':>30} "
+              f"{target} {'ok' if good else 'MISSED'}")
 print("\nall targets met" if ok else "\nsome targets missed")
 PY

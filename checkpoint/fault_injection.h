@@ -10,6 +10,10 @@
 //                                                 and the manifest written, before the rename
 //   CONVEYOR_FAULT_KILL_AFTER_COMMIT=STEP        commit_step of STEP: SIGKILL after the rename
 //                                                 (the commit point), before LATEST is replaced
+//   CONVEYOR_FAULT_SLOW_SNAPSHOT=STEP[:STAGE]    async save of STEP: the background thread
+//                                                 waits 300 ms before copying the snapshot
+//                                                 (holds open the window in which the next
+//                                                 optimizer update must wait for the copy)
 //
 // Without ":STAGE" the fault fires on every stage that reaches the point.
 #pragma once

@@ -80,8 +80,10 @@ void run_rank(Transport& t, const BenchOptions& o) {
   auto ping_pong = [&](size_t n, int iters) {
     for (int i = 0; i < iters; ++i, ++step) {
       if (me == 0) {
-        Request rs[2] = {t.irecv(peer, tag(step, 1), recv_buf.data(), n, &recv_mr),
-                         t.isend(peer, tag(step, 0), send_buf.data(), n, &send_mr)};
+        // Send first, as ucx_perftest's tag_lat does: the receive is posted while the
+        // message travels, not before it leaves.
+        Request rs[2] = {t.isend(peer, tag(step, 0), send_buf.data(), n, &send_mr),
+                         t.irecv(peer, tag(step, 1), recv_buf.data(), n, &recv_mr)};
         t.wait_all(rs, deadline());
       } else {
         auto r = t.irecv(peer, tag(step, 0), recv_buf.data(), n, &recv_mr);
@@ -119,9 +121,11 @@ void run_rank(Transport& t, const BenchOptions& o) {
     return static_cast<int>(t.all_reduce_sum(v, deadline())[0]);
   };
 
-  // Warm-up: connections, registration caches and page faults before the first row.
-  ping_pong(o.min_bytes, 1000);
-  stream(o.min_bytes, 1000);
+  // Warm-up: connections, registration caches and page faults before the first row; about
+  // 64 MiB of traffic (1000 messages of a small first size, 2 of a large one).
+  const int warm_iters = static_cast<int>(std::clamp<size_t>((64u << 20) / o.min_bytes, 2, 1000));
+  ping_pong(o.min_bytes, warm_iters);
+  stream(o.min_bytes, warm_iters);
 
   for (double size = double(o.min_bytes); size <= double(o.max_bytes) * 1.0000001;
        size *= o.factor) {

@@ -39,9 +39,16 @@ class StageCheckpoint {
   // step, or a checkpoint that fails verification.
   int64_t restore();
 
-  // Saves the state after `steps_done` steps. Async (with --async-save): snapshots to host
-  // memory now and writes in the background; a save still in flight is finished first.
+  // Saves the state after `steps_done` steps. Async (with --async-save): a background thread
+  // copies the state to host memory and then writes it; a save still in flight is finished
+  // first. Returns without copying anything: the caller must call before_update() before it
+  // next modifies the parameters or the optimizer state.
   void save(int64_t steps_done);
+
+  // Blocks until the snapshot of the last async save has been copied (normally long done: it
+  // overlaps the next step's forward and backward passes). Call before every optimizer
+  // update; a no-op without an async save.
+  void before_update();
 
   // Async saves: the per-step status this stage contributes to the step's all-reduce, and
   // what to do with the summed status (commit when every stage is done, report a failure).
@@ -71,8 +78,9 @@ class StageCheckpoint {
   // Async save in flight (-1: none).
   int64_t async_step_ = -1;
   std::unique_ptr<Snapshot> snapshot_;
-  std::thread writer_;                // the background shard writer, then (rank 0) the commit
-  std::atomic<int> writer_state_{0};  // 0 running, 1 written, 2 failed
+  std::thread writer_;                      // the background shard writer, then (rank 0) the commit
+  std::atomic<int> writer_state_{0};        // 0 running, 1 written, 2 failed
+  std::atomic<bool> snapshot_taken_{true};  // the writer has copied the state (or failed to)
   std::string writer_error_;
   int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
   std::string commit_error_;       // set by the background commit

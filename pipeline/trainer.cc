@@ -200,6 +200,7 @@ TrainSummary train(const TrainConfig& config) {
       cpu::scale_inplace(grads.data(), grads.size(), clip);
     }
     const float lr = model::learning_rate(config.optim, step, config.steps);
+    checkpoint.before_update();  // an async save's snapshot must be copied first
     model::adamw_step(config.optim, model.store(), lr, step);
 
     const double step_s = now_seconds() - t0;

@@ -66,7 +66,7 @@ std::string describe_op(const Request::State& s) {
 // A ucp_mem_map registration.
 class UcxTransport::Region final : public MemoryRegion::Impl {
  public:
-  explicit Region(UcxTransport* owner) : owner_(owner) {}
+  explicit Region(UcxTransport* owner) : owner_(owner) { backend = owner; }
   ~Region() override {
     if (owner_) owner_->deregister(this);
     cuda::free_pinned(staging);
@@ -211,8 +211,8 @@ void UcxTransport::teardown() noexcept {
       ucp_worker_destroy(worker_);
       worker_ = nullptr;
     }
-    for (auto& [p, s] : outstanding_) release(*s);
-    outstanding_.clear();
+    in_flight_.for_each([this](Request::State& s) { release(s); });
+    in_flight_.clear();
     if (context_) ucp_cleanup(context_);
     context_ = nullptr;
   }
@@ -272,7 +272,8 @@ void UcxTransport::deregister(Region* r) noexcept {
 const UcxTransport::Region* UcxTransport::find_region(const void* p, size_t n,
                                                       const MemoryRegion* mr) const {
   if (mr != nullptr) {
-    auto* impl = dynamic_cast<const Region*>(mr->impl());
+    const auto* base = mr->impl();
+    const auto* impl = base && base->backend == this ? static_cast<const Region*>(base) : nullptr;
     CONVEYOR_REQUIRE(impl != nullptr && impl->owner_ == this && impl->contains(p, n),
                      "the memory region passed with {} bytes at {} does not contain them", n, p);
     return impl;
@@ -288,7 +289,9 @@ const UcxTransport::Region* UcxTransport::find_region(const void* p, size_t n,
 
 Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
                            const MemoryRegion* mr) {
-  auto s = std::make_shared<Request::State>();
+  // The state was allocated after the previous operation left (see the end): allocating here
+  // would delay the message by a malloc.
+  auto s = spare_state_ ? std::move(spare_state_) : std::make_shared<Request::State>();
   s->is_send = is_send;
   s->peer = peer;
   s->tag = tag;
@@ -345,15 +348,16 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
     s->done.store(true, std::memory_order_release);
   } else {
     s->ucx = r;
-    if (outstanding_.size() > 1024) {  // forget completed requests whose handles were dropped
-      std::erase_if(outstanding_, [this](auto& kv) {
-        if (!kv.second->done || kv.second.use_count() > 1) return false;
-        release(*kv.second);
-        return true;
+    if (in_flight_.size() > 1024) {  // forget completed requests whose handles were dropped
+      in_flight_.for_each([this](Request::State& f) {
+        if (!f.done || f.keep_alive.use_count() > 1) return;
+        release(f);
+        in_flight_.remove(f);
       });
     }
-    outstanding_.emplace(s.get(), s);
+    in_flight_.insert(s);
   }
+  spare_state_ = std::make_shared<Request::State>();  // for the next operation
   return Request(std::move(s));
 }
 
@@ -396,12 +400,12 @@ void UcxTransport::cancel_receives() {
   if (receives_cancelled_ || !worker_) return;
   receives_cancelled_ = true;
   std::vector<Request::State*> pending;
-  for (auto& [p, s] : outstanding_) {
-    if (!s->is_send && !s->done && s->ucx) {
-      ucp_request_cancel(worker_, s->ucx);
-      pending.push_back(p);
+  in_flight_.for_each([&](Request::State& s) {
+    if (!s.is_send && !s.done && s.ucx) {
+      ucp_request_cancel(worker_, s.ucx);
+      pending.push_back(&s);
     }
-  }
+  });
   // Cancellation completes through the callback; give UCX a bounded moment.
   auto deadline = Deadline::after_seconds(1.0);
   while (!deadline.expired() &&
@@ -418,7 +422,7 @@ void UcxTransport::release(Request::State& s) noexcept {
 void UcxTransport::finalize(Request::State& s) {
   if (!s.finalized) {
     s.finalized = true;
-    outstanding_.erase(&s);
+    in_flight_.remove(s);  // the caller's handle keeps `s` alive
     if (s.staging && !s.is_send && s.status == UCS_OK) {
       try {
         cuda::copy_to_device(s.user_ptr, s.staging, s.bytes);
@@ -471,6 +475,10 @@ void UcxTransport::throw_timeout(const Request::State& s, const char* what) cons
 bool UcxTransport::test(Request& r) {
   CONVEYOR_REQUIRE(r.valid(), "test: empty Request");
   auto& s = *r.state();
+  if (!s.linked && s.done.load(std::memory_order_acquire)) {
+    finalize(s);  // it completed when posted: finalize touches only `s`, no lock needed
+    return true;
+  }
   std::lock_guard lock(p2p_mu_);
   if (!s.done.load(std::memory_order_acquire)) progress();
   if (s.done.load(std::memory_order_acquire)) {
@@ -484,9 +492,21 @@ bool UcxTransport::test(Request& r) {
 // Polls spin for a short while (lowest latency), then give the core away between polls: with
 // more ranks than cores (the CPU demo runs 4 stages on 2 cores) a spinning waiter would take
 // the CPU from the very stage it is waiting for.
+constexpr unsigned kSpinPolls = 2000;
+constexpr unsigned kYieldPolls = 4000;
+// The first polls of a wait do not read the clock (a clock read costs as much as a poll, and
+// short waits are the common case); they last well under a millisecond.
+constexpr unsigned kClockFreePolls = 256;
+
+// While spinning, a wait keeps the lock for a batch of polls: taking and releasing an
+// uncontended mutex costs about as much as one poll of a shared-memory worker, and the
+// 8-byte latency is made of polls. Batches stay short so another thread's isend/irecv or
+// wait gets the worker within a microsecond or so.
+unsigned UcxTransport::polls_per_lock(unsigned polls) {
+  return polls < kSpinPolls ? 32 : 1;
+}
+
 void UcxTransport::back_off(unsigned polls) {
-  constexpr unsigned kSpinPolls = 2000;
-  constexpr unsigned kYieldPolls = 4000;
   if (polls < kSpinPolls) return;
   if (polls < kYieldPolls) {
     std::this_thread::yield();
@@ -498,37 +518,52 @@ void UcxTransport::back_off(unsigned polls) {
 void UcxTransport::wait(Request& r, Deadline deadline) {
   CONVEYOR_REQUIRE(r.valid(), "wait: empty Request");
   auto& s = *r.state();
-  for (unsigned i = 0;; ++i) {
+  if (!s.linked && s.done.load(std::memory_order_acquire)) {
+    finalize(s);  // it completed when posted (small sends): no lock needed
+    return;
+  }
+  for (unsigned polls = 0;;) {
     {
       std::lock_guard lock(p2p_mu_);
-      if (!s.done.load(std::memory_order_acquire)) progress();
+      for (unsigned k = polls_per_lock(polls); k > 0; --k, ++polls) {
+        if (s.done.load(std::memory_order_acquire)) break;
+        ucp_worker_progress(worker_);
+      }
       if (s.done.load(std::memory_order_acquire)) {
         finalize(s);
         return;
       }
       check_peers();
     }
-    if ((i & 15) == 15 && deadline.expired()) throw_timeout(s, "wait");
-    back_off(i);
+    if (polls >= kClockFreePolls && deadline.expired()) throw_timeout(s, "wait");
+    back_off(polls);
   }
 }
 
 void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
   for (auto& r : rs) CONVEYOR_REQUIRE(r.valid(), "wait_all: empty Request");
   size_t first_pending = 0;  // requests before it are complete
-  for (unsigned i = 0;; ++i) {
+  auto advance = [&] {
+    while (first_pending < rs.size() && rs[first_pending].done()) ++first_pending;
+    return first_pending == rs.size();
+  };
+  for (unsigned polls = 0;;) {
     {
       std::lock_guard lock(p2p_mu_);
-      progress();
-      while (first_pending < rs.size() && rs[first_pending].done()) ++first_pending;
-      if (first_pending == rs.size()) {
+      bool all_done = advance();
+      for (unsigned k = polls_per_lock(polls); k > 0 && !all_done; --k, ++polls) {
+        ucp_worker_progress(worker_);
+        all_done = advance();
+      }
+      if (all_done) {
         for (auto& r : rs) finalize(*r.state());
         return;
       }
       check_peers();
     }
-    if ((i & 15) == 15 && deadline.expired()) throw_timeout(*rs[first_pending].state(), "wait_all");
-    back_off(i);
+    if (polls >= kClockFreePolls && deadline.expired())
+      throw_timeout(*rs[first_pending].state(), "wait_all");
+    back_off(polls);
   }
 }
 
@@ -546,8 +581,8 @@ void UcxTransport::cancel(Request& r) {
     return;
   }
   s.finalized = true;
-  outstanding_.erase(&s);
   release(s);
+  in_flight_.remove(s);
 }
 
 // ---- collectives (over the bootstrap connection) ---------------------------------------

@@ -13,8 +13,9 @@
 // otherwise staged through pinned host memory (a registered pinned mirror per region, or
 // a temporary pinned buffer for unregistered device memory).
 //
-// Locking: one mutex (p2p_mu_) around the worker (UCS_THREAD_MODE_SERIALIZED): taken per
-// progress iteration, so two threads can wait on different requests.
+// Locking: one lock (p2p_mu_, a SpinLock) around the worker (UCS_THREAD_MODE_SERIALIZED). A wait
+// holds it for a short batch of polls while it spins (a lock round trip costs as much as
+// a poll) and releases it between batches, so two threads can wait on different requests.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -22,12 +23,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "transport/bootstrap_client.h"
 #include "transport/rendezvous_server.h"
 #include "transport/request_state.h"
+#include "transport/spin_lock.h"
 #include "transport/transport.h"
 
 namespace conveyor::transport {
@@ -63,10 +64,14 @@ class UcxTransport final : public Transport {
   // Both REQUIRE p2p_mu_ held.
   Request post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
                const MemoryRegion* mr);
-  void check_peers();                // throws (after cancelling receives) when the job failed
-  void cancel_receives();            // cancels every outstanding receive
-  void finalize(Request::State& s);  // throws if the request failed; copies staged data back
+  void check_peers();      // throws (after cancelling receives) when the job failed
+  void cancel_receives();  // cancels every outstanding receive
+  // Throws if the request failed; copies staged data back. The lock is not needed for a
+  // request that was never linked (completed when posted): then only `s` is touched.
+  void finalize(Request::State& s);
   void progress();
+  // Polls one wait makes per lock acquisition after `polls` polls (see back_off).
+  static unsigned polls_per_lock(unsigned polls);
   static void back_off(unsigned polls);  // between polls of a wait: spin, then yield, then sleep
   const Region* find_region(const void* p, size_t n, const MemoryRegion* mr) const;
   void deregister(Region* r) noexcept;
@@ -83,9 +88,10 @@ class UcxTransport final : public Transport {
   std::vector<int> ep_status_;  // UCS_OK, or the error UCX reported
   bool ucx_cuda_ = false;
 
-  mutable std::mutex p2p_mu_;
-  std::unordered_map<Request::State*, std::shared_ptr<Request::State>> outstanding_;
-  std::map<uintptr_t, Region*> regions_;  // by base address
+  mutable SpinLock p2p_mu_;
+  InFlightList in_flight_;
+  std::shared_ptr<Request::State> spare_state_;  // the next post()'s state, allocated ahead
+  std::map<uintptr_t, Region*> regions_;         // by base address
   bool receives_cancelled_ = false;
   bool shut_down_ = false;
   bool aborted_ = false;
