@@ -13,6 +13,8 @@
 # VM the speed of core-to-core traffic drifts by 2-4x within seconds (measured on the dev
 # VM), so only measurements taken side by side compare like with like. The best figure of
 # each tool and the ratio of the bests are printed too.
+# CONTROL=1 runs ucx_perftest in conveyor's place: the paired ratios of a tool against itself
+# show how far this machine's noise alone moves them.
 # Targets (docs/BENCHMARKS.md, "Transport"): bandwidth >= 0.95x for sizes >= 1 MiB,
 # 8 B latency <= 1.2x.
 set -euo pipefail
@@ -53,6 +55,13 @@ perftest() {
 # conveyor SIZE -> one JSON line for that size (written to a file first: nothing else runs
 # while it measures)
 conveyor() {
+  if [ "${CONTROL:-0}" = 1 ]; then  # ucx_perftest in conveyor's place: the noise floor
+    local lat="" bw="" n=$(( 2147483648 / $1 )); [ $n -lt 32 ] && n=32; [ $n -gt 100000 ] && n=100000
+    if [ "$1" -le 8 ]; then lat=$(perftest tag_lat "$1" 200000 | awk '{ print $4 }')
+    else bw=$(perftest tag_bw "$1" "$n" | awk '{ print $6 }'); fi
+    echo "{\"bytes\": $1, \"bandwidth_MBps\": ${bw:-0}, \"latency_us\": ${lat:-0}}"
+    return
+  fi
   "$CONVEYOR" bench transport --min-bytes "$1" --max-bytes "$1" > "$tmp/one.json"
   cat "$tmp/one.json"
 }
@@ -72,7 +81,9 @@ done
 import json, statistics, sys
 tmp, repeats, tls_list = sys.argv[1], sys.argv[2], sys.argv[3:]
 ok = True
-print(f"# conveyor bench transport vs ucx_perftest ({repeats} paired runs; MB = 2^20 bytes)")
+import os
+who = "ucx_perftest (CONTROL=1)" if os.environ.get("CONTROL") == "1" else "conveyor bench transport"
+print(f"# {who} vs ucx_perftest ({repeats} paired runs; MB = 2^20 bytes)")
 for tls in tls_list:
     rows = {}  # (kind, size) -> list of (perftest, conveyor)
     for line in open(f"{tmp}/pairs.{tls}"):

@@ -40,7 +40,7 @@ struct Options {
   bool stall = true;
   // The stall runs: a 1-stage model of about 3.2M parameters (38 MB of params + Adam state).
   int layers = 4, dim = 256, heads = 4, seq = 64, microbatches = 2, micro_batch_size = 4;
-  int steps = 24, save_every = 4, threads = 1;
+  int steps = 44, save_every = 2, threads = 1;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -502,13 +502,13 @@ constexpr unsigned kClockFreePolls = 256;
 // uncontended mutex costs about as much as one poll of a shared-memory worker, and the
 // 8-byte latency is made of polls. Batches stay short so another thread's isend/irecv or
 // wait gets the worker within a microsecond or so.
-unsigned UcxTransport::polls_per_lock(unsigned polls) {
-  return polls < kSpinPolls ? 32 : 1;
+unsigned UcxTransport::polls_per_lock(unsigned idle_polls) {
+  return idle_polls < kSpinPolls ? 32 : 1;
 }
 
-void UcxTransport::back_off(unsigned polls) {
-  if (polls < kSpinPolls) return;
-  if (polls < kYieldPolls) {
+void UcxTransport::back_off(unsigned idle_polls) {
+  if (idle_polls < kSpinPolls) return;
+  if (idle_polls < kYieldPolls) {
     std::this_thread::yield();
   } else {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -522,12 +522,15 @@ void UcxTransport::wait(Request& r, Deadline deadline) {
     finalize(s);  // it completed when posted (small sends): no lock needed
     return;
   }
-  for (unsigned polls = 0;;) {
+  // `idle` counts polls since UCX last did something and drives the back-off: while data
+  // flows (a large message over TCP completes only as its fragments are read) the waiter
+  // keeps polling; a sleeping one would stall the stream.
+  for (unsigned polls = 0, idle = 0;;) {
     {
       std::lock_guard lock(p2p_mu_);
-      for (unsigned k = polls_per_lock(polls); k > 0; --k, ++polls) {
+      for (unsigned k = polls_per_lock(idle); k > 0; --k, ++polls) {
         if (s.done.load(std::memory_order_acquire)) break;
-        ucp_worker_progress(worker_);
+        idle = ucp_worker_progress(worker_) != 0 ? 0 : idle + 1;
       }
       if (s.done.load(std::memory_order_acquire)) {
         finalize(s);
@@ -536,7 +539,7 @@ void UcxTransport::wait(Request& r, Deadline deadline) {
       check_peers();
     }
     if (polls >= kClockFreePolls && deadline.expired()) throw_timeout(s, "wait");
-    back_off(polls);
+    back_off(idle);
   }
 }
 
@@ -547,12 +550,12 @@ void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
     while (first_pending < rs.size() && rs[first_pending].done()) ++first_pending;
     return first_pending == rs.size();
   };
-  for (unsigned polls = 0;;) {
+  for (unsigned polls = 0, idle = 0;;) {  // as in wait()
     {
       std::lock_guard lock(p2p_mu_);
       bool all_done = advance();
-      for (unsigned k = polls_per_lock(polls); k > 0 && !all_done; --k, ++polls) {
-        ucp_worker_progress(worker_);
+      for (unsigned k = polls_per_lock(idle); k > 0 && !all_done; --k, ++polls) {
+        idle = ucp_worker_progress(worker_) != 0 ? 0 : idle + 1;
         all_done = advance();
       }
       if (all_done) {
@@ -563,7 +566,7 @@ void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
     }
     if (polls >= kClockFreePolls && deadline.expired())
       throw_timeout(*rs[first_pending].state(), "wait_all");
-    back_off(polls);
+    back_off(idle);
   }
 }
 

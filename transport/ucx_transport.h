@@ -70,9 +70,11 @@ class UcxTransport final : public Transport {
   // request that was never linked (completed when posted): then only `s` is touched.
   void finalize(Request::State& s);
   void progress();
-  // Polls one wait makes per lock acquisition after `polls` polls (see back_off).
-  static unsigned polls_per_lock(unsigned polls);
-  static void back_off(unsigned polls);  // between polls of a wait: spin, then yield, then sleep
+  // Both take the number of polls since UCX last made progress. polls_per_lock: how many
+  // polls a wait makes per lock acquisition; back_off: what it does between batches
+  // (spin, then yield, then sleep).
+  static unsigned polls_per_lock(unsigned idle_polls);
+  static void back_off(unsigned idle_polls);
   const Region* find_region(const void* p, size_t n, const MemoryRegion* mr) const;
   void deregister(Region* r) noexcept;
   void release(Request::State& s) noexcept;
