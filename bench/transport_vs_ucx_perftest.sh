@@ -13,6 +13,9 @@
 # VM the speed of core-to-core traffic drifts by 2-4x within seconds (measured on the dev
 # VM), so only measurements taken side by side compare like with like. The best figure of
 # each tool and the ratio of the bests are printed too.
+# PIN=1 (the default) places both tools alike: ucx_perftest's client (the sender, like
+# conveyor's rank 0) on CPU 0 and its server on CPU 1, conveyor with --pin. PIN=0 leaves
+# placement to the scheduler.
 # CONTROL=1 runs ucx_perftest in conveyor's place: the paired ratios of a tool against itself
 # show how far this machine's noise alone moves them.
 # Targets (docs/BENCHMARKS.md, "Transport"): bandwidth >= 0.95x for sizes >= 1 MiB,
@@ -22,10 +25,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 CONVEYOR=${CONVEYOR:-$here/build/release/launcher/conveyor}
 REPEATS=${REPEATS:-5}
+PIN=${PIN:-1}
+on_cpu() { if [ "$PIN" = 1 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+pin_flag=(); [ "$PIN" = 1 ] && pin_flag=(--pin)
 BW_SIZES=${BW_SIZES:-"1048576 4194304 16777216 67108864"}
 TLS_LIST=("$@")
 [ ${#TLS_LIST[@]} -eq 0 ] && TLS_LIST=(sm tcp)
 
+[ "$PIN" != 1 ] || command -v taskset >/dev/null || { echo "taskset not found (apt-get install util-linux) or set PIN=0" >&2; exit 2; }
 command -v ucx_perftest >/dev/null || { echo "ucx_perftest not found (apt-get install ucx-utils)" >&2; exit 2; }
 [ -x "$CONVEYOR" ] || { echo "conveyor binary not found at $CONVEYOR (set CONVEYOR=...)" >&2; exit 2; }
 PYTHON=/usr/bin/python3
@@ -41,11 +48,11 @@ perftest() {
   local test=$1 size=$2 iters=$3 port warm
   port=$(free_port)
   warm=$(( iters / 10 > 2 ? iters / 10 : 2 ))
-  ucx_perftest -p "$port" >/dev/null 2>&1 &
+  on_cpu 1 ucx_perftest -p "$port" >/dev/null 2>&1 &
   local server=$!
   local out=""
   for _ in $(seq 50); do  # the server needs a moment to listen
-    if out=$(ucx_perftest 127.0.0.1 -p "$port" -t "$test" -s "$size" -n "$iters" -w "$warm" -f 2>/dev/null); then break; fi
+    if out=$(on_cpu 0 ucx_perftest 127.0.0.1 -p "$port" -t "$test" -s "$size" -n "$iters" -w "$warm" -f 2>/dev/null); then break; fi
     sleep 0.1
   done
   wait "$server" 2>/dev/null || true
@@ -62,7 +69,7 @@ conveyor() {
     echo "{\"bytes\": $1, \"bandwidth_MBps\": ${bw:-0}, \"latency_us\": ${lat:-0}}"
     return
   fi
-  "$CONVEYOR" bench transport --min-bytes "$1" --max-bytes "$1" > "$tmp/one.json"
+  "$CONVEYOR" bench transport "${pin_flag[@]}" --min-bytes "$1" --max-bytes "$1" > "$tmp/one.json"
   cat "$tmp/one.json"
 }
 

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,7 +40,20 @@ struct BenchOptions {
   double factor = 2;
   int window = 32;                // sends in flight during the bandwidth test
   double seconds_per_size = 0.3;  // rough time budget per size and test
+  bool pin = false;               // rank r runs on CPU r (mod the CPU count)
 };
+
+// Pins the calling process (and the threads it starts later) to one CPU, so both ranks
+// measure with the same placement every run: left to the scheduler, a forked child starts
+// on its parent's CPU and the two may share a core for a while.
+void pin_to_cpu(int rank) {
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<int>(rank % std::max(1L, cpus)), &set);
+  CONVEYOR_CHECK(sched_setaffinity(0, sizeof set, &set) == 0,
+                 "bench transport: cannot pin rank {} to a CPU", rank);
+}
 
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -171,6 +185,7 @@ int run_bench(const BenchOptions& o) {
     auto opts = transport::options_from_env("bench-transport");
     CONVEYOR_REQUIRE(opts.world_size == 2, "bench transport needs WORLD_SIZE=2, not {}",
                      opts.world_size);
+    if (o.pin) pin_to_cpu(opts.rank);
     auto t = Transport::create(opts);
     run_rank(*t, o);
     return kExitOk;
@@ -189,6 +204,7 @@ int run_bench(const BenchOptions& o) {
     int code = kExitOk;
     try {
       opts.rank = 1;
+      if (o.pin) pin_to_cpu(opts.rank);
       auto t = Transport::create(opts);
       run_rank(*t, o);
     } catch (const Error& e) {
@@ -201,6 +217,7 @@ int run_bench(const BenchOptions& o) {
   int code = kExitOk;
   try {
     opts.rank = 0;
+    if (o.pin) pin_to_cpu(opts.rank);
     auto t = Transport::create(opts);
     run_rank(*t, o);
   } catch (...) {
@@ -230,6 +247,7 @@ void add_bench_transport(CLI::App& bench, Runner& run) {
   sub->add_option("--window", o->window, "sends in flight in the bandwidth test (default 32)");
   sub->add_option("--seconds-per-size", o->seconds_per_size,
                   "time budget per size and test (default 0.3)");
+  sub->add_flag("--pin", o->pin, "run rank r on CPU r (as `taskset -c r` would)");
   sub->callback([&run, o] { run = [o] { return run_bench(*o); }; });
 }
 

@@ -498,9 +498,9 @@ constexpr unsigned kYieldPolls = 4000;
 // short waits are the common case); they last well under a millisecond.
 constexpr unsigned kClockFreePolls = 256;
 
-// While spinning, a wait keeps the lock for a batch of polls: taking and releasing an
-// uncontended mutex costs about as much as one poll of a shared-memory worker, and the
-// 8-byte latency is made of polls. Batches stay short so another thread's isend/irecv or
+// While spinning, a wait keeps the lock for a batch of polls: taking and releasing it costs
+// about as much as one poll of a shared-memory worker, and the 8-byte latency is made of
+// polls. Batches stay short so another thread's isend/irecv or
 // wait gets the worker within a microsecond or so.
 unsigned UcxTransport::polls_per_lock(unsigned idle_polls) {
   return idle_polls < kSpinPolls ? 32 : 1;
