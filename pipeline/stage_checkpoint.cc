@@ -151,20 +151,29 @@ void StageCheckpoint::commit(int64_t steps_done) {
   }
 }
 
-void StageCheckpoint::write_and_commit(int64_t steps_done) {
-  auto& store = model_.store();
+checkpoint::ShardContents StageCheckpoint::shard_contents(int64_t steps_done, nlohmann::json state,
+                                                          const float* params, const float* exp_avg,
+                                                          const float* exp_avg_sq) const {
+  const auto& store = model_.store();
   checkpoint::ShardContents contents;
   contents.step = steps_done;
   contents.stage = stage_;
   contents.num_stages = config_.stages;
-  contents.state = state_json(steps_done);
+  contents.state = std::move(state);
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const auto& spec = store.specs()[i];
-    const int idx = static_cast<int>(i);
-    contents.params.push_back({spec.name, spec.shape, store.param(idx).data()});
-    contents.exp_avg.push_back({spec.name, spec.shape, store.exp_avg(idx).data()});
-    contents.exp_avg_sq.push_back({spec.name, spec.shape, store.exp_avg_sq(idx).data()});
+    const size_t off = store.offset(static_cast<int>(i));
+    contents.params.push_back({spec.name, spec.shape, params + off});
+    contents.exp_avg.push_back({spec.name, spec.shape, exp_avg + off});
+    contents.exp_avg_sq.push_back({spec.name, spec.shape, exp_avg_sq + off});
   }
+  return contents;
+}
+
+void StageCheckpoint::write_and_commit(int64_t steps_done) {
+  auto& store = model_.store();
+  const auto contents = shard_contents(steps_done, state_json(steps_done), store.params().data(),
+                                       store.exp_avg().data(), store.exp_avg_sq().data());
   const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
   checkpoint::write_shard(tmp, contents);
   if (transport_) transport_->barrier(deadline());  // every shard is written
@@ -188,7 +197,7 @@ void StageCheckpoint::save(int64_t steps_done) {
   writer_state_ = 0;
   writer_error_.clear();
   snapshot_taken_.store(false);
-  writer_ = std::thread([this, steps_done] {
+  auto work = [this, steps_done] {
     // The snapshot is copied here, while the training thread runs the next step's forward and
     // backward passes (which only read the parameters and optimizer state); the optimizer
     // update waits in before_update() until the copy is done. So the step boundary costs no
@@ -212,19 +221,8 @@ void StageCheckpoint::save(int64_t steps_done) {
     // Below the training threads: on a busy host the save should wait, not the step.
     setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
     try {
-      auto& st = model_.store();
-      checkpoint::ShardContents contents;
-      contents.step = steps_done;
-      contents.stage = stage_;
-      contents.num_stages = config_.stages;
-      contents.state = snapshot_->state;
-      for (size_t i = 0; i < st.specs().size(); ++i) {
-        const auto& spec = st.specs()[i];
-        const size_t off = st.offset(static_cast<int>(i));
-        contents.params.push_back({spec.name, spec.shape, snapshot_->params.data() + off});
-        contents.exp_avg.push_back({spec.name, spec.shape, snapshot_->exp_avg.data() + off});
-        contents.exp_avg_sq.push_back({spec.name, spec.shape, snapshot_->exp_avg_sq.data() + off});
-      }
+      const auto contents = shard_contents(steps_done, snapshot_->state, snapshot_->params.data(),
+                                           snapshot_->exp_avg.data(), snapshot_->exp_avg_sq.data());
       const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
       checkpoint::write_shard(tmp, contents);
       writer_state_ = 1;
@@ -232,7 +230,14 @@ void StageCheckpoint::save(int64_t steps_done) {
       writer_error_ = e.what();
       writer_state_ = 2;
     }
-  });
+  };
+  try {
+    writer_ = std::thread(work);
+  } catch (...) {  // no thread: nothing will copy, so before_update() must not wait
+    snapshot_taken_.store(true);
+    async_step_ = -1;
+    throw;
+  }
 }
 
 void StageCheckpoint::before_update() {

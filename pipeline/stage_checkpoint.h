@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "checkpoint/writer.h"
 #include "model/stage_model.h"
 #include "pipeline/train_config.h"
 
@@ -62,6 +63,11 @@ class StageCheckpoint {
 
  private:
   struct Snapshot;
+  // What write_shard needs for this stage: the state, and the three arrays (laid out like
+  // the model's parameter store) named and shaped by the parameter table.
+  checkpoint::ShardContents shard_contents(int64_t steps_done, nlohmann::json state,
+                                           const float* params, const float* exp_avg,
+                                           const float* exp_avg_sq) const;
   void write_and_commit(int64_t steps_done);
   void commit(int64_t steps_done);
   void complete_async();

@@ -126,6 +126,23 @@ std::string read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
+std::vector<std::string> tiny_model_args(const TinyModel& m) {
+  return {"--layers",
+          std::to_string(m.layers),
+          "--dim",
+          "16",
+          "--heads",
+          "2",
+          "--seq",
+          "16",
+          "--microbatches",
+          std::to_string(m.microbatches),
+          "--micro-batch-size",
+          std::to_string(m.micro_batch_size),
+          "--print-every",
+          "0"};
+}
+
 int free_tcp_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -43,4 +43,14 @@ std::string read_file(const std::filesystem::path& path);
 // A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 int free_tcp_port();
 
+// `conveyor train` flags for a tiny model (d=16, 2 heads, T=16) that trains a step in a few
+// milliseconds, without progress lines: --layers, --dim, --heads, --seq, --microbatches,
+// --micro-batch-size, --print-every 0. Callers add steps, stages and the rest.
+struct TinyModel {
+  int layers = 4;
+  int microbatches = 4;
+  int micro_batch_size = 2;
+};
+std::vector<std::string> tiny_model_args(const TinyModel& m = {});
+
 }  // namespace conveyor::test

@@ -182,26 +182,9 @@ void UcxTransport::teardown() noexcept {
     std::lock_guard lock(p2p_mu_);
     if (worker_) {
       cancel_receives();
-      std::vector<void*> closing;
-      for (auto& ep : eps_) {
-        if (!ep) continue;
-        ucp_request_param_t prm{};
-        prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-        // FORCE is only allowed with peer error handling; otherwise a flush, bounded below.
-        prm.flags = options_.ucx_peer_error_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-        void* r = ucp_ep_close_nbx(ep, &prm);
-        if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
-        ep = nullptr;
-      }
-      auto deadline = Deadline::after_seconds(0.5);
-      while (!closing.empty() && !deadline.expired()) {
-        ucp_worker_progress(worker_);
-        std::erase_if(closing, [](void* r) {
-          if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
-          ucp_request_free(r);
-          return true;
-        });
-      }
+      // FORCE is only allowed with peer error handling; otherwise a flush, bounded.
+      close_endpoints(options_.ucx_peer_error_mode ? UCP_EP_CLOSE_FLAG_FORCE : 0,
+                      Deadline::after_seconds(0.5));
       for (auto& [base, region] : regions_) {
         CONVEYOR_LOG_ERROR("transport: a registered region at {} outlived its transport", base);
         ucp_mem_unmap(context_, region->memh);
@@ -218,6 +201,28 @@ void UcxTransport::teardown() noexcept {
   }
   boot_.reset();
   server_.reset();
+}
+
+bool UcxTransport::close_endpoints(uint32_t flags, Deadline deadline) {
+  std::vector<void*> closing;
+  for (auto& ep : eps_) {
+    if (!ep) continue;
+    ucp_request_param_t prm{};
+    prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    prm.flags = flags;
+    void* r = ucp_ep_close_nbx(ep, &prm);
+    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+    ep = nullptr;
+  }
+  while (!closing.empty() && !deadline.expired()) {
+    ucp_worker_progress(worker_);
+    std::erase_if(closing, [](void* r) {
+      if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+      ucp_request_free(r);
+      return true;
+    });
+  }
+  return closing.empty();
 }
 
 // ---- registration ----------------------------------------------------------------------
@@ -640,25 +645,8 @@ void UcxTransport::shutdown(Deadline deadline) {
   barrier(deadline);  // nobody sends to us any more
   {
     std::lock_guard lock(p2p_mu_);
-    std::vector<void*> closing;
-    for (auto& ep : eps_) {
-      if (!ep) continue;
-      ucp_request_param_t prm{};
-      prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-      prm.flags = 0;  // flush: our last sends reach their peers
-      void* r = ucp_ep_close_nbx(ep, &prm);
-      if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
-      ep = nullptr;
-    }
-    while (!closing.empty() && !deadline.expired()) {
-      ucp_worker_progress(worker_);
-      std::erase_if(closing, [](void* r) {
-        if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
-        ucp_request_free(r);
-        return true;
-      });
-    }
-    if (!closing.empty())
+    // Flags 0: a flush, so our last sends reach their peers.
+    if (!close_endpoints(0, deadline))
       CONVEYOR_LOG_WARN("transport: endpoints did not close before the deadline");
   }
   shut_down_ = true;

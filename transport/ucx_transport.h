@@ -61,10 +61,13 @@ class UcxTransport final : public Transport {
   class Region;
   friend class Region;
 
-  // Both REQUIRE p2p_mu_ held.
+  // These three REQUIRE p2p_mu_ held.
   Request post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
                const MemoryRegion* mr);
-  void check_peers();      // throws (after cancelling receives) when the job failed
+  void check_peers();  // throws (after cancelling receives) when the job failed
+  // Closes every endpoint (ucp_ep_close_nbx with `flags`) and progresses until they are
+  // closed or the deadline passes; returns whether all closed.
+  bool close_endpoints(uint32_t flags, Deadline deadline);
   void cancel_receives();  // cancels every outstanding receive
   // Throws if the request failed; copies staged data back. The lock is not needed for a
   // request that was never linked (completed when posted): then only `s` is touched.

@@ -21,22 +21,9 @@ namespace conveyor::test::ckpt {
 
 // A tiny model (4 blocks, so 4 stages get one each) that trains 20 steps in about a second.
 inline std::vector<std::string> tiny_model() {
-  return {"--layers",
-          "4",
-          "--dim",
-          "16",
-          "--heads",
-          "2",
-          "--seq",
-          "16",
-          "--microbatches",
-          "4",
-          "--micro-batch-size",
-          "2",
-          "--print-every",
-          "0",
-          "--threads",
-          "1"};
+  auto args = tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2});
+  args.insert(args.end(), {"--threads", "1"});
+  return args;
 }
 
 // `conveyor train` on `stages` stages (through `conveyor launch` when more than one) with the

@@ -9,22 +9,9 @@ using namespace conveyor::test;
 namespace {
 
 std::vector<std::string> tiny_args() {
-  return {"--layers",
-          "4",
-          "--dim",
-          "16",
-          "--heads",
-          "2",
-          "--seq",
-          "16",
-          "--microbatches",
-          "4",
-          "--micro-batch-size",
-          "1",
-          "--steps",
-          "2",
-          "--print-every",
-          "0"};
+  auto args = tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 1});
+  args.insert(args.end(), {"--steps", "2"});
+  return args;
 }
 
 // Runs `args` and requires exit 2 and every one of `must_mention` in the output.

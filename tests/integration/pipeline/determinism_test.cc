@@ -12,22 +12,9 @@ namespace {
 // 8 layers so that 4 stages x 2 virtual stages still get one layer per piece; 4
 // micro-batches so that interleaved runs at 2 and 4 stages (m % p == 0).
 std::vector<std::string> tiny_args() {
-  return {"--layers",
-          "8",
-          "--dim",
-          "16",
-          "--heads",
-          "2",
-          "--seq",
-          "16",
-          "--microbatches",
-          "4",
-          "--micro-batch-size",
-          "2",
-          "--steps",
-          "20",
-          "--print-every",
-          "0"};
+  auto args = tiny_model_args({.layers = 8, .microbatches = 4, .micro_batch_size = 2});
+  args.insert(args.end(), {"--steps", "20"});
+  return args;
 }
 
 struct Layout {

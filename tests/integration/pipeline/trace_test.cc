@@ -26,26 +26,9 @@ TEST_CASE("a 4-stage --trace has one track per stage with every action and trans
   // One step, so every (stage, micro-batch, action) appears exactly once; zb-h1 splits the
   // backward into B and W actions, 1f1b runs BW as B then W and traces both parts.
   for (const std::string schedule : {"zb-h1", "1f1b"}) {
-    auto r = train_on(p, {"--layers",
-                          "4",
-                          "--dim",
-                          "16",
-                          "--heads",
-                          "2",
-                          "--seq",
-                          "16",
-                          "--microbatches",
-                          std::to_string(m),
-                          "--micro-batch-size",
-                          "1",
-                          "--steps",
-                          "1",
-                          "--print-every",
-                          "0",
-                          "--schedule",
-                          schedule,
-                          "--trace",
-                          path});
+    auto args = tiny_model_args({.layers = 4, .microbatches = m, .micro_batch_size = 1});
+    args.insert(args.end(), {"--steps", "1", "--schedule", schedule, "--trace", path});
+    auto r = train_on(p, args);
     INFO(schedule << "\n" << r.output);
     REQUIRE(r.exit_code == 0);
     const auto doc = nlohmann::json::parse(read_file(path));
