@@ -9,10 +9,14 @@
 # Latency: ucx_perftest -t tag_lat (half round trip) vs conveyor's ping-pong, at 8 B.
 #
 # Paired runs: for every size, ucx_perftest and conveyor run back to back, REPEATS times,
-# each pair giving one ratio. The verdict uses the median of the paired ratios: on a shared
-# VM the speed of core-to-core traffic drifts by 2-4x within seconds (measured on the dev
-# VM), so only measurements taken side by side compare like with like. The best figure of
-# each tool and the ratio of the bests are printed too.
+# each pair giving one ratio; which tool goes first alternates from one repeat to the next.
+# The verdict uses the median of the paired ratios: on a shared VM the speed of core-to-core
+# traffic drifts by 2-4x within seconds (measured on the dev VM), so only measurements taken
+# side by side compare like with like. The best figure of each tool and the ratio of the
+# bests are printed too.
+# Buffers: ucx_perftest allocates through UCX (SysV shared memory with UCX_TLS=sm, a
+# transparent-huge-page mapping with tcp); conveyor's come from common/host_buffer.h, as
+# the pipeline's activation buffers do.
 # PIN=1 (the default) places both tools alike: ucx_perftest's client (the sender, like
 # conveyor's rank 0) on CPU 0 and its server on CPU 1, conveyor with --pin. PIN=0 leaves
 # placement to the scheduler.
@@ -73,13 +77,23 @@ conveyor() {
   cat "$tmp/one.json"
 }
 
+# pair KIND SIZE PERFTEST_ARGS... -> one line "KIND SIZE <perftest result> | <conveyor JSON>".
+# Odd repeats run ucx_perftest first, even ones conveyor first, so that a drift of the
+# machine's speed during a pair favours neither tool.
+pair() {
+  local kind=$1 size=$2 p c; shift 2
+  if [ $((r % 2)) = 1 ]; then p=$(perftest "$@"); c=$(conveyor "$size")
+  else c=$(conveyor "$size"); p=$(perftest "$@"); fi
+  echo "$kind $size $p | $c"
+}
+
 for r in $(seq "$REPEATS"); do
   for tls in "${TLS_LIST[@]}"; do
     export UCX_TLS=$tls
-    echo "lat 8 $(perftest tag_lat 8 200000) | $(conveyor 8)" >> "$tmp/pairs.$tls"
+    pair lat 8 tag_lat 8 200000 >> "$tmp/pairs.$tls"
     for s in $BW_SIZES; do
       n=$(( 2147483648 / s )); [ $n -lt 32 ] && n=32; [ $n -gt 100000 ] && n=100000
-      echo "bw $s $(perftest tag_bw "$s" "$n") | $(conveyor "$s")" >> "$tmp/pairs.$tls"
+      pair bw "$s" tag_bw "$s" "$n" >> "$tmp/pairs.$tls"
     done
   done
 done

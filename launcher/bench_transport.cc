@@ -25,6 +25,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/host_buffer.h"
 #include "transport/transport.h"
 
 namespace conveyor::cli {
@@ -84,8 +85,9 @@ int iterations_for(double seconds_per_iter, double budget, int lo, int hi) {
 // Both ranks run this; only rank 0 prints.
 void run_rank(Transport& t, const BenchOptions& o) {
   const int me = t.rank(), peer = 1 - me;
-  std::vector<uint8_t> send_buf(o.max_bytes), recv_buf(o.max_bytes);
-  std::fill(send_buf.begin(), send_buf.end(), static_cast<uint8_t>(me + 1));
+  // Allocated as the pipeline allocates its activation slots (huge pages when large).
+  HostBuffer<uint8_t> send_buf(o.max_bytes), recv_buf(o.max_bytes);
+  std::fill(send_buf.data(), send_buf.data() + send_buf.size(), static_cast<uint8_t>(me + 1));
   auto send_mr = t.register_memory(send_buf.data(), send_buf.size());
   auto recv_mr = t.register_memory(recv_buf.data(), recv_buf.size());
   const auto deadline = [] { return Deadline::after_seconds(60); };

@@ -125,7 +125,7 @@ ModelChunk::~ModelChunk() = default;
 
 std::unique_ptr<Slot> ModelChunk::make_slot() const {
   auto slot = std::make_unique<Slot>();
-  slot->buffer_.assign(layout_->total, 0.0f);
+  slot->buffer_ = HostBuffer<float>(layout_->total);  // zero-filled
   slot->tokens_.assign(N_, 0);
   slot->targets_.assign(N_, 0);
   float* base = slot->buffer_.data();

@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/host_buffer.h"
 #include "model/config.h"
 #include "model/param_store.h"
 #include "model/partition.h"
@@ -41,14 +42,14 @@ class Slot {
   float* output_grad() { return output_grad_; }   // [N,C] gradient received for output
   float loss() const { return loss_; }            // mean loss of this micro-batch (last chunk)
   const float* probs() const { return probs_; }   // [N,V] next-token probabilities (last chunk)
-  size_t activation_bytes() const { return buffer_.size() * sizeof(float); }
+  size_t activation_bytes() const { return buffer_.bytes(); }
   // The whole activation buffer (input, output and gradients live inside it), for
   // registering with the transport once.
   void* memory() { return buffer_.data(); }
 
  private:
   friend class ModelChunk;
-  std::vector<float> buffer_;
+  HostBuffer<float> buffer_;  // huge pages when large: the transport copies from it
   std::vector<int32_t> tokens_, targets_;
   float* input_ = nullptr;
   float* output_ = nullptr;
