@@ -8,8 +8,8 @@
 // kHugePageMinBytes are therefore aligned to 2 MiB, their size rounded up to whole huge
 // pages, and advised as transparent huge pages (madvise MADV_HUGEPAGE) before their first
 // touch. That costs at most one huge page of memory per buffer. Measured on the dev VM
-// against ucx_perftest: 1.8-2x its shared-memory bandwidth at 1-64 MiB (was 1.0x) and
-// parity on TCP at 64 MiB (was 0.93x); docs/BENCHMARKS.md, "Buffers on huge pages".
+// against ucx_perftest: 1.8-2.2x its shared-memory bandwidth at 1-64 MiB (was 1.0x), and
+// 0.98x its TCP bandwidth at 64 MiB (was 0.93x); docs/BENCHMARKS.md, "Buffers on huge pages".
 // Where the kernel has transparent huge pages off, the advice is ignored and the buffer is
 // an ordinary aligned allocation.
 //
