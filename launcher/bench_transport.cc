@@ -181,6 +181,12 @@ void run_rank(Transport& t, const BenchOptions& o) {
 int run_bench(const BenchOptions& o) {
   CONVEYOR_REQUIRE(o.min_bytes >= 1 && o.min_bytes <= o.max_bytes,
                    "--min-bytes {} must be between 1 and --max-bytes {}", o.min_bytes, o.max_bytes);
+  // Each rank holds a send and a receive buffer of --max-bytes; refuse sizes that could not be
+  // allocated before any rank starts, rather than failing inside both ranks.
+  constexpr size_t kMaxMessageBytes = size_t{1} << 30;
+  CONVEYOR_REQUIRE(o.max_bytes <= kMaxMessageBytes,
+                   "--max-bytes {} is above the largest message this bench sends (1 GiB = {})",
+                   o.max_bytes, kMaxMessageBytes);
   CONVEYOR_REQUIRE(o.factor > 1, "--factor {} must be above 1", o.factor);
   CONVEYOR_REQUIRE(o.window >= 1, "--window {} must be at least 1", o.window);
   if (std::getenv("WORLD_SIZE") != nullptr) {  // started by a launcher: one of two ranks
