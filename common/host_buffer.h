@@ -23,7 +23,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
-#include <span>
 #include <type_traits>
 #include <utility>
 
@@ -65,8 +64,6 @@ class HostBuffer {
   size_t bytes() const { return size_ * sizeof(T); }
   T& operator[](size_t i) { return data_[i]; }
   const T& operator[](size_t i) const { return data_[i]; }
-  std::span<T> span() { return {data_, size_}; }
-  std::span<const T> span() const { return {data_, size_}; }
 
  private:
   static size_t bytes_for(size_t count) {
