@@ -1,4 +1,5 @@
-// CPU reference kernels: forward and backward of every op GPT-2 needs.
+// CPU reference kernels: forward and backward of every op GPT-2 needs (the contracts of
+// kernels/backend.h; CpuBackend calls these).
 //
 // Layout: row-major; activations are [N, C] with N = B*T rows (B sequences of T tokens).
 // Linear weights are stored [out, in] like PyTorch's nn.Linear; y = x @ W^T + b.
@@ -19,6 +20,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "kernels/backend.h"
 
 namespace conveyor::cpu {
 
@@ -76,17 +79,12 @@ void crossentropy_backward(float* dlogits, const float* probs, const int32_t* ta
                            int N, int V);
 
 // ---- Optimizer and gradient norm --------------------------------------------------------
-struct AdamWParams {
-  float lr = 0;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
-  float weight_decay = 0;  // 0 for tensors that are not decayed
-  int step = 1;            // 1-based, for bias correction
-};
+using AdamWParams = kernels::AdamWParams;  // one definition, in kernels/backend.h
 // Decoupled weight decay (AdamW): p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
 void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
                   const AdamWParams& hp);
+// Sum in double precision, in index order.
+double sum(const float* x, size_t n);
 // Sum of squares in double precision, summed in index order.
 double sum_of_squares(const float* x, size_t n);
 // x *= s

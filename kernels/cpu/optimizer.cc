@@ -30,6 +30,12 @@ void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_av
   });
 }
 
+double sum(const float* x, size_t n) {
+  double acc = 0.0;
+  for (size_t i = 0; i < n; ++i) acc += x[i];
+  return acc;
+}
+
 double sum_of_squares(const float* x, size_t n) {
   // Strict index order (one accumulator): the result is the same on every backend that
   // follows this contract, at the cost of not vectorising; it runs once per step.
