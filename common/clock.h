@@ -9,6 +9,11 @@ namespace conveyor {
 
 using Clock = std::chrono::steady_clock;
 
+// How long one wait on another rank may take before the job fails (a peer's part of a step,
+// a checkpoint write, a collective). Generous, because a peer may be slow, not dead: a dead
+// peer is detected within seconds by the transport's heartbeat.
+inline constexpr double kPeerWaitSeconds = 600;
+
 inline double now_seconds() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }

@@ -19,9 +19,8 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
     throw Error(ErrorKind::kUsage,
                 "--device cuda: this build has no CUDA training backend yet; use --device cpu");
   }
-  throw Error(ErrorKind::kUsage,
-              fmt::format("--device {}: unknown device; this build offers: {}", options.device,
-                          backend_names()));
+  throw Error(ErrorKind::kUsage, fmt::format("--device {}: unknown device; this build offers: {}",
+                                             options.device, backend_names()));
 }
 
 }  // namespace conveyor::kernels

@@ -131,8 +131,8 @@ class Backend {
                                          int N, int C) = 0;
 
   // ---- Linear: out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC] (bias may be null) -----
-  virtual void linear_forward(float* out, const float* inp, const float* weight,
-                              const float* bias, int N, int IC, int OC) = 0;
+  virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                              int N, int IC, int OC) = 0;
   // dinp[N,IC] += dout[N,OC] @ weight[OC,IC]
   virtual void linear_backward_input(float* dinp, const float* dout, const float* weight, int N,
                                      int IC, int OC) = 0;
@@ -146,9 +146,8 @@ class Backend {
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
   // dqkv += d out/d qkv. scratch: at least B*NH*T*T floats, contents ignored.
-  virtual void attention_backward(float* dqkv, float* scratch, const float* dout,
-                                  const float* qkv, const float* att, int B, int T, int C,
-                                  int NH) = 0;
+  virtual void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                                  const float* att, int B, int T, int C, int NH) = 0;
 
   // ---- GELU (tanh approximation), residual ----------------------------------------------
   virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
@@ -172,7 +171,7 @@ class Backend {
                             size_t n, const AdamWParams& hp) = 0;
   // Sum of squares in double, in index order (so every backend gives the same bits).
   virtual double sum_of_squares(const float* x, size_t n) = 0;
-  virtual void scale_inplace(float* x, size_t n, float s) = 0;      // x *= s
+  virtual void scale_inplace(float* x, size_t n, float s) = 0;       // x *= s
   virtual void add_inplace(float* x, const float* y, size_t n) = 0;  // x += y
 
  protected:

@@ -1,5 +1,7 @@
 // `conveyor train`: the flags of the CLI contract (DESIGN.md), also settable with --config.
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "common/error.h"
 #include "launcher/commands.h"
@@ -10,7 +12,23 @@ namespace conveyor::cli {
 
 namespace {
 
-void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c) {
+// Benchmark-only (`conveyor bench schedule`): simulated compute per F, B and W, in ms.
+struct SimulatedCompute {
+  double f_ms = 0, b_ms = 0, w_ms = 0;
+
+  // A compute hook that sleeps after each action, or none when nothing is simulated.
+  pipeline::ComputeHook hook() const {
+    if (f_ms <= 0 && b_ms <= 0 && w_ms <= 0) return {};
+    return [c = *this](const pipeline::Action& a) {
+      const double ms = a.op == pipeline::Op::kForward         ? c.f_ms
+                        : a.op == pipeline::Op::kBackwardInput ? c.b_ms
+                                                               : c.w_ms;
+      if (ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+    };
+  }
+};
+
+void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c, SimulatedCompute& sim) {
   sub.add_option("--layers", c.model.layers, "transformer blocks")->capture_default_str();
   sub.add_option("--heads", c.model.heads, "attention heads")->capture_default_str();
   sub.add_option("--dim", c.model.dim, "model width")->capture_default_str();
@@ -54,9 +72,9 @@ void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c) {
   sub.add_option("--print-every", c.print_every, "progress line every N steps")
       ->capture_default_str();
   // Benchmark-only: simulated compute (conveyor bench schedule); hidden from --help.
-  sub.add_option("--sleep-f-ms", c.sleep_f_ms)->group("");
-  sub.add_option("--sleep-b-ms", c.sleep_b_ms)->group("");
-  sub.add_option("--sleep-w-ms", c.sleep_w_ms)->group("");
+  sub.add_option("--sleep-f-ms", sim.f_ms)->group("");
+  sub.add_option("--sleep-b-ms", sim.b_ms)->group("");
+  sub.add_option("--sleep-w-ms", sim.w_ms)->group("");
 }
 
 }  // namespace
@@ -65,14 +83,15 @@ void add_train(CLI::App& app, Runner& run) {
   auto* sub = app.add_subcommand("train", "train a GPT model (one process per stage)");
   auto config = std::make_shared<pipeline::TrainConfig>();
   auto config_path = std::make_shared<std::string>();
+  auto sim = std::make_shared<SimulatedCompute>();
   // A flag given twice takes its last value, so wrappers can append overrides.
   sub->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  add_train_flags(*sub, *config);
+  add_train_flags(*sub, *config, *sim);
   sub->add_option("--config", *config_path, "TOML file with any of these flags (flags win)");
-  sub->callback([&run, sub, config, config_path] {
-    run = [sub, config, config_path] {
+  sub->callback([&run, sub, config, config_path, sim] {
+    run = [sub, config, config_path, sim] {
       if (!config_path->empty()) apply_config_file(*sub, *config_path);
-      pipeline::train(*config);
+      pipeline::train(*config, pipeline::TrainHooks{sim->hook()});
       return kExitOk;
     };
   });

@@ -1,19 +1,17 @@
 #include "model/chunk.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/error.h"
-#include "kernels/cpu/ops.h"
 
 namespace conveyor::model {
 
 namespace {
-void zero(float* p, size_t n) {
-  std::memset(p, 0, n * sizeof(float));
+void zero(kernels::Backend& k, float* p, size_t n) {
+  k.zero(p, n * sizeof(float));
 }
-void copy(float* dst, const float* src, size_t n) {
-  std::memcpy(dst, src, n * sizeof(float));
+void copy(kernels::Backend& k, float* dst, const float* src, size_t n) {
+  k.copy(dst, src, n * sizeof(float));
 }
 }  // namespace
 
@@ -90,6 +88,7 @@ ModelChunk::ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamSt
     : config_(config),
       spec_(spec),
       store_(store),
+      k_(store.backend()),
       B_(micro_batch_size),
       T_(config.seq),
       C_(config.dim),
@@ -111,13 +110,13 @@ ModelChunk::ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamSt
         G("mlp.fc.weight"),    G("mlp.fc.bias"),    G("mlp.proj.weight"), G("mlp.proj.bias")});
   }
   const size_t N = N_, C = C_;
-  scratch_nc_.resize(N * C);
-  scratch_nc2_.resize(N * C);
-  scratch_n4c_.resize(4 * N * C);
-  scratch_att_.resize(static_cast<size_t>(B_) * NH_ * T_ * T_);
+  scratch_nc_ = k_.alloc<float>(N * C);
+  scratch_nc2_ = k_.alloc<float>(N * C);
+  scratch_n4c_ = k_.alloc<float>(4 * N * C);
+  scratch_att_ = k_.alloc<float>(static_cast<size_t>(B_) * NH_ * T_ * T_);
   if (spec.has_head) {
-    scratch_logits_.resize(N * V_);
-    head_wte_grad_.assign(static_cast<size_t>(V_) * C, 0.0f);
+    scratch_logits_ = k_.alloc<float>(N * V_);
+    head_wte_grad_ = k_.alloc<float>(static_cast<size_t>(V_) * C);  // zero-filled
   }
 }
 
@@ -125,9 +124,9 @@ ModelChunk::~ModelChunk() = default;
 
 std::unique_ptr<Slot> ModelChunk::make_slot() const {
   auto slot = std::make_unique<Slot>();
-  slot->buffer_ = HostBuffer<float>(layout_->total);  // zero-filled
-  slot->tokens_.assign(N_, 0);
-  slot->targets_.assign(N_, 0);
+  slot->buffer_ = k_.alloc<float>(layout_->total);  // zero-filled
+  slot->tokens_ = k_.alloc<int32_t>(N_);
+  slot->targets_ = k_.alloc<int32_t>(N_);
   float* base = slot->buffer_.data();
   slot->input_ = base + layout_->input;
   slot->input_grad_ = base + layout_->input_grad;
@@ -147,39 +146,37 @@ void ModelChunk::layer_forward(int l, Slot& slot, const float* x) {
   const auto& w = layers_[l];
   float* a = slot.buffer_.data();
   const int N = N_, C = C_;
-  cpu::layernorm_forward(a + o.ln1, a + o.ln1_mean, a + o.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C);
-  cpu::linear_forward(a + o.qkv, a + o.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
-  cpu::attention_forward(a + o.atty, a + o.att, a + o.qkv, B_, T_, C, NH_);
-  cpu::linear_forward(scratch_nc_.data(), a + o.atty, w.proj_w, w.proj_b, N, C, C);
-  cpu::residual_forward(a + o.res2, x, scratch_nc_.data(), size_t(N) * C);
-  cpu::layernorm_forward(a + o.ln2, a + o.ln2_mean, a + o.ln2_rstd, a + o.res2, w.ln2_w, w.ln2_b, N,
-                         C);
-  cpu::linear_forward(a + o.fch, a + o.ln2, w.fc_w, w.fc_b, N, C, 4 * C);
-  cpu::gelu_forward(a + o.fch_gelu, a + o.fch, size_t(N) * 4 * C);
-  cpu::linear_forward(scratch_nc_.data(), a + o.fch_gelu, w.mproj_w, w.mproj_b, N, 4 * C, C);
-  cpu::residual_forward(a + o.res3, a + o.res2, scratch_nc_.data(), size_t(N) * C);
+  k_.layernorm_forward(a + o.ln1, a + o.ln1_mean, a + o.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C);
+  k_.linear_forward(a + o.qkv, a + o.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
+  k_.attention_forward(a + o.atty, a + o.att, a + o.qkv, B_, T_, C, NH_);
+  k_.linear_forward(scratch_nc_.data(), a + o.atty, w.proj_w, w.proj_b, N, C, C);
+  k_.residual_forward(a + o.res2, x, scratch_nc_.data(), size_t(N) * C);
+  k_.layernorm_forward(a + o.ln2, a + o.ln2_mean, a + o.ln2_rstd, a + o.res2, w.ln2_w, w.ln2_b, N,
+                       C);
+  k_.linear_forward(a + o.fch, a + o.ln2, w.fc_w, w.fc_b, N, C, 4 * C);
+  k_.gelu_forward(a + o.fch_gelu, a + o.fch, size_t(N) * 4 * C);
+  k_.linear_forward(scratch_nc_.data(), a + o.fch_gelu, w.mproj_w, w.mproj_b, N, 4 * C, C);
+  k_.residual_forward(a + o.res3, a + o.res2, scratch_nc_.data(), size_t(N) * C);
 }
 
 void ModelChunk::forward(Slot& slot) {
   const int C = C_;
   if (spec_.has_embedding) {
-    cpu::embedding_forward(slot.input_, slot.tokens_.data(), store_.param("wte.weight"),
-                           store_.param("wpe.weight"), B_, T_, C);
+    k_.embedding_forward(slot.input_, slot.tokens_.data(), store_.param(kWteWeight),
+                         store_.param(kWpeWeight), B_, T_, C);
   }
   for (int l = 0; l < spec_.num_layers; ++l) layer_forward(l, slot, layer_input(l, slot));
   if (!spec_.has_head) return;
 
   float* a = slot.buffer_.data();
   const auto& h = *layout_;
-  cpu::layernorm_forward(a + h.lnf, a + h.lnf_mean, a + h.lnf_rstd, slot.output_,
-                         store_.param("ln_f.weight"), store_.param("ln_f.bias"), N_, C);
-  cpu::linear_forward(scratch_logits_.data(), a + h.lnf, store_.param("wte.weight"), nullptr, N_, C,
-                      V_);
-  cpu::crossentropy_forward(a + h.losses, a + h.probs, scratch_logits_.data(), slot.targets_.data(),
-                            N_, V_);
-  double sum = 0;
-  for (int i = 0; i < N_; ++i) sum += a[h.losses + i];
-  slot.loss_ = static_cast<float>(sum / N_);
+  k_.layernorm_forward(a + h.lnf, a + h.lnf_mean, a + h.lnf_rstd, slot.output_,
+                       store_.param(kLnFWeight), store_.param(kLnFBias), N_, C);
+  k_.linear_forward(scratch_logits_.data(), a + h.lnf, store_.param(kWteWeight), nullptr, N_, C,
+                    V_);
+  k_.crossentropy_forward(a + h.losses, a + h.probs, scratch_logits_.data(), slot.targets_.data(),
+                          N_, V_);
+  slot.loss_ = static_cast<float>(k_.sum(a + h.losses, N_) / N_);
 }
 
 void ModelChunk::layer_backward_input(int l, Slot& slot, const float* x, float* dres) {
@@ -189,26 +186,25 @@ void ModelChunk::layer_backward_input(int l, Slot& slot, const float* x, float* 
   const int N = N_, C = C_;
   const size_t NC = size_t(N) * C;
   // MLP branch: dres is the gradient w.r.t. the block output (= w.r.t. res2 via the residual).
-  copy(a + o.d_res3, dres, NC);
-  zero(scratch_n4c_.data(), 4 * NC);
-  cpu::linear_backward_input(scratch_n4c_.data(), dres, w.mproj_w, N, 4 * C, C);
-  zero(a + o.d_fch, 4 * NC);
-  cpu::gelu_backward(a + o.d_fch, a + o.fch, scratch_n4c_.data(), 4 * NC);
-  zero(a + o.d_ln2, NC);
-  cpu::linear_backward_input(a + o.d_ln2, a + o.d_fch, w.fc_w, N, C, 4 * C);
-  cpu::layernorm_backward_input(dres, a + o.d_ln2, a + o.res2, w.ln2_w, a + o.ln2_mean,
-                                a + o.ln2_rstd, N, C);
+  copy(k_, a + o.d_res3, dres, NC);
+  zero(k_, scratch_n4c_.data(), 4 * NC);
+  k_.linear_backward_input(scratch_n4c_.data(), dres, w.mproj_w, N, 4 * C, C);
+  zero(k_, a + o.d_fch, 4 * NC);
+  k_.gelu_backward(a + o.d_fch, a + o.fch, scratch_n4c_.data(), 4 * NC);
+  zero(k_, a + o.d_ln2, NC);
+  k_.linear_backward_input(a + o.d_ln2, a + o.d_fch, w.fc_w, N, C, 4 * C);
+  k_.layernorm_backward_input(dres, a + o.d_ln2, a + o.res2, w.ln2_w, a + o.ln2_mean,
+                              a + o.ln2_rstd, N, C);
   // Attention branch: dres is now the gradient w.r.t. res2 (= w.r.t. x via the residual).
-  copy(a + o.d_res2, dres, NC);
-  zero(scratch_nc2_.data(), NC);
-  cpu::linear_backward_input(scratch_nc2_.data(), dres, w.proj_w, N, C, C);
-  zero(a + o.d_qkv, 3 * NC);
-  cpu::attention_backward(a + o.d_qkv, scratch_att_.data(), scratch_nc2_.data(), a + o.qkv,
-                          a + o.att, B_, T_, C, NH_);
-  zero(a + o.d_ln1, NC);
-  cpu::linear_backward_input(a + o.d_ln1, a + o.d_qkv, w.qkv_w, N, C, 3 * C);
-  cpu::layernorm_backward_input(dres, a + o.d_ln1, x, w.ln1_w, a + o.ln1_mean, a + o.ln1_rstd, N,
-                                C);
+  copy(k_, a + o.d_res2, dres, NC);
+  zero(k_, scratch_nc2_.data(), NC);
+  k_.linear_backward_input(scratch_nc2_.data(), dres, w.proj_w, N, C, C);
+  zero(k_, a + o.d_qkv, 3 * NC);
+  k_.attention_backward(a + o.d_qkv, scratch_att_.data(), scratch_nc2_.data(), a + o.qkv, a + o.att,
+                        B_, T_, C, NH_);
+  zero(k_, a + o.d_ln1, NC);
+  k_.linear_backward_input(a + o.d_ln1, a + o.d_qkv, w.qkv_w, N, C, 3 * C);
+  k_.layernorm_backward_input(dres, a + o.d_ln1, x, w.ln1_w, a + o.ln1_mean, a + o.ln1_rstd, N, C);
 }
 
 void ModelChunk::backward_input(Slot& slot, float loss_scale) {
@@ -218,16 +214,15 @@ void ModelChunk::backward_input(Slot& slot, float loss_scale) {
   float* a = slot.buffer_.data();
   if (spec_.has_head) {
     const auto& h = *layout_;
-    zero(a + h.d_logits, size_t(N_) * V_);
-    cpu::crossentropy_backward(a + h.d_logits, a + h.probs, slot.targets_.data(), loss_scale, N_,
-                               V_);
-    zero(a + h.d_lnf, NC);
-    cpu::linear_backward_input(a + h.d_lnf, a + h.d_logits, store_.param("wte.weight"), N_, C, V_);
-    zero(dres, NC);
-    cpu::layernorm_backward_input(dres, a + h.d_lnf, slot.output_, store_.param("ln_f.weight"),
-                                  a + h.lnf_mean, a + h.lnf_rstd, N_, C);
+    zero(k_, a + h.d_logits, size_t(N_) * V_);
+    k_.crossentropy_backward(a + h.d_logits, a + h.probs, slot.targets_.data(), loss_scale, N_, V_);
+    zero(k_, a + h.d_lnf, NC);
+    k_.linear_backward_input(a + h.d_lnf, a + h.d_logits, store_.param(kWteWeight), N_, C, V_);
+    zero(k_, dres, NC);
+    k_.layernorm_backward_input(dres, a + h.d_lnf, slot.output_, store_.param(kLnFWeight),
+                                a + h.lnf_mean, a + h.lnf_rstd, N_, C);
   } else {
-    copy(dres, slot.output_grad_, NC);
+    copy(k_, dres, slot.output_grad_, NC);
   }
   for (int l = spec_.num_layers - 1; l >= 0; --l) {
     layer_backward_input(l, slot, layer_input(l, slot), dres);
@@ -239,14 +234,14 @@ void ModelChunk::layer_backward_weight(int l, Slot& slot, const float* x) {
   const auto& w = layers_[l];
   const float* a = slot.buffer_.data();
   const int N = N_, C = C_;
-  cpu::linear_backward_weight(w.d_mproj_w, w.d_mproj_b, a + o.d_res3, a + o.fch_gelu, N, 4 * C, C);
-  cpu::linear_backward_weight(w.d_fc_w, w.d_fc_b, a + o.d_fch, a + o.ln2, N, C, 4 * C);
-  cpu::layernorm_backward_weight(w.d_ln2_w, w.d_ln2_b, a + o.d_ln2, a + o.res2, a + o.ln2_mean,
-                                 a + o.ln2_rstd, N, C);
-  cpu::linear_backward_weight(w.d_proj_w, w.d_proj_b, a + o.d_res2, a + o.atty, N, C, C);
-  cpu::linear_backward_weight(w.d_qkv_w, w.d_qkv_b, a + o.d_qkv, a + o.ln1, N, C, 3 * C);
-  cpu::layernorm_backward_weight(w.d_ln1_w, w.d_ln1_b, a + o.d_ln1, x, a + o.ln1_mean,
-                                 a + o.ln1_rstd, N, C);
+  k_.linear_backward_weight(w.d_mproj_w, w.d_mproj_b, a + o.d_res3, a + o.fch_gelu, N, 4 * C, C);
+  k_.linear_backward_weight(w.d_fc_w, w.d_fc_b, a + o.d_fch, a + o.ln2, N, C, 4 * C);
+  k_.layernorm_backward_weight(w.d_ln2_w, w.d_ln2_b, a + o.d_ln2, a + o.res2, a + o.ln2_mean,
+                               a + o.ln2_rstd, N, C);
+  k_.linear_backward_weight(w.d_proj_w, w.d_proj_b, a + o.d_res2, a + o.atty, N, C, C);
+  k_.linear_backward_weight(w.d_qkv_w, w.d_qkv_b, a + o.d_qkv, a + o.ln1, N, C, 3 * C);
+  k_.layernorm_backward_weight(w.d_ln1_w, w.d_ln1_b, a + o.d_ln1, x, a + o.ln1_mean, a + o.ln1_rstd,
+                               N, C);
 }
 
 void ModelChunk::backward_weight(Slot& slot) {
@@ -254,18 +249,16 @@ void ModelChunk::backward_weight(Slot& slot) {
   const float* a = slot.buffer_.data();
   if (spec_.has_head) {
     const auto& h = *layout_;
-    cpu::linear_backward_weight(head_wte_grad_.data(), nullptr, a + h.d_logits, a + h.lnf, N_, C,
-                                V_);
-    cpu::layernorm_backward_weight(store_.grad("ln_f.weight"), store_.grad("ln_f.bias"),
-                                   a + h.d_lnf, slot.output_, a + h.lnf_mean, a + h.lnf_rstd, N_,
-                                   C);
+    k_.linear_backward_weight(head_wte_grad_.data(), nullptr, a + h.d_logits, a + h.lnf, N_, C, V_);
+    k_.layernorm_backward_weight(store_.grad(kLnFWeight), store_.grad(kLnFBias), a + h.d_lnf,
+                                 slot.output_, a + h.lnf_mean, a + h.lnf_rstd, N_, C);
   }
   for (int l = spec_.num_layers - 1; l >= 0; --l) {
     layer_backward_weight(l, slot, layer_input(l, slot));
   }
   if (spec_.has_embedding) {
-    cpu::embedding_backward(store_.grad("wte.weight"), store_.grad("wpe.weight"), slot.input_grad_,
-                            slot.tokens_.data(), B_, T_, C);
+    k_.embedding_backward(store_.grad(kWteWeight), store_.grad(kWpeWeight), slot.input_grad_,
+                          slot.tokens_.data(), B_, T_, C);
   }
 }
 

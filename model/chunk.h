@@ -14,6 +14,9 @@
 // wte gradient: the embedding and head contributions are added once per step in a fixed
 // order (see tie_embedding_gradients), so the sum is the same bits for any stage count.
 //
+// Every op runs through the store's compute backend; slots, scratch and the head's wte
+// gradient are allocated through it too, so they live where the parameters live.
+//
 // Thread safety: none; one thread drives a chunk.
 #pragma once
 
@@ -21,7 +24,7 @@
 #include <memory>
 #include <vector>
 
-#include "common/host_buffer.h"
+#include "kernels/backend.h"
 #include "model/config.h"
 #include "model/param_store.h"
 #include "model/partition.h"
@@ -46,11 +49,12 @@ class Slot {
   // The whole activation buffer (input, output and gradients live inside it), for
   // registering with the transport once.
   void* memory() { return buffer_.data(); }
+  kernels::MemoryType memory_type() const { return buffer_.memory_type(); }
 
  private:
   friend class ModelChunk;
-  HostBuffer<float> buffer_;  // huge pages when large: the transport copies from it
-  std::vector<int32_t> tokens_, targets_;
+  kernels::Buffer<float> buffer_;  // host huge pages on cpu: the transport copies from it
+  kernels::Buffer<int32_t> tokens_, targets_;
   float* input_ = nullptr;
   float* output_ = nullptr;
   float* input_grad_ = nullptr;
@@ -80,7 +84,7 @@ class ModelChunk {
   void backward_weight(Slot& slot);
 
   // The head's share of the wte gradient (last chunk only), summed over micro-batches.
-  std::vector<float>& head_wte_grad() { return head_wte_grad_; }
+  kernels::Buffer<float>& head_wte_grad() { return head_wte_grad_; }
 
  private:
   struct Layout;
@@ -93,12 +97,13 @@ class ModelChunk {
   ModelConfig config_;
   ChunkSpec spec_;
   ParamStore& store_;
+  kernels::Backend& k_;
   int B_, T_, C_, NH_, V_, N_;
   std::unique_ptr<Layout> layout_;
   std::vector<LayerParams> layers_;
   // Scratch shared by all slots (not needed between F and B).
-  std::vector<float> scratch_nc_, scratch_nc2_, scratch_n4c_, scratch_att_, scratch_logits_;
-  std::vector<float> head_wte_grad_;
+  kernels::Buffer<float> scratch_nc_, scratch_nc2_, scratch_n4c_, scratch_att_, scratch_logits_;
+  kernels::Buffer<float> head_wte_grad_;
 };
 
 }  // namespace conveyor::model

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/cpu/ops.h"
+#include "kernels/backend.h"
 
 namespace conveyor::model {
 
@@ -31,8 +31,9 @@ float clip_factor(const OptimizerConfig& c, double norm) {
 }
 
 void adamw_step(const OptimizerConfig& c, ParamStore& store, float lr, int64_t step) {
+  kernels::Backend& k = store.backend();
   for (size_t i = 0; i < store.specs().size(); ++i) {
-    cpu::AdamWParams hp;
+    kernels::AdamWParams hp;
     hp.lr = lr;
     hp.beta1 = c.beta1;
     hp.beta2 = c.beta2;
@@ -40,9 +41,9 @@ void adamw_step(const OptimizerConfig& c, ParamStore& store, float lr, int64_t s
     hp.weight_decay = store.specs()[i].decay ? c.weight_decay : 0.0f;
     hp.step = static_cast<int>(step + 1);
     auto p = store.param(static_cast<int>(i));
-    cpu::adamw_update(p.data(), store.grad(static_cast<int>(i)).data(),
-                      store.exp_avg(static_cast<int>(i)).data(),
-                      store.exp_avg_sq(static_cast<int>(i)).data(), p.size(), hp);
+    k.adamw_update(p.data(), store.grad(static_cast<int>(i)).data(),
+                   store.exp_avg(static_cast<int>(i)).data(),
+                   store.exp_avg_sq(static_cast<int>(i)).data(), p.size(), hp);
   }
 }
 

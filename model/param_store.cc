@@ -1,23 +1,24 @@
 #include "model/param_store.h"
 
-#include <algorithm>
+#include <vector>
 
 #include "common/error.h"
 #include "model/init.h"
 
 namespace conveyor::model {
 
-ParamStore::ParamStore(std::vector<ParamSpec> specs) : specs_(std::move(specs)) {
+ParamStore::ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs)
+    : backend_(backend), specs_(std::move(specs)) {
   size_t total = 0;
   for (size_t i = 0; i < specs_.size(); ++i) {
     offsets_.push_back(total);
     index_.emplace(specs_[i].name, static_cast<int>(i));
     total += specs_[i].numel();
   }
-  params_.assign(total, 0.0f);
-  grads_.assign(total, 0.0f);
-  exp_avg_.assign(total, 0.0f);
-  exp_avg_sq_.assign(total, 0.0f);
+  params_ = backend_.alloc<float>(total);  // zero-filled
+  grads_ = backend_.alloc<float>(total);
+  exp_avg_ = backend_.alloc<float>(total);
+  exp_avg_sq_ = backend_.alloc<float>(total);
 }
 
 int ParamStore::index(const std::string& name) const {
@@ -27,16 +28,19 @@ int ParamStore::index(const std::string& name) const {
 }
 
 void ParamStore::initialize(uint64_t seed) {
+  std::vector<float> host;  // initial values are drawn on the host, then copied over
   for (size_t i = 0; i < specs_.size(); ++i) {
-    init_parameter(specs_[i], seed, params_.data() + offsets_[i]);
+    host.resize(specs_[i].numel());
+    init_parameter(specs_[i], seed, host.data());
+    backend_.from_host(params_.data() + offsets_[i], host.data(), host.size() * sizeof(float));
   }
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
-  std::fill(exp_avg_.begin(), exp_avg_.end(), 0.0f);
-  std::fill(exp_avg_sq_.begin(), exp_avg_sq_.end(), 0.0f);
+  backend_.zero(grads_.data(), grads_.bytes());
+  backend_.zero(exp_avg_.data(), exp_avg_.bytes());
+  backend_.zero(exp_avg_sq_.data(), exp_avg_sq_.bytes());
 }
 
 void ParamStore::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  backend_.zero(grads_.data(), grads_.bytes());
 }
 
 }  // namespace conveyor::model

@@ -1,8 +1,10 @@
 // One stage's parameters: four contiguous float buffers (params, grads, AdamW exp_avg and
-// exp_avg_sq), laid out by walking a slice of the global parameter table in order.
+// exp_avg_sq) in the compute backend's memory, laid out by walking a slice of the global
+// parameter table in order.
 //
 // Buffers never move after construction, so their addresses can be registered with the
-// transport once. Not thread-safe; one stage process owns one store.
+// transport once. The spans point into backend memory (host memory on the cpu backend).
+// Not thread-safe; one stage process owns one store.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "model/param_table.h"
 
 namespace conveyor::model {
@@ -18,8 +21,10 @@ namespace conveyor::model {
 class ParamStore {
  public:
   // REQUIRES: `specs` is a subsequence of parameter_table() (global order), names unique.
-  explicit ParamStore(std::vector<ParamSpec> specs);
+  // `backend` allocates the buffers and must outlive the store.
+  ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs);
 
+  kernels::Backend& backend() const { return backend_; }
   const std::vector<ParamSpec>& specs() const { return specs_; }
   size_t total() const { return params_.size(); }
   bool has(const std::string& name) const { return index_.contains(name); }
@@ -30,10 +35,10 @@ class ParamStore {
   float* param(const std::string& name) { return params_.data() + offset(index(name)); }
   float* grad(const std::string& name) { return grads_.data() + offset(index(name)); }
 
-  std::span<float> params() { return params_; }
-  std::span<float> grads() { return grads_; }
-  std::span<float> exp_avg() { return exp_avg_; }
-  std::span<float> exp_avg_sq() { return exp_avg_sq_; }
+  std::span<float> params() { return {params_.data(), params_.size()}; }
+  std::span<float> grads() { return {grads_.data(), grads_.size()}; }
+  std::span<float> exp_avg() { return {exp_avg_.data(), exp_avg_.size()}; }
+  std::span<float> exp_avg_sq() { return {exp_avg_sq_.data(), exp_avg_sq_.size()}; }
   std::span<float> param(int i) { return {params_.data() + offsets_[i], specs_[i].numel()}; }
   std::span<float> grad(int i) { return {grads_.data() + offsets_[i], specs_[i].numel()}; }
   std::span<float> exp_avg(int i) { return {exp_avg_.data() + offsets_[i], specs_[i].numel()}; }
@@ -46,10 +51,11 @@ class ParamStore {
   void zero_grads();
 
  private:
+  kernels::Backend& backend_;
   std::vector<ParamSpec> specs_;
   std::vector<size_t> offsets_;
   std::unordered_map<std::string, int> index_;
-  std::vector<float> params_, grads_, exp_avg_, exp_avg_sq_;
+  kernels::Buffer<float> params_, grads_, exp_avg_, exp_avg_sq_;
 };
 
 }  // namespace conveyor::model

@@ -29,8 +29,8 @@ std::vector<ParamSpec> parameter_table(const ModelConfig& c) {
   auto constant = [&](std::string name, int64_t n, int layer, float value) {
     t.push_back({std::move(name), {n}, layer, false, 0, value});
   };
-  weight("wte.weight", {c.vocab, d}, -1, std_w);
-  weight("wpe.weight", {c.seq, d}, -1, std_w);
+  weight(kWteWeight, {c.vocab, d}, -1, std_w);
+  weight(kWpeWeight, {c.seq, d}, -1, std_w);
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = layer_prefix(l);
     constant(p + "ln1.weight", d, l, 1);
@@ -46,8 +46,8 @@ std::vector<ParamSpec> parameter_table(const ModelConfig& c) {
     weight(p + "mlp.proj.weight", {d, 4 * d}, l, std_residual);
     constant(p + "mlp.proj.bias", d, l, 0);
   }
-  constant("ln_f.weight", d, -1, 1);
-  constant("ln_f.bias", d, -1, 0);
+  constant(kLnFWeight, d, -1, 1);
+  constant(kLnFBias, d, -1, 0);
   return t;
 }
 

@@ -24,6 +24,12 @@ struct ParamSpec {
   size_t numel() const;
 };
 
+// The names outside the blocks. wte.weight is also the tied head's weight.
+inline constexpr const char* kWteWeight = "wte.weight";
+inline constexpr const char* kWpeWeight = "wpe.weight";
+inline constexpr const char* kLnFWeight = "ln_f.weight";
+inline constexpr const char* kLnFBias = "ln_f.bias";
+
 // Global order: wte, wpe, then each layer's ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj
 // (weight before bias), then ln_f.
 std::vector<ParamSpec> parameter_table(const ModelConfig& config);

@@ -2,8 +2,6 @@
 
 #include <set>
 
-#include "kernels/cpu/ops.h"
-
 namespace conveyor::model {
 
 namespace {
@@ -23,9 +21,9 @@ std::vector<ParamSpec> parameters_for(const std::vector<ParamSpec>& table,
     bool mine = false;
     if (p.layer >= 0)
       mine = layers.contains(p.layer);
-    else if (p.name == "wte.weight")
+    else if (p.name == kWteWeight)
       mine = embedding || head;
-    else if (p.name == "wpe.weight")
+    else if (p.name == kWpeWeight)
       mine = embedding;
     else
       mine = head;  // ln_f
@@ -36,10 +34,10 @@ std::vector<ParamSpec> parameters_for(const std::vector<ParamSpec>& table,
 
 }  // namespace
 
-StageModel::StageModel(const ModelConfig& config, std::vector<ChunkSpec> chunks,
-                       int micro_batch_size)
+StageModel::StageModel(kernels::Backend& backend, const ModelConfig& config,
+                       std::vector<ChunkSpec> chunks, int micro_batch_size)
     : config_(config), micro_batch_size_(micro_batch_size), global_table_(parameter_table(config)) {
-  store_ = std::make_unique<ParamStore>(parameters_for(global_table_, chunks));
+  store_ = std::make_unique<ParamStore>(backend, parameters_for(global_table_, chunks));
   for (size_t i = 0; i < chunks.size(); ++i) {
     chunks_.push_back(std::make_unique<ModelChunk>(config, chunks[i], *store_, micro_batch_size));
     if (chunks[i].has_embedding) embedding_chunk_ = static_cast<int>(i);
@@ -49,7 +47,7 @@ StageModel::StageModel(const ModelConfig& config, std::vector<ChunkSpec> chunks,
 
 void StageModel::zero_grads() {
   store_->zero_grads();
-  if (holds_head()) std::fill(head_wte_grad().begin(), head_wte_grad().end(), 0.0f);
+  if (holds_head()) backend().zero(head_wte_grad().data(), head_wte_grad().bytes());
 }
 
 std::vector<double> StageModel::grad_sum_squares() const {
@@ -57,9 +55,9 @@ std::vector<double> StageModel::grad_sum_squares() const {
   for (size_t g = 0; g < global_table_.size(); ++g) {
     const auto& name = global_table_[g].name;
     if (!store_->has(name)) continue;
-    if (name == "wte.weight" && !holds_embedding()) continue;
+    if (name == kWteWeight && !holds_embedding()) continue;
     auto grad = store_->grad(store_->index(name));
-    out[g] = cpu::sum_of_squares(grad.data(), grad.size());
+    out[g] = backend().sum_of_squares(grad.data(), grad.size());
   }
   return out;
 }

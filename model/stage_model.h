@@ -19,11 +19,14 @@ namespace conveyor::model {
 class StageModel {
  public:
   // `chunks`: the specs of the pieces this stage runs, in chunk order (chunk 0 first).
-  StageModel(const ModelConfig& config, std::vector<ChunkSpec> chunks, int micro_batch_size);
+  // `backend` runs every op and allocates every buffer; it must outlive the model.
+  StageModel(kernels::Backend& backend, const ModelConfig& config, std::vector<ChunkSpec> chunks,
+             int micro_batch_size);
 
   const ModelConfig& config() const { return config_; }
   int micro_batch_size() const { return micro_batch_size_; }
   ParamStore& store() { return *store_; }
+  kernels::Backend& backend() const { return store_->backend(); }
   int num_chunks() const { return static_cast<int>(chunks_.size()); }
   ModelChunk& chunk(int c) { return *chunks_[c]; }
   bool holds_embedding() const { return embedding_chunk_ >= 0; }
@@ -31,7 +34,7 @@ class StageModel {
   ModelChunk& head_chunk() { return *chunks_[head_chunk_]; }
 
   // The head's wte gradient (summed over micro-batches); REQUIRES holds_head().
-  std::vector<float>& head_wte_grad() { return chunks_[head_chunk_]->head_wte_grad(); }
+  kernels::Buffer<float>& head_wte_grad() { return chunks_[head_chunk_]->head_wte_grad(); }
   // Zeroes all gradients, the head's wte gradient included.
   void zero_grads();
 

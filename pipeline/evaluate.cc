@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "kernels/backend.h"
 #include "model/stage_model.h"
 
 namespace conveyor::pipeline {
@@ -36,12 +37,16 @@ EvalResult evaluate(const std::string& ckpt, const std::string& data_path, int64
       max_windows > 0 ? std::min<int64_t>(max_windows, available) : static_cast<int64_t>(available);
 
   const auto whole = model::chunk_specs({config.layers});
-  model::StageModel model(config, whole, kBatch);
+  auto backend = kernels::make_backend({});  // the CPU reference
+  kernels::Backend& k = *backend;
+  model::StageModel model(k, config, whole, kBatch);
   auto& store = model.store();
+  std::vector<float> host;  // read on the host, then copied to the backend's memory
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const auto& spec = store.specs()[i];
-    reader.read(checkpoint::kParams, spec.name, store.param(static_cast<int>(i)).data(),
-                spec.numel());
+    host.resize(spec.numel());
+    reader.read(checkpoint::kParams, spec.name, host.data(), spec.numel());
+    k.from_host(store.param(static_cast<int>(i)).data(), host.data(), host.size() * sizeof(float));
   }
   const int64_t rest = windows % kBatch;
   std::unique_ptr<model::ModelChunk> small;
@@ -52,10 +57,14 @@ EvalResult evaluate(const std::string& ckpt, const std::string& data_path, int64
     const int n = static_cast<int>(std::min<int64_t>(kBatch, windows - first));
     model::ModelChunk& chunk = n == kBatch ? model.chunk(0) : *small;
     auto slot = chunk.make_slot();
+    const size_t rows = size_t(n) * config.seq;
+    std::vector<int32_t> tokens(rows), targets(rows);
     for (int w = 0; w < n; ++w) {
-      data::eval_window(data, first + w, config.seq, slot->tokens() + size_t(w) * config.seq,
-                        slot->targets() + size_t(w) * config.seq);
+      data::eval_window(data, first + w, config.seq, tokens.data() + size_t(w) * config.seq,
+                        targets.data() + size_t(w) * config.seq);
     }
+    k.from_host(slot->tokens(), tokens.data(), rows * sizeof(int32_t));
+    k.from_host(slot->targets(), targets.data(), rows * sizeof(int32_t));
     chunk.forward(*slot);
     loss_sum += double(slot->loss()) * n;  // the slot's loss is the mean over its n windows
   }

@@ -1,13 +1,12 @@
 #include "pipeline/executor.h"
 
 #include <chrono>
-#include <cstring>
-#include <thread>
 
 #include <fmt/format.h>
 
-#include "common/clock.h"
 #include "common/error.h"
+#include "pipeline/message_tag.h"
+#include "pipeline/slot_pool.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -20,91 +19,76 @@ double wall_us() {
       .count();
 }
 
+bool is_receive(CommKind k) {
+  return k == CommKind::kRecvActivation || k == CommKind::kRecvGradient;
+}
+bool is_activation(CommKind k) {
+  return k == CommKind::kRecvActivation || k == CommKind::kSendActivation;
+}
+
+// Receives for the actions up to this many ahead of the running one are posted.
+constexpr int kReceiveLookahead = 1;
+
 }  // namespace
 
-// One micro-batch's activations on one chunk, plus the transfers that touch them.
-struct Executor::SlotState {
-  std::unique_ptr<model::Slot> slot;
-  std::unique_ptr<transport::MemoryRegion> region;
-  std::vector<transport::Request> sends;  // must complete before the slot is reused
-  transport::Request recv;                // the activation or gradient being received
-  bool recv_pending = false;
-  bool in_use = false;
-};
-
 struct Executor::Impl {
+  // One step of the program with its peer resolved through the topology.
+  struct PlannedStep {
+    StageStep step;
+    int peer_rank = -1;  // comms: the rank holding the peer virtual stage
+    bool local = false;  // comms: the peer is this rank (a copy between its own chunks)
+    int peer_chunk = 0;  // comms: the peer virtual stage's chunk on its rank
+  };
+
   model::StageModel& model;
   const Schedule& sched;
-  int stage, p, last_vs;
+  int rank, stage;
   transport::Transport* transport;
   ExecutorOptions options;
   size_t act_bytes;  // N*C floats
-
-  std::vector<std::vector<std::unique_ptr<SlotState>>> pool;  // [chunk] -> slots
-  std::map<std::pair<int, int>, SlotState*> active;           // (mb, chunk) -> slot
-  int inflight_fb = 0, peak_fb = 0, inflight_slots = 0, peak_slots = 0;
+  std::vector<PlannedStep> plan;
+  SlotPool pool;
 
   int64_t step = 0;
   const BatchLoader* load = nullptr;
+  float loss_scale = 0;
+  size_t next_to_post = 0;  // first plan index whose receive is not yet posted
+  int inflight = 0;
   StepResult result;
 
-  Impl(model::StageModel& m, const Schedule& s, int st, transport::Transport* t,
-       const ExecutorOptions& o)
+  Impl(model::StageModel& m, const Schedule& s, const Topology& topology, int r,
+       transport::Transport* t, const ExecutorOptions& o)
       : model(m),
         sched(s),
-        stage(st),
-        p(s.stages),
-        last_vs(s.num_virtual_stages() - 1),
+        rank(r),
+        stage(topology.place(r).stage),
         transport(t),
         options(o),
-        act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)) {
-    pool.resize(m.num_chunks());
+        act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)),
+        pool(m, t, o.wait_timeout_s) {
+    const int replica = topology.place(r).replica;
+    for (const StageStep& st : stage_program(s, stage)) {
+      PlannedStep ps{st};
+      if (!st.is_compute) {
+        ps.peer_rank = topology.rank_of_virtual_stage(replica, st.comm.peer_virtual_stage);
+        ps.local = ps.peer_rank == rank;
+        ps.peer_chunk = topology.chunk_of(st.comm.peer_virtual_stage);
+        CONVEYOR_CHECK(ps.local || transport, "stage {} needs a transport to reach rank {}", stage,
+                       ps.peer_rank);
+      }
+      plan.push_back(ps);
+    }
   }
 
   Deadline deadline() const { return Deadline::after_seconds(options.wait_timeout_s); }
 
-  transport::Tag tag(int mb, int chunk, transport::Tag::Direction dir) const {
-    return transport::Tag{static_cast<uint32_t>(step), static_cast<uint16_t>(mb),
-                          static_cast<uint8_t>(chunk), dir};
+  const transport::MemoryRegion* region(SlotState& s) const {
+    return s.region.valid() ? &s.region : nullptr;
   }
 
-  SlotState& slot(int mb, int chunk) {
-    auto it = active.find({mb, chunk});
-    if (it != active.end()) return *it->second;
-    SlotState* s = nullptr;
-    for (auto& candidate : pool[chunk]) {
-      if (!candidate->in_use) {
-        s = candidate.get();
-        break;
-      }
-    }
-    if (!s) {
-      auto fresh = std::make_unique<SlotState>();
-      fresh->slot = model.chunk(chunk).make_slot();
-      if (transport) {
-        fresh->region = std::make_unique<transport::MemoryRegion>(
-            transport->register_memory(fresh->slot->memory(), fresh->slot->activation_bytes()));
-      }
-      pool[chunk].push_back(std::move(fresh));
-      s = pool[chunk].back().get();
-    }
-    // Never reuse a buffer before its sends have completed.
-    if (!s->sends.empty()) {
-      transport->wait_all(s->sends, deadline());
-      s->sends.clear();
-    }
-    s->in_use = true;
-    active[{mb, chunk}] = s;
-    peak_slots = std::max(peak_slots, ++inflight_slots);
-    return *s;
-  }
-
-  void release(int mb, int chunk) {
-    auto it = active.find({mb, chunk});
-    CONVEYOR_CHECK(it != active.end(), "release of a slot that is not active");
-    it->second->in_use = false;  // its sends are waited for when it is next taken
-    active.erase(it);
-    --inflight_slots;
+  // The slot of (mb, chunk): the active one, or a fresh one for its first use this step.
+  SlotState& slot_for(int mb, int chunk) {
+    return pool.active(mb, chunk) ? pool.get(mb, chunk) : pool.acquire(mb, chunk);
   }
 
   void span(const std::string& name, const char* category, double start_us, double end_us) {
@@ -112,105 +96,59 @@ struct Executor::Impl {
       result.spans.push_back({stage, name, category, start_us, end_us - start_us});
   }
 
-  // Posts the receive an action needs, if it comes from another stage.
-  void post_receive(const Action& a) {
-    const int vs = sched.virtual_stage(stage, a.chunk);
-    if (a.op == Op::kForward && vs > 0 && p > 1) {
-      SlotState& s = slot(a.microbatch, a.chunk);
-      if (s.recv_pending) return;
-      s.recv =
-          transport->irecv((vs - 1) % p, tag(a.microbatch, a.chunk, transport::Tag::kActivation),
-                           s.slot->input(), act_bytes, s.region.get());
-      s.recv_pending = true;
-    } else if ((a.op == Op::kBackward || a.op == Op::kBackwardInput) && vs < last_vs && p > 1) {
-      SlotState& s = slot(a.microbatch, a.chunk);
-      if (s.recv_pending) return;
-      s.recv = transport->irecv((vs + 1) % p, tag(a.microbatch, a.chunk, transport::Tag::kGradient),
-                                s.slot->output_grad(), act_bytes, s.region.get());
+  transport::Tag tag(CommKind kind, int mb, int receiving_vs) const {
+    return encode(
+        MessageTag{is_activation(kind) ? MessageKind::kActivation : MessageKind::kGradient, step,
+                   mb, receiving_vs});
+  }
+
+  // Posts every receive of the actions up to `last_action` (remote peers only).
+  void post_receives_through(int last_action) {
+    for (; next_to_post < plan.size() && plan[next_to_post].step.action_index <= last_action;
+         ++next_to_post) {
+      const PlannedStep& ps = plan[next_to_post];
+      if (ps.step.is_compute || !is_receive(ps.step.comm.kind) || ps.local) continue;
+      const Comm& c = ps.step.comm;
+      SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+      float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
+      s.recv = transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into,
+                                act_bytes, region(s));
       s.recv_pending = true;
     }
   }
 
-  void wait_receive(SlotState& s, const Action& a) {
-    if (!s.recv_pending) return;
+  void receive(const PlannedStep& ps) {
+    const Comm& c = ps.step.comm;
+    SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+    if (ps.local) return;  // the matching send on this rank already copied the data in
     const double t0 = wall_us();
     transport->wait(s.recv, deadline());
     s.recv_pending = false;
-    span(fmt::format("recv {}{}", a.op == Op::kForward ? "act" : "grad", a.microbatch), "recv", t0,
+    span(fmt::format("recv {}{}", is_activation(c.kind) ? "act" : "grad", c.microbatch), "recv", t0,
          wall_us());
   }
 
-  void send(SlotState& s, int peer_vs, const float* data, int mb, int chunk_at_peer,
-            transport::Tag::Direction dir) {
+  void send(const PlannedStep& ps) {
+    const Comm& c = ps.step.comm;
+    SlotState& s = pool.get(c.microbatch, ps.step.action.chunk);
+    const bool act = c.kind == CommKind::kSendActivation;
+    const float* data = act ? s.slot->output() : s.slot->input_grad();
+    if (ps.local) {
+      SlotState& peer = slot_for(c.microbatch, ps.peer_chunk);
+      model.backend().copy(act ? peer.slot->input() : peer.slot->output_grad(), data, act_bytes);
+      return;
+    }
     const double t0 = wall_us();
-    s.sends.push_back(transport->isend(peer_vs % p, tag(mb, chunk_at_peer, dir), data, act_bytes,
-                                       s.region.get()));
-    span(fmt::format("send {}{}", dir == transport::Tag::kActivation ? "act" : "grad", mb), "send",
-         t0, wall_us());
-  }
-
-  void forward(const Action& a) {
-    const int vs = sched.virtual_stage(stage, a.chunk);
-    model::ModelChunk& chunk = model.chunk(a.chunk);
-    SlotState& s = slot(a.microbatch, a.chunk);
-    if (chunk.spec().has_embedding || chunk.spec().has_head) {
-      (*load)(a.microbatch, s.slot->tokens(), s.slot->targets());
-    }
-    wait_receive(s, a);
-    peak_fb = std::max(peak_fb, ++inflight_fb);
-    CONVEYOR_CHECK(inflight_fb <= sched.max_inflight(stage),
-                   "stage {} holds {} micro-batches, more than the schedule's bound {}", stage,
-                   inflight_fb, sched.max_inflight(stage));
-    compute(a, [&] { chunk.forward(*s.slot); });
-    if (vs < last_vs) {
-      if (p == 1) {  // the next piece is on this stage: hand over locally
-        SlotState& next = slot(a.microbatch, a.chunk + 1);
-        std::memcpy(next.slot->input(), s.slot->output(), act_bytes);
-      } else {
-        send(s, vs + 1, s.slot->output(), a.microbatch, (vs + 1) / p, transport::Tag::kActivation);
-      }
-    } else {
-      // Head: remember the loss now; the slot's B may come much later.
-    }
-  }
-
-  void backward_input(const Action& a, float loss_scale) {
-    const int vs = sched.virtual_stage(stage, a.chunk);
-    model::ModelChunk& chunk = model.chunk(a.chunk);
-    SlotState& s = slot(a.microbatch, a.chunk);
-    wait_receive(s, a);
-    compute(a, [&] { chunk.backward_input(*s.slot, loss_scale); });
-    --inflight_fb;
-    if (chunk.spec().has_head) result.losses[a.microbatch] = s.slot->loss();
-    if (vs > 0) {
-      if (p == 1) {
-        SlotState& prev = slot(a.microbatch, a.chunk - 1);
-        std::memcpy(prev.slot->output_grad(), s.slot->input_grad(), act_bytes);
-      } else {
-        send(s, vs - 1, s.slot->input_grad(), a.microbatch, (vs - 1) / p,
-             transport::Tag::kGradient);
-      }
-    }
-  }
-
-  void backward_weight(const Action& a) {
-    SlotState& s = slot(a.microbatch, a.chunk);
-    Action w = a;
-    w.op = Op::kBackwardWeight;
-    compute(w, [&] { model.chunk(a.chunk).backward_weight(*s.slot); });
-    release(a.microbatch, a.chunk);
+    s.sends.push_back(transport->isend(
+        ps.peer_rank, tag(c.kind, c.microbatch, c.peer_virtual_stage), data, act_bytes, region(s)));
+    span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0, wall_us());
   }
 
   template <typename F>
-  void compute(const Action& a, F&& f) {
+  void timed(const Action& a, F&& f) {
     const double t0 = wall_us();
     f();
-    double sleep_ms = 0;
-    if (a.op == Op::kForward) sleep_ms = options.sleep_f_ms;
-    if (a.op == Op::kBackwardInput) sleep_ms = options.sleep_b_ms;
-    if (a.op == Op::kBackwardWeight) sleep_ms = options.sleep_w_ms;
-    if (sleep_ms > 0)
-      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(sleep_ms));
+    if (options.after_compute) options.after_compute(a);
     const double t1 = wall_us();
     result.busy_seconds += (t1 - t0) * 1e-6;
     span(fmt::format("{}{}{}", op_name(a.op), a.microbatch,
@@ -218,64 +156,76 @@ struct Executor::Impl {
          "compute", t0, t1);
   }
 
-  StepResult run(int64_t step_index, const BatchLoader& loader, float loss_scale) {
+  void compute(const Action& a) {
+    model::ModelChunk& chunk = model.chunk(a.chunk);
+    switch (a.op) {
+      case Op::kForward: {
+        SlotState& s = slot_for(a.microbatch, a.chunk);
+        if (chunk.spec().has_embedding || chunk.spec().has_head) {
+          (*load)(a.microbatch, s.slot->tokens(), s.slot->targets());
+        }
+        ++inflight;
+        result.peak_inflight = std::max(result.peak_inflight, inflight);
+        CONVEYOR_CHECK(inflight <= sched.max_inflight(stage),
+                       "stage {} holds {} micro-batches, more than the schedule's bound {}", stage,
+                       inflight, sched.max_inflight(stage));
+        timed(a, [&] { chunk.forward(*s.slot); });
+        break;
+      }
+      case Op::kBackwardInput: {
+        SlotState& s = pool.get(a.microbatch, a.chunk);
+        timed(a, [&] { chunk.backward_input(*s.slot, loss_scale); });
+        if (chunk.spec().has_head) result.losses[a.microbatch] = s.slot->loss();
+        break;
+      }
+      case Op::kBackwardWeight: {
+        SlotState& s = pool.get(a.microbatch, a.chunk);
+        timed(a, [&] { chunk.backward_weight(*s.slot); });
+        --inflight;
+        pool.release(a.microbatch, a.chunk);
+        break;
+      }
+      case Op::kBackward:
+        CONVEYOR_CHECK(false, "stage_program lowers BW into B and W");
+    }
+  }
+
+  StepResult run(int64_t step_index, const BatchLoader& loader, float scale) {
     step = step_index;
     load = &loader;
+    loss_scale = scale;
     result = StepResult{};
     result.losses.assign(sched.microbatches, 0.0f);
-    inflight_fb = peak_fb = 0;
-    const auto& actions = sched.actions[stage];
+    inflight = 0;
+    next_to_post = 0;
     const double t0 = wall_us();
-    // Receives for the first actions go out before any compute.
-    constexpr size_t kLookahead = 2;
-    for (size_t i = 0; i < actions.size(); ++i) {
-      if (transport) {
-        for (size_t j = i; j < std::min(actions.size(), i + kLookahead); ++j) {
-          post_receive(actions[j]);
-        }
-      }
-      const Action& a = actions[i];
-      switch (a.op) {
-        case Op::kForward:
-          forward(a);
-          break;
-        case Op::kBackward: {  // B then W at once; traced as the two parts
-          Action b = a;
-          b.op = Op::kBackwardInput;
-          backward_input(b, loss_scale);
-          backward_weight(a);
-          break;
-        }
-        case Op::kBackwardInput:
-          backward_input(a, loss_scale);
-          break;
-        case Op::kBackwardWeight:
-          backward_weight(a);
-          break;
+    for (const PlannedStep& ps : plan) {
+      if (transport) post_receives_through(ps.step.action_index + kReceiveLookahead);
+      if (ps.step.is_compute) {
+        compute(ps.step.action);
+      } else if (is_receive(ps.step.comm.kind)) {
+        receive(ps);
+      } else {
+        send(ps);
       }
     }
-    CONVEYOR_CHECK(active.empty(), "stage {}: {} micro-batches still active at the end of a step",
-                   stage, active.size());
-    if (transport) {
-      for (auto& chunk_pool : pool) {
-        for (auto& s : chunk_pool) {
-          if (!s->sends.empty()) transport->wait_all(s->sends, deadline());
-          s->sends.clear();
-        }
-      }
-    }
+    // Slots are held from F to W, plus at most the one receive posted ahead.
+    CONVEYOR_CHECK(pool.peak_in_use() <= sched.max_inflight(stage) + kReceiveLookahead,
+                   "stage {} used {} activation slots, more than the schedule's bound {} + {}",
+                   stage, pool.peak_in_use(), sched.max_inflight(stage), kReceiveLookahead);
+    CONVEYOR_CHECK(pool.in_use() == 0,
+                   "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
+                   pool.in_use());
+    if (transport) pool.wait_for_sends();
     result.step_seconds = (wall_us() - t0) * 1e-6;
-    result.peak_inflight = peak_fb;
+    result.peak_slots = pool.peak_in_use();
     return std::move(result);
   }
 };
 
-Executor::Executor(model::StageModel& model, const Schedule& schedule, int stage,
-                   transport::Transport* transport, const ExecutorOptions& options)
-    : impl_(std::make_unique<Impl>(model, schedule, stage, transport, options)) {
-  CONVEYOR_CHECK((transport != nullptr) == (schedule.stages > 1),
-                 "a transport is needed exactly when there is more than one stage");
-}
+Executor::Executor(model::StageModel& model, const Schedule& schedule, const Topology& topology,
+                   int rank, transport::Transport* transport, const ExecutorOptions& options)
+    : impl_(std::make_unique<Impl>(model, schedule, topology, rank, transport, options)) {}
 
 Executor::~Executor() = default;
 

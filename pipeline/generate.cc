@@ -5,15 +5,19 @@
 #include <cstring>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "model/chunk.h"
+#include "pipeline/message_tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
 
 namespace {
-constexpr double kTimeoutSeconds = 600;
+Deadline peer_deadline() {
+  return Deadline::after_seconds(kPeerWaitSeconds);
 }
+}  // namespace
 
 int sample_index(const float* probs, int n, double u) {
   double cdf = 0;
@@ -27,9 +31,12 @@ int sample_index(const float* probs, int n, double u) {
 std::string generate(model::StageModel& m, const PipelinePlace& place, const std::string& prompt,
                      int count, uint64_t seed) {
   const auto& config = m.config();
-  const int T = config.seq, V = config.vocab, p = place.stages;
-  const int pieces = p * m.num_chunks();
+  const Topology& topo = place.topology;
+  const int T = config.seq, V = config.vocab;
+  const int pieces = topo.num_virtual_stages();
+  const int replica = topo.place(place.rank).replica;
   const size_t act_bytes = size_t(T) * config.dim * sizeof(float);
+  kernels::Backend& k = m.backend();
   // Batch-of-one chunks over this stage's parameters.
   std::vector<std::unique_ptr<model::ModelChunk>> chunks;
   std::vector<std::unique_ptr<model::Slot>> slots;
@@ -41,6 +48,8 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
   for (unsigned char ch : prompt) context.push_back(V == 256 ? ch : 0);
   if (context.empty()) context.push_back(V == 256 ? '\n' : 0);
 
+  std::vector<int32_t> window(T);
+  std::vector<float> probs(V);
   std::string out;
   for (int i = 0; i < count; ++i) {
     // The last T tokens; positions after the context are padding the causal mask ignores.
@@ -48,37 +57,43 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
     const int len = static_cast<int>(context.size() - start);
     int next = 0;
     for (int vs = 0; vs < pieces; ++vs) {
-      if (vs % p != place.stage) continue;
-      const int c = vs / p;
+      if (topo.rank_of_virtual_stage(replica, vs) != place.rank) continue;
+      const int c = topo.chunk_of(vs);
       model::Slot& slot = *slots[c];
-      const transport::Tag tag{static_cast<uint32_t>(i), static_cast<uint16_t>(vs), 0,
-                               transport::Tag::kControl};
       if (vs == 0) {
-        for (int t = 0; t < T; ++t) slot.tokens()[t] = t < len ? context[start + t] : 0;
-      } else if (p == 1) {
-        std::memcpy(slot.input(), slots[c - 1]->output(), act_bytes);
+        for (int t = 0; t < T; ++t) window[t] = t < len ? context[start + t] : 0;
+        k.from_host(slot.tokens(), window.data(), window.size() * sizeof(int32_t));
       } else {
-        auto r = place.transport->irecv((vs - 1) % p, tag, slot.input(), act_bytes);
-        place.transport->wait(r, Deadline::after_seconds(kTimeoutSeconds));
+        const int from = topo.rank_of_virtual_stage(replica, vs - 1);
+        if (from == place.rank) {
+          k.copy(slot.input(), slots[topo.chunk_of(vs - 1)]->output(), act_bytes);
+        } else {
+          const auto tag = encode(MessageTag{MessageKind::kGeneration, i, 0, vs});
+          auto r = place.transport->irecv(from, tag, slot.input(), act_bytes);
+          place.transport->wait(r, peer_deadline());
+        }
       }
       chunks[c]->forward(slot);
-      if (vs + 1 < pieces && p > 1) {
-        const transport::Tag out_tag{static_cast<uint32_t>(i), static_cast<uint16_t>(vs + 1), 0,
-                                     transport::Tag::kControl};
-        auto r = place.transport->isend((vs + 1) % p, out_tag, slot.output(), act_bytes);
-        place.transport->wait(r, Deadline::after_seconds(kTimeoutSeconds));
-      }
-      if (vs + 1 == pieces) {
-        const float* probs = slot.probs() + size_t(len - 1) * V;
+      if (vs + 1 < pieces) {
+        const int to = topo.rank_of_virtual_stage(replica, vs + 1);
+        if (to != place.rank) {
+          const auto tag = encode(MessageTag{MessageKind::kGeneration, i, 0, vs + 1});
+          k.synchronize();
+          auto r = place.transport->isend(to, tag, slot.output(), act_bytes);
+          place.transport->wait(r, peer_deadline());
+        }
+      } else {
+        k.to_host(probs.data(), slot.probs() + size_t(len - 1) * V, probs.size() * sizeof(float));
+        k.synchronize();
         const uint64_t key[2] = {seed, static_cast<uint64_t>(i)};
         const double u = static_cast<double>(XXH3_64bits(key, sizeof key) >> 11) * 0x1.0p-53;
-        next = sample_index(probs, V, u);
+        next = sample_index(probs.data(), V, u);
       }
     }
-    if (p > 1) {  // the head's stage tells everyone the token
+    if (place.transport) {  // the head's rank tells everyone the token
       std::vector<uint8_t> bytes(sizeof(int32_t));
       std::memcpy(bytes.data(), &next, sizeof next);
-      place.transport->broadcast(bytes, (pieces - 1) % p, Deadline::after_seconds(kTimeoutSeconds));
+      place.transport->broadcast(bytes, topo.rank(replica, topo.head_stage()), peer_deadline());
       std::memcpy(&next, bytes.data(), sizeof next);
     }
     context.push_back(next);

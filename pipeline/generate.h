@@ -10,6 +10,7 @@
 #include <string>
 
 #include "model/stage_model.h"
+#include "pipeline/topology.h"
 
 namespace conveyor::transport {
 class Transport;
@@ -17,10 +18,11 @@ class Transport;
 
 namespace conveyor::pipeline {
 
+// Where this process sits in the job.
 struct PipelinePlace {
-  int stage = 0;
-  int stages = 1;
-  transport::Transport* transport = nullptr;  // null with one stage
+  Topology topology;
+  int rank = 0;
+  transport::Transport* transport = nullptr;  // null with one rank
 };
 
 // Samples `count` tokens after `prompt` (a byte string for vocab 256). Token i is drawn from

@@ -154,8 +154,9 @@ int Schedule::max_inflight(int stage) const {
     case ScheduleKind::kGPipe:
       return m;
     case ScheduleKind::kOneFOneB:
-    case ScheduleKind::kZeroBubbleH1:
       return std::min(p - stage, m);
+    case ScheduleKind::kZeroBubbleH1:
+      return std::min(p, m);
     case ScheduleKind::kInterleaved:
       return std::min(interleaved_warmup(p, m, v, stage) + 1, m * v);
   }
@@ -256,10 +257,15 @@ std::vector<Comm> comms_after(const Schedule& s, int stage, const Action& a) {
 
 std::vector<StageStep> stage_program(const Schedule& s, int stage) {
   std::vector<StageStep> out;
-  for (const Action& a : s.actions.at(stage)) {
-    for (const Comm& c : comms_before(s, stage, a)) out.push_back({false, a, c});
-    out.push_back({true, a, Comm{}});
-    for (const Comm& c : comms_after(s, stage, a)) out.push_back({false, a, c});
+  const auto& actions = s.actions.at(stage);
+  for (int i = 0; i < static_cast<int>(actions.size()); ++i) {
+    const Action& a = actions[i];
+    for (const Comm& c : comms_before(s, stage, a)) out.push_back({false, a, c, i});
+    const bool split = a.op == Op::kBackward;
+    const Action first = split ? Action{Op::kBackwardInput, a.microbatch, a.chunk} : a;
+    out.push_back({true, first, Comm{}, i});
+    for (const Comm& c : comms_after(s, stage, a)) out.push_back({false, a, c, i});
+    if (split) out.push_back({true, Action{Op::kBackwardWeight, a.microbatch, a.chunk}, Comm{}, i});
   }
   return out;
 }

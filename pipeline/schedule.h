@@ -3,11 +3,13 @@
 // transport, no model, no clock. The executor runs one stage's list; the validator
 // (schedule_validator.h) simulates all of them; schedule_grid.h draws them.
 //
-// Layout of virtual stages: with v chunks per stage, virtual stage vs = chunk * p + stage holds
-// the vs-th slice of the layers (round-robin, Megatron's interleaved layout). With v == 1,
-// virtual stage == stage and chunk == 0.
+// Layout of virtual stages: Topology's (pipeline/topology.h): virtual stage vs = chunk * p +
+// stage (round-robin, Megatron's interleaved layout).
 //
-// Communication is implicit and derived from the actions (see comms_before / comms_after):
+// Communication is derived from the actions (comms_before / comms_after), and
+// stage_program() lowers one stage's compute actions into the complete program the
+// executor runs, with explicit receive and send steps (as PyTorch's pipelining lowers a
+// compute-only schedule into one with SEND_F/RECV_F/SEND_B/RECV_B):
 //   F(mb, chunk) at vs   receives the activation from vs-1 (unless vs == 0) and sends its
 //                        output to vs+1 (unless vs is the last virtual stage);
 //   B / BW(mb, chunk)    receives the output gradient from vs+1 (unless last) and sends the
@@ -25,6 +27,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "pipeline/topology.h"
 
 namespace conveyor::pipeline {
 
@@ -61,15 +65,18 @@ struct Schedule {
   int virtual_stages;                        // v: chunks per stage (1 unless interleaved)
   std::vector<std::vector<Action>> actions;  // [stage] -> ordered actions
 
-  int virtual_stage(int stage, int chunk) const { return chunk * stages + stage; }
-  int num_virtual_stages() const { return stages * virtual_stages; }
-  int stage_of(int vs) const { return vs % stages; }
-  int chunk_of(int vs) const { return vs / stages; }
+  // The mapping of virtual stages to stages and chunks (one replica).
+  Topology layout() const { return Topology{1, stages, virtual_stages}; }
+  int virtual_stage(int stage, int chunk) const { return layout().virtual_stage(stage, chunk); }
+  int num_virtual_stages() const { return layout().num_virtual_stages(); }
+  int stage_of(int vs) const { return layout().stage_of(vs); }
+  int chunk_of(int vs) const { return layout().chunk_of(vs); }
 
   // The bound the schedule promises: the largest number of (micro-batch, chunk) activations
-  // held at once on `stage` (F done, B/BW not yet done), counted over all chunks. The
-  // executor sizes its activation pool by it; the validator checks the actions keep it.
-  //   gpipe: m;  1f1b, zb-h1: min(p - s, m);
+  // held at once on `stage` (F done, its W or BW not yet done: W needs the activations),
+  // counted over all chunks. The executor's slot pool holds exactly this many; the
+  // validator checks the actions keep it.
+  //   gpipe: m;  1f1b: min(p - s, m);  zb-h1: min(p, m) (a micro-batch stays until its W);
   //   interleaved: min(warmup + 1, v*m) with warmup = 2*(p - s - 1) + (v - 1)*p (Megatron).
   int max_inflight(int stage) const;
 };
@@ -110,11 +117,15 @@ std::vector<Comm> comms_before(const Schedule& s, int stage, const Action& actio
 // The sends `action` on `stage` makes once it has run (0 or 1 entries).
 std::vector<Comm> comms_after(const Schedule& s, int stage, const Action& action);
 
-// One stage's full program in order: for each action, its receives, the action, its sends.
+// One stage's complete program, in order: for each action, its receives, the action, its
+// sends. A BW is lowered to its B part, the send of the input gradient, then its W part
+// (compute steps with op kBackwardInput and kBackwardWeight), so the previous stage gets the
+// gradient before the weight gradient is computed. The executor runs exactly this list.
 struct StageStep {
-  bool is_compute;  // true: `action` is the step; false: `comm` is
-  Action action;    // the compute action (for comms: the action they belong to)
-  Comm comm;        // valid when !is_compute
+  bool is_compute;   // true: `action` is the step; false: `comm` is
+  Action action;     // the compute action (for comms: the schedule's action they belong to)
+  Comm comm;         // valid when !is_compute
+  int action_index;  // index in Schedule::actions[stage] of the action the step belongs to
 };
 std::vector<StageStep> stage_program(const Schedule& s, int stage);
 

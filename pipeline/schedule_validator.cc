@@ -154,7 +154,6 @@ void check_stage_order(const Schedule& s, SimulationResult& result) {
                             : std::vector<std::pair<int, int>>{{st, i}});
         }
         b_at.at(a.chunk, a.microbatch) = i;
-        --inflight;
         if (a.op == Op::kBackwardInput) peak_w = std::max(peak_w, ++pending_w);
       }
       if (a.op == Op::kBackwardWeight) {
@@ -168,6 +167,7 @@ void check_stage_order(const Schedule& s, SimulationResult& result) {
         --pending_w;
       }
       if (is_weight(a.op)) {
+        --inflight;  // the activations are kept until the weight gradient has used them
         int& last = last_weight_mb[a.chunk];
         if (a.microbatch < last) {
           fail(s,

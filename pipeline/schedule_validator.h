@@ -43,7 +43,7 @@ struct SimulationResult {
   std::vector<double> busy;                    // [stage] sum of action durations
   double bubble = 0;                           // (makespan*p - sum busy) / (makespan*p)
   std::vector<std::vector<ActionTime>> times;  // [stage][i], parallel to Schedule::actions
-  std::vector<int> peak_inflight;              // [stage] max activations held (F done, B not)
+  std::vector<int> peak_inflight;              // [stage] max activations held (F done, W not)
   std::vector<int> peak_pending_weight;        // [stage] max B done whose W is not yet done
 };
 

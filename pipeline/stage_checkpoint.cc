@@ -1,13 +1,12 @@
 #include "pipeline/stage_checkpoint.h"
 
-#include <xxhash.h>
-
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <utility>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/fault_injection.h"
@@ -22,9 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr double kTimeoutSeconds = 600;
 Deadline deadline() {
-  return Deadline::after_seconds(kTimeoutSeconds);
+  return Deadline::after_seconds(kPeerWaitSeconds);
 }
 
 std::vector<uint8_t> to_bytes(const std::string& s) {
@@ -42,17 +40,18 @@ struct StageCheckpoint::Snapshot {
   nlohmann::json state;
 };
 
-StageCheckpoint::StageCheckpoint(const TrainConfig& config, model::StageModel& model, int stage,
+StageCheckpoint::StageCheckpoint(const TrainConfig& config, model::StageModel& model,
+                                 const Topology& topology, int rank,
                                  transport::Transport* transport)
-    : config_(config), model_(model), stage_(stage), transport_(transport) {}
+    : config_(config),
+      model_(model),
+      topology_(topology),
+      rank_(rank),
+      stage_(topology.place(rank).stage),
+      transport_(transport) {}
 
 StageCheckpoint::~StageCheckpoint() {
   if (writer_.joinable()) writer_.join();
-}
-
-std::string StageCheckpoint::model_fingerprint() const {
-  const std::string text = config_.model.to_json().dump();
-  return fmt::format("{:016x}", XXH3_64bits(text.data(), text.size()));
 }
 
 nlohmann::json StageCheckpoint::state_json(int64_t steps_done) const {
@@ -70,7 +69,7 @@ nlohmann::json StageCheckpoint::state_json(int64_t steps_done) const {
 int64_t StageCheckpoint::restore() {
   std::string chosen;  // step directory to load, agreed by every stage
   const std::string mode = config_.resume.empty() ? (enabled() ? "auto" : "none") : config_.resume;
-  if (stage_ == 0) {
+  if (coordinator()) {
     if (enabled()) {
       const int removed = checkpoint::remove_stale_temp_dirs(config_.ckpt_dir);
       if (removed > 0) {
@@ -103,7 +102,7 @@ int64_t StageCheckpoint::restore() {
   }
   if (transport_) {
     auto bytes = to_bytes(chosen);
-    transport_->broadcast(bytes, 0, deadline());
+    transport_->broadcast(bytes, topology_.coordinator_rank(), deadline());
     chosen = from_bytes(bytes);
   }
   if (chosen.empty()) return 0;
@@ -128,16 +127,24 @@ int64_t StageCheckpoint::restore() {
         "continuation will not match an uninterrupted run");
   }
   auto& store = model_.store();
+  auto& k = model_.backend();
+  std::vector<float> host;  // read on the host, then copied to the backend's memory
+  auto load = [&](const char* group, const std::string& name, std::span<float> into) {
+    host.resize(into.size());
+    reader.read(group, name, host.data(), host.size());
+    k.from_host(into.data(), host.data(), into.size_bytes());
+  };
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const auto& spec = store.specs()[i];
     CONVEYOR_REQUIRE(reader.has(spec.name), "checkpoint {} has no parameter {}", chosen, spec.name);
     const int idx = static_cast<int>(i);
-    reader.read(checkpoint::kParams, spec.name, store.param(idx).data(), spec.numel());
-    reader.read(checkpoint::kExpAvg, spec.name, store.exp_avg(idx).data(), spec.numel());
-    reader.read(checkpoint::kExpAvgSq, spec.name, store.exp_avg_sq(idx).data(), spec.numel());
+    load(checkpoint::kParams, spec.name, store.param(idx));
+    load(checkpoint::kExpAvg, spec.name, store.exp_avg(idx));
+    load(checkpoint::kExpAvgSq, spec.name, store.exp_avg_sq(idx));
   }
+  k.synchronize();
   const int64_t steps_done = reader.state().at("step").get<int64_t>();
-  if (stage_ == 0) {
+  if (coordinator()) {
     CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {} stage(s))", chosen, steps_done,
                       reader.manifest().num_stages);
   }
@@ -145,9 +152,9 @@ int64_t StageCheckpoint::restore() {
 }
 
 void StageCheckpoint::commit(int64_t steps_done) {
-  if (stage_ == 0) {
+  if (coordinator()) {
     checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config_.to_json(),
-                            model_fingerprint(), config_.keep);
+                            fingerprint_of(config_.model.to_json()), config_.keep);
   }
 }
 
@@ -170,10 +177,34 @@ checkpoint::ShardContents StageCheckpoint::shard_contents(int64_t steps_done, nl
   return contents;
 }
 
+void StageCheckpoint::copy_snapshot() {
+  auto& store = model_.store();
+  auto& k = model_.backend();
+  auto copy_out = [&](std::vector<float>& to, std::span<const float> from) {
+    to.resize(from.size());
+    k.to_host(to.data(), from.data(), from.size_bytes());
+  };
+  copy_out(snapshot_->params, store.params());
+  copy_out(snapshot_->exp_avg, store.exp_avg());
+  copy_out(snapshot_->exp_avg_sq, store.exp_avg_sq());
+  k.synchronize();
+}
+
 void StageCheckpoint::write_and_commit(int64_t steps_done) {
   auto& store = model_.store();
-  const auto contents = shard_contents(steps_done, state_json(steps_done), store.params().data(),
-                                       store.exp_avg().data(), store.exp_avg_sq().data());
+  const float* params = store.params().data();
+  const float* exp_avg = store.exp_avg().data();
+  const float* exp_avg_sq = store.exp_avg_sq().data();
+  if (model_.backend().memory_type() != kernels::MemoryType::kHost) {
+    // The writer reads host memory: device state goes through the snapshot buffers.
+    if (!snapshot_) snapshot_ = std::make_unique<Snapshot>();
+    copy_snapshot();
+    params = snapshot_->params.data();
+    exp_avg = snapshot_->exp_avg.data();
+    exp_avg_sq = snapshot_->exp_avg_sq.data();
+  }
+  const auto contents =
+      shard_contents(steps_done, state_json(steps_done), params, exp_avg, exp_avg_sq);
   const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
   checkpoint::write_shard(tmp, contents);
   if (transport_) transport_->barrier(deadline());  // every shard is written
@@ -187,16 +218,15 @@ void StageCheckpoint::save(int64_t steps_done) {
     write_and_commit(steps_done);
     return;
   }
-  if (async_step_ >= 0) complete_async();  // at most one save in flight
+  complete_async();  // at most one save in flight
   join_commit();
   // The snapshot buffers are kept between saves: fresh ones would page-fault the whole state in
   // again on every save (measured: ~200 ms for 40 MB on the dev VM, more than a sync save).
   if (!snapshot_) snapshot_ = std::make_unique<Snapshot>();
   snapshot_->state = state_json(steps_done);
   async_step_ = steps_done;
-  writer_state_ = 0;
   writer_error_.clear();
-  snapshot_taken_.store(false);
+  async_.store(AsyncSave::kCopying);
   auto work = [this, steps_done] {
     // The snapshot is copied here, while the training thread runs the next step's forward and
     // backward passes (which only read the parameters and optimizer state); the optimizer
@@ -205,19 +235,15 @@ void StageCheckpoint::save(int64_t steps_done) {
     if (checkpoint::fault::armed("CONVEYOR_FAULT_SLOW_SNAPSHOT", steps_done, stage_))
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
     try {
-      auto& store = model_.store();
-      snapshot_->params.assign(store.params().begin(), store.params().end());
-      snapshot_->exp_avg.assign(store.exp_avg().begin(), store.exp_avg().end());
-      snapshot_->exp_avg_sq.assign(store.exp_avg_sq().begin(), store.exp_avg_sq().end());
+      copy_snapshot();
     } catch (const std::exception& e) {
       writer_error_ = fmt::format("taking the host snapshot failed: {}", e.what());
-    }
-    snapshot_taken_.store(true);
-    snapshot_taken_.notify_all();
-    if (!writer_error_.empty()) {
-      writer_state_ = 2;
+      async_.store(AsyncSave::kFailed);
+      async_.notify_all();
       return;
     }
+    async_.store(AsyncSave::kWriting);
+    async_.notify_all();
     // Below the training threads: on a busy host the save should wait, not the step.
     setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
     try {
@@ -225,54 +251,56 @@ void StageCheckpoint::save(int64_t steps_done) {
                                            snapshot_->exp_avg.data(), snapshot_->exp_avg_sq.data());
       const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
       checkpoint::write_shard(tmp, contents);
-      writer_state_ = 1;
+      async_.store(AsyncSave::kWritten);
     } catch (const std::exception& e) {
       writer_error_ = e.what();
-      writer_state_ = 2;
+      async_.store(AsyncSave::kFailed);
     }
   };
   try {
     writer_ = std::thread(work);
   } catch (...) {  // no thread: nothing will copy, so before_update() must not wait
-    snapshot_taken_.store(true);
+    async_.store(AsyncSave::kIdle);
     async_step_ = -1;
     throw;
   }
 }
 
 void StageCheckpoint::before_update() {
-  // No deadline needed: the writer sets the flag after a bounded memory copy, even when the
+  // No deadline needed: the writer leaves kCopying after a bounded memory copy, even when the
   // copy fails.
-  snapshot_taken_.wait(false);
+  async_.wait(AsyncSave::kCopying);
 }
 
-void StageCheckpoint::fill_status(double* out) const {
-  out[0] = async_step_ >= 0 && writer_state_ == 1 ? 1.0 : 0.0;
-  out[1] = async_step_ >= 0 && writer_state_ == 2 ? 1.0 : 0.0;
+SaveProgress StageCheckpoint::progress() const {
+  const AsyncSave state = async_.load();
+  return {state == AsyncSave::kWritten ? 1 : 0, state == AsyncSave::kFailed ? 1 : 0};
 }
 
-void StageCheckpoint::on_status(const double* summed) {
-  if (async_step_ < 0) return;
-  const int written = static_cast<int>(summed[0]), failed = static_cast<int>(summed[1]);
-  if (failed > 0) {
+void StageCheckpoint::on_progress(const SaveProgress& summed) {
+  const AsyncSave state = async_.load();
+  if (state == AsyncSave::kIdle || state == AsyncSave::kCommitting) return;
+  if (summed.failed > 0) {
     if (writer_.joinable()) writer_.join();
-    if (writer_state_ == 2) {
+    if (async_.load() == AsyncSave::kFailed) {
       CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on this stage: {}", async_step_,
                          writer_error_);
     }
-    if (stage_ == 0) {
+    if (coordinator()) {
       CONVEYOR_LOG_ERROR(
           "checkpoint: async save of step {} failed on {} stage(s); it was not "
           "committed (LATEST still names the previous checkpoint); training goes on",
-          async_step_, failed);
+          async_step_, summed.failed);
     }
     last_failed_step_ = async_step_;
-  } else if (written == config_.stages) {
+    async_.store(AsyncSave::kIdle);
+  } else if (summed.written == config_.stages) {
     if (writer_.joinable()) writer_.join();
-    if (stage_ == 0) {
+    if (coordinator()) {
       // The commit (manifest, renames, directory fsyncs) runs off the training thread too;
       // the next save or finish() waits for it and reports its failure.
       const int64_t step = async_step_;
+      async_.store(AsyncSave::kCommitting);
       writer_ = std::thread([this, step] {
         try {
           commit(step);
@@ -280,6 +308,8 @@ void StageCheckpoint::on_status(const double* summed) {
           commit_error_ = fmt::format("committing checkpoint step {} failed: {}", step, e.what());
         }
       });
+    } else {
+      async_.store(AsyncSave::kIdle);
     }
   } else {
     return;  // still writing somewhere
@@ -288,22 +318,27 @@ void StageCheckpoint::on_status(const double* summed) {
 }
 
 void StageCheckpoint::complete_async() {
-  if (async_step_ < 0) return;
+  const AsyncSave state = async_.load();
+  if (state == AsyncSave::kIdle || state == AsyncSave::kCommitting) return;
   if (writer_.joinable()) writer_.join();
-  double status[kStatusSize];
-  fill_status(status);
+  const SaveProgress mine = progress();
   if (transport_) {
-    auto summed =
-        transport_->all_reduce_sum(std::span<const double>(status, kStatusSize), deadline());
-    on_status(summed.data());
+    const double flat[2] = {double(mine.written), double(mine.failed)};
+    auto summed = transport_->all_reduce_sum(std::span<const double>(flat, 2), deadline());
+    on_progress({static_cast<int>(summed[0]), static_cast<int>(summed[1])});
   } else {
-    on_status(status);
+    on_progress(mine);
   }
 }
 
 void StageCheckpoint::join_commit() {
+  if (async_.load() != AsyncSave::kCommitting) return;
   if (writer_.joinable()) writer_.join();
-  if (!commit_error_.empty()) throw Error(ErrorKind::kRuntime, commit_error_);
+  async_.store(AsyncSave::kIdle);
+  if (!commit_error_.empty()) {
+    const std::string error = std::exchange(commit_error_, {});
+    throw Error(ErrorKind::kRuntime, error);
+  }
 }
 
 void StageCheckpoint::finish() {

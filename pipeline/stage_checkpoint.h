@@ -3,9 +3,19 @@
 // resume on a different number of stages), and saving: synchronously, or asynchronously
 // with a host snapshot written by a background thread.
 //
-// Collective: every stage calls the same functions at the same steps. Rank 0 removes stale
-// temporary directories, picks the step to resume from, and commits each save once every
-// stage has written its shard.
+// Collective: every stage calls the same functions at the same steps. The topology's
+// coordinator rank removes stale temporary directories, picks the step to resume from, and
+// commits each save once every stage has written its shard.
+//
+// An async save is one state machine (AsyncSave below). The training thread starts it and
+// moves it on from the step's reduction; the background thread copies the snapshot and
+// writes the shard:
+//   kIdle --save()--> kCopying --(snapshot copied)--> kWriting --> kWritten | kFailed
+//   kCopying --(copy failed)--> kFailed
+//   kWritten on every stage --on_progress()--> kCommitting (coordinator) or kIdle (others)
+//   kFailed on any stage --on_progress()--> kIdle (the save is dropped, training goes on)
+//   kCommitting --(next save or finish() joins the commit)--> kIdle
+// before_update() waits while kCopying.
 #pragma once
 
 #include <atomic>
@@ -17,6 +27,8 @@
 
 #include "checkpoint/writer.h"
 #include "model/stage_model.h"
+#include "pipeline/step_reduction.h"
+#include "pipeline/topology.h"
 #include "pipeline/train_config.h"
 
 namespace conveyor::transport {
@@ -27,9 +39,9 @@ namespace conveyor::pipeline {
 
 class StageCheckpoint {
  public:
-  // transport is null with one stage.
-  StageCheckpoint(const TrainConfig& config, model::StageModel& model, int stage,
-                  transport::Transport* transport);
+  // transport is null with one rank.
+  StageCheckpoint(const TrainConfig& config, model::StageModel& model, const Topology& topology,
+                  int rank, transport::Transport* transport);
   ~StageCheckpoint();  // joins a background save (its result is then dropped)
 
   bool enabled() const { return !config_.ckpt_dir.empty(); }
@@ -51,12 +63,10 @@ class StageCheckpoint {
   // update; a no-op without an async save.
   void before_update();
 
-  // Async saves: the per-step status this stage contributes to the step's all-reduce, and
-  // what to do with the summed status (commit when every stage is done, report a failure).
-  // Status layout: 2 doubles {written, failed}.
-  static constexpr int kStatusSize = 2;
-  void fill_status(double* out) const;
-  void on_status(const double* summed);
+  // Async saves: what this stage contributes to the step's reduction, and what to do with
+  // the sum over stages (commit when every stage has written, drop the save on a failure).
+  SaveProgress progress() const;
+  void on_progress(const SaveProgress& summed);
 
   // Finishes a save still in flight (blocking). Call before the end of the run.
   void finish();
@@ -68,26 +78,29 @@ class StageCheckpoint {
   checkpoint::ShardContents shard_contents(int64_t steps_done, nlohmann::json state,
                                            const float* params, const float* exp_avg,
                                            const float* exp_avg_sq) const;
+  // Copies the store's params and Adam moments into snapshot_ (host memory).
+  void copy_snapshot();
   void write_and_commit(int64_t steps_done);
   void commit(int64_t steps_done);
   void complete_async();
   // Waits for rank 0's background commit; throws Error(kRuntime) if it failed.
   void join_commit();
   nlohmann::json state_json(int64_t steps_done) const;
-  std::string model_fingerprint() const;
+
+  enum class AsyncSave : int { kIdle, kCopying, kWriting, kWritten, kFailed, kCommitting };
+  bool coordinator() const { return rank_ == topology_.coordinator_rank(); }
 
   const TrainConfig& config_;
   model::StageModel& model_;
-  int stage_;
+  Topology topology_;
+  int rank_, stage_;
   transport::Transport* transport_;
 
-  // Async save in flight (-1: none).
-  int64_t async_step_ = -1;
+  std::atomic<AsyncSave> async_{AsyncSave::kIdle};
+  int64_t async_step_ = -1;  // the step of the save in flight
   std::unique_ptr<Snapshot> snapshot_;
-  std::thread writer_;                      // the background shard writer, then (rank 0) the commit
-  std::atomic<int> writer_state_{0};        // 0 running, 1 written, 2 failed
-  std::atomic<bool> snapshot_taken_{true};  // the writer has copied the state (or failed to)
-  std::string writer_error_;
+  std::thread writer_;             // the background shard writer, then (coordinator) the commit
+  std::string writer_error_;       // set by the writer before it enters kFailed
   int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
   std::string commit_error_;       // set by the background commit
 };

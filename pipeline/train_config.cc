@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "model/partition.h"
+#include "pipeline/message_tag.h"
 
 namespace conveyor::pipeline {
 
@@ -15,6 +16,14 @@ void TrainConfig::validate() const {
                    micro_batch_size);
   CONVEYOR_REQUIRE(virtual_stages >= 1, "--virtual-stages must be at least 1 (got {})",
                    virtual_stages);
+  CONVEYOR_REQUIRE(microbatches < kMaxTagMicrobatches,
+                   "--microbatches {} is more than the {} a step can carry; use fewer, larger "
+                   "micro-batches (--micro-batch-size)",
+                   microbatches, kMaxTagMicrobatches - 1);
+  CONVEYOR_REQUIRE(int64_t(stages) * virtual_stages <= kMaxTagVirtualStages,
+                   "--stages {} x --virtual-stages {} is more than the {} pipeline pieces a job "
+                   "can have",
+                   stages, virtual_stages, kMaxTagVirtualStages);
   CONVEYOR_REQUIRE(stages * virtual_stages <= model.layers,
                    "--stages {} x --virtual-stages {} = {} pipeline pieces but the model has only "
                    "{} layers; every piece needs a layer: lower --stages or raise --layers",
@@ -58,9 +67,13 @@ nlohmann::json TrainConfig::to_json() const {
           {"seed", seed}};
 }
 
-std::string TrainConfig::fingerprint() const {
-  const std::string text = to_json().dump();
+std::string fingerprint_of(const nlohmann::json& value) {
+  const std::string text = value.dump();
   return fmt::format("{:016x}", XXH3_64bits(text.data(), text.size()));
+}
+
+std::string TrainConfig::fingerprint() const {
+  return fingerprint_of(to_json());
 }
 
 }  // namespace conveyor::pipeline

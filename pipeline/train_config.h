@@ -45,17 +45,18 @@ struct TrainConfig {
   int sample = 0;  // characters generated at the end
   int print_every = 10;
 
-  // Benchmarks only (`conveyor bench schedule`): simulated compute per F, B and W.
-  double sleep_f_ms = 0, sleep_b_ms = 0, sleep_w_ms = 0;
-
   // Throws Error(kUsage) naming the flag and how to fix it.
   void validate() const;
   // Tokens processed by one optimizer step.
   int64_t tokens_per_step() const { return int64_t(microbatches) * micro_batch_size * model.seq; }
   // The settings that must match across ranks and across a resume (model and data shape).
   nlohmann::json to_json() const;
-  // A short hash of to_json(), to check that all ranks run the same configuration.
+  // fingerprint_of(to_json()), to check that all ranks run the same configuration.
   std::string fingerprint() const;
 };
+
+// A short hash (16 hex digits) of a JSON value's compact text: the one fingerprint function
+// (rank agreement at rendezvous; the model's fingerprint in checkpoint manifests).
+std::string fingerprint_of(const nlohmann::json& value);
 
 }  // namespace conveyor::pipeline

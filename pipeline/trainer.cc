@@ -9,15 +9,18 @@
 #include "common/log.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
-#include "kernels/cpu/ops.h"
+#include "kernels/backend.h"
 #include "model/stage_model.h"
 #include "pipeline/executor.h"
 #include "pipeline/generate.h"
+#include "pipeline/message_tag.h"
 #include "pipeline/metrics.h"
 #include "pipeline/schedule.h"
 #include "pipeline/schedule_validator.h"
 #include "pipeline/span_codec.h"
 #include "pipeline/stage_checkpoint.h"
+#include "pipeline/step_reduction.h"
+#include "pipeline/topology.h"
 #include "pipeline/trace.h"
 #include "transport/transport.h"
 
@@ -25,53 +28,59 @@ namespace conveyor::pipeline {
 
 namespace {
 
-constexpr double kWaitTimeoutSeconds = 600;
+Deadline peer_deadline() {
+  return Deadline::after_seconds(kPeerWaitSeconds);
+}
 
-// This stage's pieces of the model: chunk c is virtual stage c * p + stage.
-std::vector<model::ChunkSpec> my_chunks(const TrainConfig& c, int stage) {
-  const int pieces = c.stages * c.virtual_stages;
+// This stage's pieces of the model, in chunk order.
+std::vector<model::ChunkSpec> my_chunks(const TrainConfig& c, const Topology& topology, int stage) {
+  const int pieces = topology.num_virtual_stages();
   auto counts = c.partition.empty() ? model::default_partition(c.model.layers, pieces)
                                     : model::parse_partition(c.partition, c.model.layers, pieces);
   auto all = model::chunk_specs(counts);
   std::vector<model::ChunkSpec> mine;
-  for (int v = 0; v < c.virtual_stages; ++v) mine.push_back(all[v * c.stages + stage]);
+  for (int v = 0; v < topology.virtual_stages; ++v)
+    mine.push_back(all[topology.virtual_stage(stage, v)]);
   return mine;
 }
 
-void set_blas_threads(const TrainConfig& c) {
-  int threads = c.threads;
-  if (threads == 0) {
-    const int cores = std::max(1u, std::thread::hardware_concurrency());
-    threads = std::max(1, cores / c.stages);
-  }
-  cpu::set_num_threads(threads);
+// Kernel threads per process: --threads, else this host's cores shared by the stages.
+int kernel_threads(const TrainConfig& c) {
+  if (c.threads > 0) return c.threads;
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, cores / c.stages);
 }
 
 // Sums the embedding's and the head's wte gradients, in that order, on every stage that holds
-// a copy of wte, so both copies get the same bits whatever the partition.
-void tie_embedding_gradients(model::StageModel& m, transport::Transport* t, int stage,
-                             int head_stage, int64_t step) {
+// a copy of wte, so both copies get the same bits whatever the partition. `other` is scratch
+// for the peer's gradient (allocated once, by the caller).
+void tie_embedding_gradients(model::StageModel& m, transport::Transport* t,
+                             const Topology& topology, int rank, int64_t step,
+                             kernels::Buffer<float>& other) {
   if (!m.holds_embedding() && !m.holds_head()) return;
-  float* wte_grad = m.store().grad("wte.weight");
+  kernels::Backend& k = m.backend();
+  float* wte_grad = m.store().grad(model::kWteWeight);
   const size_t n = size_t(m.config().vocab) * m.config().dim;
   if (m.holds_embedding() && m.holds_head()) {
-    cpu::add_inplace(wte_grad, m.head_wte_grad().data(), n);
+    k.add_inplace(wte_grad, m.head_wte_grad().data(), n);
     return;
   }
-  const transport::Tag tag{static_cast<uint32_t>(step), 0xFFFF, 0, transport::Tag::kControl};
-  std::vector<float> other(n);
-  const int peer = m.holds_embedding() ? head_stage : 0;
+  const int replica = topology.place(rank).replica;
+  const int peer = m.holds_embedding() ? topology.rank(replica, topology.head_stage())
+                                       : topology.rank(replica, topology.embedding_stage());
+  const transport::Tag tag = encode(MessageTag{MessageKind::kTiedGradient, step, 0, 0});
   const float* mine = m.holds_embedding() ? wte_grad : m.head_wte_grad().data();
-  auto deadline = Deadline::after_seconds(kWaitTimeoutSeconds);
+  k.synchronize();  // the gradient is complete before the transport reads it
+  auto deadline = peer_deadline();
   auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float));
   auto send = t->isend(peer, tag, mine, n * sizeof(float));
   t->wait(send, deadline);
   t->wait(recv, deadline);
   if (m.holds_embedding()) {
-    cpu::add_inplace(wte_grad, other.data(), n);  // embedding + head
+    k.add_inplace(wte_grad, other.data(), n);  // embedding + head
   } else {
-    std::copy(other.begin(), other.end(), wte_grad);          // embedding
-    cpu::add_inplace(wte_grad, m.head_wte_grad().data(), n);  // + head
+    k.copy(wte_grad, other.data(), n * sizeof(float));     // embedding
+    k.add_inplace(wte_grad, m.head_wte_grad().data(), n);  // + head
   }
 }
 
@@ -89,36 +98,39 @@ double worst_bubble(std::span<const double> schedule_seconds, std::span<const do
 
 }  // namespace
 
-TrainSummary train(const TrainConfig& config) {
+TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   config.validate();
   const ScheduleKind kind = parse_schedule_kind(config.schedule);
   const Schedule schedule =
       make_schedule(kind, config.stages, config.microbatches, config.virtual_stages);
   validate_schedule(schedule);  // throws with the grid when the schedule is broken
+  const Topology topology = Topology::make(1, config.stages, config.virtual_stages);
 
   std::unique_ptr<transport::Transport> transport;
-  int stage = 0;
-  if (config.stages > 1) {
+  int rank = 0;
+  if (topology.world_size() > 1) {
     auto options = transport::options_from_env(config.fingerprint());
-    CONVEYOR_REQUIRE(options.world_size == config.stages,
+    CONVEYOR_REQUIRE(options.world_size == topology.world_size(),
                      "WORLD_SIZE is {} but --stages is {}; start one process per stage, e.g. "
                      "conveyor launch --nproc {} -- conveyor train --stages {} ...",
                      options.world_size, config.stages, config.stages, config.stages);
-    stage = options.rank;
-    log::init(stage, stage);
+    rank = options.rank;
+    log::init(rank, topology.place(rank).stage);
     transport = transport::Transport::create(options);
+    transport->set_tag_describer(describe_message);
   } else {
     log::init();
   }
-  set_blas_threads(config);
+  const int stage = topology.place(rank).stage;
+  const bool coordinator = rank == topology.coordinator_rank();
+  auto backend = kernels::make_backend({config.device, kernel_threads(config)});
 
-  const auto chunks = my_chunks(config, stage);
-  model::StageModel model(config.model, chunks, config.micro_batch_size);
+  model::StageModel model(*backend, config.model, my_chunks(config, topology, stage),
+                          config.micro_batch_size);
   model.store().initialize(config.seed);
-  StageCheckpoint checkpoint(config, model, stage, transport.get());
+  StageCheckpoint checkpoint(config, model, topology, rank, transport.get());
   const int64_t start_step = checkpoint.restore();
-  const int head_stage = (config.stages * config.virtual_stages - 1) % config.stages;
-  const bool reporter = model.holds_head();
+  const bool reporter = model.holds_head() && topology.place(rank).replica == 0;
 
   // Only the stages that read tokens or targets need the data.
   std::optional<data::Dataset> dataset;
@@ -129,14 +141,17 @@ TrainSummary train(const TrainConfig& config) {
                      "--seq {} is larger than the data ({} tokens in {}); use a smaller --seq or "
                      "more data",
                      config.model.seq, dataset->size(), config.data);
-    if (stage == 0) CONVEYOR_LOG_INFO("data: {}", dataset->description());
+    if (coordinator) CONVEYOR_LOG_INFO("data: {}", dataset->description());
   }
-  if (stage == 0) {
+  if (coordinator) {
     CONVEYOR_LOG_INFO("model: {} layers, d={}, {} heads, T={}, V={}: {:.2f}M parameters",
                       config.model.layers, config.model.dim, config.model.heads, config.model.seq,
                       config.model.vocab, config.model.num_parameters() / 1e6);
-    CONVEYOR_LOG_INFO("pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences",
-                      config.stages, config.schedule, config.microbatches, config.micro_batch_size);
+    CONVEYOR_LOG_INFO(
+        "pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences; "
+        "device {}",
+        config.stages, config.schedule, config.microbatches, config.micro_batch_size,
+        backend->name());
   }
 
   std::unique_ptr<MetricsWriter> metrics;
@@ -144,14 +159,14 @@ TrainSummary train(const TrainConfig& config) {
     metrics = std::make_unique<MetricsWriter>(config.metrics);
 
   ExecutorOptions exec_options;
-  exec_options.wait_timeout_s = kWaitTimeoutSeconds;
   exec_options.record_spans = !config.trace.empty();
-  exec_options.sleep_f_ms = config.sleep_f_ms;
-  exec_options.sleep_b_ms = config.sleep_b_ms;
-  exec_options.sleep_w_ms = config.sleep_w_ms;
-  Executor executor(model, schedule, stage, transport.get(), exec_options);
-  int peak_inflight = 0;
+  exec_options.after_compute = hooks.after_compute;
+  Executor executor(model, schedule, topology, rank, transport.get(), exec_options);
+  int peak_inflight = 0, peak_slots = 0;
   std::vector<Span> trace_spans;
+  kernels::Buffer<float> tied_scratch;  // the peer's wte gradient (embedding or head stage)
+  if (transport && (model.holds_embedding() != model.holds_head()))
+    tied_scratch = backend->alloc<float>(size_t(config.model.vocab) * config.model.dim);
 
   const int64_t end_step = config.exit_at_step > 0 ? config.exit_at_step : config.steps;
   const float loss_scale = 1.0f / static_cast<float>(config.tokens_per_step());
@@ -168,36 +183,31 @@ TrainSummary train(const TrainConfig& config) {
     };
     StepResult r = executor.run_step(step, load, loss_scale);
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
+    peak_slots = std::max(peak_slots, r.peak_slots);
     if (!config.trace.empty()) {
       trace_spans.insert(trace_spans.end(), r.spans.begin(), r.spans.end());
     }
-    tie_embedding_gradients(model, transport.get(), stage, head_stage, step);
+    tie_embedding_gradients(model, transport.get(), topology, rank, step, tied_scratch);
 
-    // One all-reduce carries the per-parameter gradient sums of squares, every stage's
-    // schedule time and busy time, the loss and the async-save status. Each element has one
-    // non-zero contributor, so the sums are exact.
-    const int p = config.stages;
-    const size_t times_at = num_params, busy_at = num_params + p, loss_at = num_params + 2 * p;
-    const size_t status_at = loss_at + 1;
-    std::vector<double> reduce = model.grad_sum_squares();
-    reduce.resize(status_at + StageCheckpoint::kStatusSize, 0.0);
-    reduce[times_at + stage] = r.step_seconds;
-    reduce[busy_at + stage] = r.busy_seconds;
-    checkpoint.fill_status(&reduce[status_at]);
+    StepReduction reduction(num_params, config.stages);
+    reduction.grad_sum_squares = model.grad_sum_squares();
+    reduction.schedule_seconds[stage] = r.step_seconds;
+    reduction.busy_seconds[stage] = r.busy_seconds;
+    reduction.save = checkpoint.progress();
     if (reporter) {
       double loss_sum = 0;
       for (float l : r.losses) loss_sum += l;
-      reduce[loss_at] = loss_sum / config.microbatches;
+      reduction.loss = loss_sum / config.microbatches;
     }
     if (transport) {
-      reduce = transport->all_reduce_sum(reduce, Deadline::after_seconds(kWaitTimeoutSeconds));
+      reduction.unpack(transport->all_reduce_sum(reduction.pack(), peer_deadline()));
     }
-    checkpoint.on_status(&reduce[status_at]);  // commits a finished async save
-    const double norm = model::global_norm(std::span(reduce).first(num_params));
+    checkpoint.on_progress(reduction.save);  // commits a finished async save
+    const double norm = model::global_norm(reduction.grad_sum_squares);
     const float clip = model::clip_factor(config.optim, norm);
     if (clip != 1.0f) {
       auto grads = model.store().grads();
-      cpu::scale_inplace(grads.data(), grads.size(), clip);
+      backend->scale_inplace(grads.data(), grads.size(), clip);
     }
     const float lr = model::learning_rate(config.optim, step, config.steps);
     checkpoint.before_update();  // an async save's snapshot must be copied first
@@ -207,13 +217,12 @@ TrainSummary train(const TrainConfig& config) {
     elapsed += step_s;
     StepMetrics m;
     m.step = step + 1;
-    m.loss = static_cast<float>(reduce[loss_at]);
+    m.loss = static_cast<float>(reduction.loss);
     m.lr = lr;
     m.grad_norm = norm;
     m.step_ms = step_s * 1e3;
     m.tokens_per_s = config.tokens_per_step() / step_s;
-    m.bubble =
-        worst_bubble(std::span(reduce).subspan(times_at, p), std::span(reduce).subspan(busy_at, p));
+    m.bubble = worst_bubble(reduction.schedule_seconds, reduction.busy_seconds);
     if (step == start_step) summary.first_loss = m.loss;
     summary.last_loss = m.loss;
     summary.steps_done = step + 1;
@@ -237,31 +246,33 @@ TrainSummary train(const TrainConfig& config) {
                 static_cast<long long>(start_step), static_cast<long long>(end_step));
   }
 
-  CONVEYOR_LOG_INFO("stage {}: at most {} micro-batches in flight (schedule bound {})", stage,
-                    peak_inflight, schedule.max_inflight(stage));
+  CONVEYOR_LOG_INFO(
+      "stage {}: at most {} micro-batches in flight, {} activation slots in use (schedule "
+      "bound {})",
+      stage, peak_inflight, peak_slots, schedule.max_inflight(stage));
   if (!config.trace.empty()) {
     std::vector<Span> all = trace_spans;
     if (transport) {
       all.clear();
-      for (int r = 0; r < config.stages; ++r) {
+      for (int r = 0; r < topology.world_size(); ++r) {
         std::vector<uint8_t> bytes;
-        if (r == stage) bytes = spans_to_bytes(trace_spans);
-        transport->broadcast(bytes, r, Deadline::after_seconds(kWaitTimeoutSeconds));
+        if (r == rank) bytes = spans_to_bytes(trace_spans);
+        transport->broadcast(bytes, r, peer_deadline());
         auto spans = spans_from_bytes(bytes);
         all.insert(all.end(), spans.begin(), spans.end());
       }
     }
-    if (stage == 0) write_chrome_trace(config.trace, all);
+    if (coordinator) write_chrome_trace(config.trace, all);
   }
   if (config.sample > 0) {
-    const PipelinePlace place{stage, config.stages, transport.get()};
+    const PipelinePlace place{topology, rank, transport.get()};
     std::string text = generate(model, place, "\n", config.sample, config.seed);
     if (reporter) {
       std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());
       std::fflush(stdout);
     }
   }
-  if (transport) transport->shutdown(Deadline::after_seconds(kWaitTimeoutSeconds));
+  if (transport) transport->shutdown(peer_deadline());
   return summary;
 }
 

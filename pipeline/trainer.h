@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "pipeline/executor.h"
 #include "pipeline/train_config.h"
 
 namespace conveyor::pipeline {
@@ -15,9 +16,14 @@ struct TrainSummary {
   float last_loss = 0;
 };
 
+// Ways for benchmarks and tests to look into a run (none is needed to train).
+struct TrainHooks {
+  ComputeHook after_compute;  // see executor.h; `conveyor bench schedule` sleeps in it
+};
+
 // Runs `conveyor train` in this process. With config.stages > 1 this process is one rank of
 // a job started by `conveyor launch` (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT/
 // CONVEYOR_JOB_TOKEN in the environment). Throws Error on failure.
-TrainSummary train(const TrainConfig& config);
+TrainSummary train(const TrainConfig& config, const TrainHooks& hooks = {});
 
 }  // namespace conveyor::pipeline

@@ -52,15 +52,15 @@
 
 namespace conveyor::transport {
 
-// What a message is; combined with the source rank into a 64-bit UCX tag (see tag.h).
-struct Tag {
-  enum Direction : uint8_t { kActivation = 0, kGradient = 1, kControl = 2 };
-  uint32_t step = 0;  // only the low 24 bits take part in matching (wraps harmlessly)
-  uint16_t microbatch = 0;
-  uint8_t chunk = 0;                // virtual-stage chunk
-  uint8_t direction = kActivation;  // Direction; must be < 3
-  friend bool operator==(const Tag&, const Tag&) = default;
-};
+// What a message is, as the caller encodes it: an opaque value below 2^kTagBits, matched
+// exactly (the transport adds the source rank; see tag.h). The pipeline's codec is
+// pipeline/message_tag.h; the transport never looks inside.
+using Tag = uint64_t;
+inline constexpr int kTagBits = 48;
+inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
+
+// Turns a caller's tag into words for error messages ("activation of micro-batch 3 ...").
+using TagDescriber = std::string (*)(Tag tag);
 
 struct Options {
   int rank = 0;
@@ -142,8 +142,13 @@ class Transport {
   // a registered region use its handle; passing `mr` skips the lookup. Non-blocking.
   virtual MemoryRegion register_memory(void* p, size_t bytes) = 0;
 
+  // Error messages about a request name its peer, its size and describer(tag); without a
+  // describer, the tag in hex. Set before the first isend/irecv.
+  virtual void set_tag_describer(TagDescriber describer) = 0;
+
   // Non-blocking. `p` must stay valid (and, for a send, unmodified) until the request
-  // completes. peer != rank(). `mr`, if given, must contain [p, p+bytes).
+  // completes. peer != rank(); tag <= kMaxTag (else Error(kRuntime)). `mr`, if given, must
+  // contain [p, p+bytes).
   virtual Request isend(int peer, Tag tag, const void* p, size_t bytes,
                         const MemoryRegion* mr = nullptr) = 0;
   virtual Request irecv(int peer, Tag tag, void* p, size_t bytes,

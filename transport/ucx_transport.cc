@@ -42,26 +42,17 @@ void on_ep_error(void* arg, ucp_ep_h, ucs_status_t status) {
   *static_cast<int*>(arg) = status;
 }
 
-const char* direction_name(uint8_t d) {
-  switch (d) {
-    case Tag::kActivation:
-      return "activation";
-    case Tag::kGradient:
-      return "gradient";
-    case Tag::kControl:
-      return "control";
-    default:
-      return "internal";
-  }
-}
-
-std::string describe_op(const Request::State& s) {
-  return fmt::format("{} of {} bytes {} rank {} (step {}, micro-batch {}, chunk {}, {})",
-                     s.is_send ? "send" : "receive", s.bytes, s.is_send ? "to" : "from", s.peer,
-                     s.tag.step, s.tag.microbatch, s.tag.chunk, direction_name(s.tag.direction));
+std::string describe_tag(TagDescriber describer, Tag tag) {
+  if ((tag & kInternalBits) != 0) return "endpoint warm-up";
+  return describer ? describer(tag) : fmt::format("tag {:#x}", tag);
 }
 
 }  // namespace
+
+std::string UcxTransport::describe_op(const Request::State& s) const {
+  return fmt::format("{} of {} bytes {} rank {} ({})", s.is_send ? "send" : "receive", s.bytes,
+                     s.is_send ? "to" : "from", s.peer, describe_tag(describer_, s.tag));
+}
 
 // A ucp_mem_map registration.
 class UcxTransport::Region final : public MemoryRegion::Impl {
@@ -154,8 +145,7 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
       std::lock_guard lock(p2p_mu_);
       for (int r = 0; r < options.world_size; ++r) {
         if (r == options.rank) continue;
-        Tag t;
-        t.direction = kInternalDirection;
+        const Tag t = kInternalBits;
         reqs.push_back(post(false, r, pack_tag(r, t), t, &in[r], 1, nullptr));
         reqs.push_back(post(true, r, pack_tag(options.rank, t), t, &out[r], 1, nullptr));
       }
@@ -371,8 +361,7 @@ Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
   CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
                    "isend: rank {} cannot send to rank {} (world size {})", options_.rank, peer,
                    options_.world_size);
-  CONVEYOR_REQUIRE(tag.direction < kInternalDirection, "isend: tag direction {} is not 0..2",
-                   tag.direction);
+  CONVEYOR_CHECK(tag <= kMaxTag, "isend: tag {:#x} is wider than {} bits", tag, kTagBits);
   std::lock_guard lock(p2p_mu_);
   check_peers();
   return post(true, peer, pack_tag(options_.rank, tag), tag, const_cast<void*>(p), bytes, mr);
@@ -382,8 +371,7 @@ Request UcxTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const Memo
   CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
                    "irecv: rank {} cannot receive from rank {} (world size {})", options_.rank,
                    peer, options_.world_size);
-  CONVEYOR_REQUIRE(tag.direction < kInternalDirection, "irecv: tag direction {} is not 0..2",
-                   tag.direction);
+  CONVEYOR_CHECK(tag <= kMaxTag, "irecv: tag {:#x} is wider than {} bits", tag, kTagBits);
   std::lock_guard lock(p2p_mu_);
   check_peers();
   return post(false, peer, pack_tag(peer, tag), tag, p, bytes, mr);

@@ -42,6 +42,7 @@ class UcxTransport final : public Transport {
   int world_size() const override { return options_.world_size; }
 
   MemoryRegion register_memory(void* p, size_t bytes) override;
+  void set_tag_describer(TagDescriber describer) override { describer_ = describer; }
   Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) override;
   Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) override;
   bool test(Request& r) override;
@@ -82,6 +83,8 @@ class UcxTransport final : public Transport {
   void deregister(Region* r) noexcept;
   void release(Request::State& s) noexcept;
   [[noreturn]] void throw_timeout(const Request::State& s, const char* what) const;
+  // "receive of 4096 bytes from rank 1 (activation of micro-batch 3, ...)".
+  std::string describe_op(const Request::State& s) const;
   void teardown() noexcept;
 
   Options options_;
@@ -92,6 +95,7 @@ class UcxTransport final : public Transport {
   std::vector<ucp_ep_h> eps_;   // by rank; null for ourselves
   std::vector<int> ep_status_;  // UCS_OK, or the error UCX reported
   bool ucx_cuda_ = false;
+  TagDescriber describer_ = nullptr;
 
   mutable SpinLock p2p_mu_;
   InFlightList in_flight_;

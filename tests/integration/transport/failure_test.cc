@@ -22,10 +22,7 @@ using conveyor::test::run_job;
 namespace {
 
 Tag tag(uint32_t step, uint16_t mb) {
-  Tag t;
-  t.step = step;
-  t.microbatch = mb;
-  return t;
+  return (Tag{mb} << 24) | (step & 0xFFFFFF);
 }
 
 // Survivors report "<seconds since the victim died> <message>".

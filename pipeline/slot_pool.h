@@ -1,0 +1,63 @@
+// SlotPool: the activation slots of one stage, one per (micro-batch, chunk) in flight.
+//
+// acquire() hands out the first free slot of the chunk, allocating (and registering with the
+// transport) a new one only when none is free, so after the first step the pool holds exactly the
+// schedule's in-flight peak. A released slot is handed out again only after every send from it has
+// completed (acquire waits for them, with a deadline), so a buffer is never overwritten
+// while the transport may still read it.
+//
+// Thread safety: none; the executor's thread owns the pool.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "common/clock.h"
+#include "model/stage_model.h"
+#include "transport/transport.h"
+
+namespace conveyor::pipeline {
+
+// One micro-batch's activations on one chunk, plus the transfers that touch them.
+struct SlotState {
+  std::unique_ptr<model::Slot> slot;
+  transport::MemoryRegion region;         // registered once (when there is a transport)
+  std::vector<transport::Request> sends;  // must complete before the slot is reused
+  transport::Request recv;                // the activation or gradient being received
+  bool recv_pending = false;
+  bool in_use = false;
+};
+
+class SlotPool {
+ public:
+  // transport may be null (one stage: no registration, no sends).
+  SlotPool(model::StageModel& model, transport::Transport* transport, double wait_seconds);
+
+  // A free slot of `chunk` for micro-batch `mb`. REQUIRES: (mb, chunk) not active.
+  SlotState& acquire(int mb, int chunk);
+  // The active slot of (mb, chunk); Error(kRuntime) when there is none.
+  SlotState& get(int mb, int chunk);
+  bool active(int mb, int chunk) const { return active_.contains({mb, chunk}); }
+  // Returns the slot to the pool; its sends are waited for when it is next acquired.
+  void release(int mb, int chunk);
+
+  int in_use() const { return static_cast<int>(active_.size()); }
+  int peak_in_use() const { return peak_in_use_; }
+  int allocated() const;
+  // Waits for every send still in flight from any slot (the end of a step).
+  void wait_for_sends();
+
+ private:
+  Deadline deadline() const { return Deadline::after_seconds(wait_seconds_); }
+
+  model::StageModel& model_;
+  transport::Transport* transport_;
+  double wait_seconds_;
+  std::vector<std::vector<std::unique_ptr<SlotState>>> slots_;  // [chunk] -> every slot
+  std::map<std::pair<int, int>, SlotState*> active_;            // (mb, chunk) -> slot
+  int peak_in_use_ = 0;
+};
+
+}  // namespace conveyor::pipeline
