@@ -283,7 +283,8 @@ TEST_CASE("wait gives up at its deadline, and cancel releases a receive", "[tran
   require_all_ok(out);
 }
 
-TEST_CASE("all_reduce_sum gives the same bits on every rank; barrier; broadcast", "[transport]") {
+TEST_CASE("all_reduce_sum gives the same bits on every rank and barrier and broadcast complete",
+          "[transport]") {
   JobSpec spec;
   spec.world = 3;
   auto out = run_job(spec, [](int rank, Options o) -> std::string {
