@@ -1,5 +1,6 @@
-// Every CPU op's forward against a double-precision reference, and every backward against
-// central finite differences of that reference (tiny shapes, all in double).
+// Every op's forward against a double-precision reference, and every backward against
+// central finite differences of that reference (tiny shapes, all in double), on every
+// backend through the kernels::Backend interface (see backend_test_util.h).
 //
 // Method: for an op y = f(x), pick a random projection r and let L(x) = sum(r * f(x)) in
 // double. The float backward called with dout = r must add dL/dx to its gradient buffers,
@@ -13,10 +14,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/ops.h"
+#include "kernels/backend.h"
+#include "tests/unit/kernels/backend_test_util.h"
 #include "tests/unit/kernels/kernel_test_util.h"
 
-namespace cpu = conveyor::cpu;
 using namespace conveyor::kernels_test;
 using V = std::vector<double>;
 
@@ -102,13 +103,15 @@ V ref_crossentropy(const V& logits, const std::vector<int32_t>& targets, int N, 
 
 }  // namespace
 
-TEST_CASE("embedding forward and backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("embedding forward and backward match the reference", "[kernels]") {
   const int B = 2, T = 5, C = 8, Vocab = 7;
   const std::vector<int32_t> tokens = {3, 1, 3, 6, 0, 2, 2, 5, 3, 1};  // repeats on purpose
   const auto wte = random_floats(Vocab * C, 1), wpe = random_floats(T * C, 2);
   const auto r = random_floats(B * T * C, 3);
-  std::vector<float> out(B * T * C);
-  cpu::embedding_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+  auto tokens_b = upload(backend, tokens);
+  auto wte_b = upload(backend, wte), wpe_b = upload(backend, wpe), r_b = upload(backend, r);
+  auto out_b = backend.alloc<float>(B * T * C);
+  backend.embedding_forward(out_b.data(), tokens_b.data(), wte_b.data(), wpe_b.data(), B, T, C);
   auto ref = [&](const V& e, const V& p) {
     V o(B * T * C);
     for (int b = 0; b < B; ++b)
@@ -117,93 +120,104 @@ TEST_CASE("embedding forward and backward match the reference", "[kernels]") {
           o[(b * T + t) * C + i] = e[tokens[b * T + t] * C + i] + p[t * C + i];
     return o;
   };
-  expect_close(out, ref(to_double(wte), to_double(wpe)), kFwdAtol, kFwdRtol, "embedding out");
+  expect_close(download(backend, out_b), ref(to_double(wte), to_double(wpe)), kFwdAtol, kFwdRtol,
+               "embedding out");
 
   const auto dwte0 = random_floats(wte.size(), 4), dwpe0 = random_floats(wpe.size(), 5);
-  auto dwte = dwte0, dwpe = dwpe0;
-  cpu::embedding_backward(dwte.data(), dwpe.data(), r.data(), tokens.data(), B, T, C);
+  auto dwte_b = upload(backend, dwte0), dwpe_b = upload(backend, dwpe0);
+  backend.embedding_backward(dwte_b.data(), dwpe_b.data(), r_b.data(), tokens_b.data(), B, T, C);
   const V pd = to_double(wpe), ed = to_double(wte);
-  expect_close(added(dwte, dwte0), numeric_grad(ed, [&](const V& e) { return dot(ref(e, pd), r); }),
-               kAtol, kRtol, "dwte");
-  expect_close(added(dwpe, dwpe0), numeric_grad(pd, [&](const V& p) { return dot(ref(ed, p), r); }),
-               kAtol, kRtol, "dwpe");
+  expect_close(added(download(backend, dwte_b), dwte0),
+               numeric_grad(ed, [&](const V& e) { return dot(ref(e, pd), r); }), kAtol, kRtol,
+               "dwte");
+  expect_close(added(download(backend, dwpe_b), dwpe0),
+               numeric_grad(pd, [&](const V& p) { return dot(ref(ed, p), r); }), kAtol, kRtol,
+               "dwpe");
 }
 
-TEST_CASE("layernorm forward and split backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("layernorm forward and split backward match the reference", "[kernels]") {
   for (int C : {8, 37}) {  // 37: both the 16-wide main loop and the tail
     DYNAMIC_SECTION("C=" << C) {
       const int N = 6;
       const auto x = random_floats(N * C, 10, -2, 2), w = random_floats(C, 11, 0.5, 1.5),
                  b = random_floats(C, 12), r = random_floats(N * C, 13);
-      std::vector<float> out(N * C), mean(N), rstd(N);
-      cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N,
-                             C);
+      auto x_b = upload(backend, x), w_b = upload(backend, w), b_b = upload(backend, b),
+           r_b = upload(backend, r);
+      auto out_b = backend.alloc<float>(N * C), mean_b = backend.alloc<float>(N),
+           rstd_b = backend.alloc<float>(N);
+      backend.layernorm_forward(out_b.data(), mean_b.data(), rstd_b.data(), x_b.data(), w_b.data(),
+                                b_b.data(), N, C);
       const V xd = to_double(x), wd = to_double(w), bd = to_double(b);
-      expect_close(out, ref_layernorm(xd, wd, bd, N, C), kFwdAtol, kFwdRtol, "layernorm out");
+      expect_close(download(backend, out_b), ref_layernorm(xd, wd, bd, N, C), kFwdAtol, kFwdRtol,
+                   "layernorm out");
 
       const auto dx0 = random_floats(x.size(), 14), dw0 = random_floats(C, 15),
                  db0 = random_floats(C, 16);
-      auto dx = dx0, dw = dw0, db = db0;
-      cpu::layernorm_backward_input(dx.data(), r.data(), x.data(), w.data(), mean.data(),
-                                    rstd.data(), N, C);
-      cpu::layernorm_backward_weight(dw.data(), db.data(), r.data(), x.data(), mean.data(),
-                                     rstd.data(), N, C);
+      auto dx_b = upload(backend, dx0), dw_b = upload(backend, dw0), db_b = upload(backend, db0);
+      backend.layernorm_backward_input(dx_b.data(), r_b.data(), x_b.data(), w_b.data(),
+                                       mean_b.data(), rstd_b.data(), N, C);
+      backend.layernorm_backward_weight(dw_b.data(), db_b.data(), r_b.data(), x_b.data(),
+                                        mean_b.data(), rstd_b.data(), N, C);
       expect_close(
-          added(dx, dx0),
+          added(download(backend, dx_b), dx0),
           numeric_grad(xd, [&](const V& v) { return dot(ref_layernorm(v, wd, bd, N, C), r); }),
           kAtol, kRtol, "layernorm dinp");
       expect_close(
-          added(dw, dw0),
+          added(download(backend, dw_b), dw0),
           numeric_grad(wd, [&](const V& v) { return dot(ref_layernorm(xd, v, bd, N, C), r); }),
           kAtol, kRtol, "layernorm dweight");
       expect_close(
-          added(db, db0),
+          added(download(backend, db_b), db0),
           numeric_grad(bd, [&](const V& v) { return dot(ref_layernorm(xd, wd, v, N, C), r); }),
           kAtol, kRtol, "layernorm dbias");
     }
   }
 }
 
-TEST_CASE("linear forward and split backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("linear forward and split backward match the reference with and without bias",
+                  "[kernels]") {
   const int N = 10, IC = 8, OC = 12;
   for (bool with_bias : {true, false}) {
     DYNAMIC_SECTION("bias=" << with_bias) {
       const auto x = random_floats(N * IC, 20), w = random_floats(OC * IC, 21),
                  b = random_floats(OC, 22), r = random_floats(N * OC, 23);
-      const float* bias = with_bias ? b.data() : nullptr;
-      std::vector<float> out(N * OC);
-      cpu::linear_forward(out.data(), x.data(), w.data(), bias, N, IC, OC);
+      auto x_b = upload(backend, x), w_b = upload(backend, w), b_b = upload(backend, b),
+           r_b = upload(backend, r);
+      const float* bias = with_bias ? b_b.data() : nullptr;
+      auto out_b = backend.alloc<float>(N * OC);
+      backend.linear_forward(out_b.data(), x_b.data(), w_b.data(), bias, N, IC, OC);
       const V xd = to_double(x), wd = to_double(w), bd = to_double(b);
       const V* bref = with_bias ? &bd : nullptr;
-      expect_close(out, ref_linear(xd, wd, bref, N, IC, OC), kFwdAtol, kFwdRtol, "linear out");
+      expect_close(download(backend, out_b), ref_linear(xd, wd, bref, N, IC, OC), kFwdAtol,
+                   kFwdRtol, "linear out");
 
       const auto dx0 = random_floats(x.size(), 24), dw0 = random_floats(w.size(), 25),
                  db0 = random_floats(OC, 26);
-      auto dx = dx0, dw = dw0, db = db0;
-      cpu::linear_backward_input(dx.data(), r.data(), w.data(), N, IC, OC);
-      cpu::linear_backward_weight(dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), N,
-                                  IC, OC);
+      auto dx_b = upload(backend, dx0), dw_b = upload(backend, dw0), db_b = upload(backend, db0);
+      backend.linear_backward_input(dx_b.data(), r_b.data(), w_b.data(), N, IC, OC);
+      backend.linear_backward_weight(dw_b.data(), with_bias ? db_b.data() : nullptr, r_b.data(),
+                                     x_b.data(), N, IC, OC);
       expect_close(
-          added(dx, dx0),
+          added(download(backend, dx_b), dx0),
           numeric_grad(xd, [&](const V& v) { return dot(ref_linear(v, wd, bref, N, IC, OC), r); }),
           kAtol, kRtol, "linear dinp");
       expect_close(
-          added(dw, dw0),
+          added(download(backend, dw_b), dw0),
           numeric_grad(wd, [&](const V& v) { return dot(ref_linear(xd, v, bref, N, IC, OC), r); }),
           kAtol, kRtol, "linear dweight");
       if (with_bias) {
         expect_close(
-            added(db, db0),
+            added(download(backend, db_b), db0),
             numeric_grad(bd, [&](const V& v) { return dot(ref_linear(xd, wd, &v, N, IC, OC), r); }),
             kAtol, kRtol, "linear dbias");
       } else {
-        CHECK(db == db0);  // untouched when dbias is null
+        CHECK(download(backend, db_b) == db0);  // untouched when dbias is null
       }
     }
   }
 }
 
-TEST_CASE("attention forward and backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("attention forward and backward match the reference", "[kernels]") {
   struct Shape {
     int B, T, C, NH;
   };
@@ -213,22 +227,24 @@ TEST_CASE("attention forward and backward match the reference", "[kernels]") {
       const size_t natt = static_cast<size_t>(s.B) * s.NH * s.T * s.T;
       const auto qkv = random_floats(nqkv, 30, -1.5, 1.5);
       const auto r = random_floats(static_cast<size_t>(s.B) * s.T * s.C, 31);
-      std::vector<float> out(r.size()), att(natt, -7.0f);
-      cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, s.C, s.NH);
+      auto qkv_b = upload(backend, qkv), r_b = upload(backend, r);
+      auto out_b = backend.alloc<float>(r.size());
+      auto att_b = upload(backend, std::vector<float>(natt, -7.0f));  // all must be written
+      backend.attention_forward(out_b.data(), att_b.data(), qkv_b.data(), s.B, s.T, s.C, s.NH);
       const V qd = to_double(qkv);
       V att_ref;
-      expect_close(out, ref_attention(qd, s.B, s.T, s.C, s.NH, &att_ref), kFwdAtol, kFwdRtol,
-                   "attention out");
-      expect_close(att, att_ref, kFwdAtol, kFwdRtol,
+      expect_close(download(backend, out_b), ref_attention(qd, s.B, s.T, s.C, s.NH, &att_ref),
+                   kFwdAtol, kFwdRtol, "attention out");
+      expect_close(download(backend, att_b), att_ref, kFwdAtol, kFwdRtol,
                    "attention probabilities (zero above diagonal)");
 
       const auto dqkv0 = random_floats(nqkv, 32);
-      auto dqkv = dqkv0;
-      std::vector<float> scratch(natt, 123.0f);  // contents must not matter
-      cpu::attention_backward(dqkv.data(), scratch.data(), r.data(), qkv.data(), att.data(), s.B,
-                              s.T, s.C, s.NH);
+      auto dqkv_b = upload(backend, dqkv0);
+      auto scratch_b = upload(backend, std::vector<float>(natt, 123.0f));  // contents ignored
+      backend.attention_backward(dqkv_b.data(), scratch_b.data(), r_b.data(), qkv_b.data(),
+                                 att_b.data(), s.B, s.T, s.C, s.NH);
       expect_close(
-          added(dqkv, dqkv0),
+          added(download(backend, dqkv_b), dqkv0),
           numeric_grad(qd,
                        [&](const V& v) { return dot(ref_attention(v, s.B, s.T, s.C, s.NH), r); }),
           kAtol, kRtol, "attention dqkv");
@@ -236,42 +252,47 @@ TEST_CASE("attention forward and backward match the reference", "[kernels]") {
   }
 }
 
-TEST_CASE("gelu forward and backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("gelu forward and backward match the reference", "[kernels]") {
   auto x = random_floats(61, 40, -5, 5);
   for (float e : {0.0f, -0.0f, 1e-6f, -1e-6f, 8.0f, -8.0f, 30.0f, -30.0f, 1e4f, -1e4f})
     x.push_back(e);
   const auto r = random_floats(x.size(), 41);
-  std::vector<float> out(x.size());
-  cpu::gelu_forward(out.data(), x.data(), x.size());
+  auto x_b = upload(backend, x), r_b = upload(backend, r);
+  auto out_b = backend.alloc<float>(x.size());
+  backend.gelu_forward(out_b.data(), x_b.data(), x.size());
   V want(x.size());
   for (size_t i = 0; i < x.size(); ++i) want[i] = ref_gelu(x[i]);
-  expect_close(out, want, kFwdAtol, kFwdRtol, "gelu out");
+  expect_close(download(backend, out_b), want, kFwdAtol, kFwdRtol, "gelu out");
 
   const auto dx0 = random_floats(x.size(), 42);
-  auto dx = dx0;
-  cpu::gelu_backward(dx.data(), x.data(), r.data(), x.size());
+  auto dx_b = upload(backend, dx0);
+  backend.gelu_backward(dx_b.data(), x_b.data(), r_b.data(), x.size());
   V fd(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const double h = 1e-5 * std::max(1.0, std::fabs(static_cast<double>(x[i])));
     fd[i] = r[i] * (ref_gelu(x[i] + h) - ref_gelu(x[i] - h)) / (2 * h);
   }
-  expect_close(added(dx, dx0), fd, kAtol, kRtol, "gelu dinp");
+  expect_close(added(download(backend, dx_b), dx0), fd, kAtol, kRtol, "gelu dinp");
 }
 
-TEST_CASE("cross-entropy forward and backward match the reference", "[kernels]") {
+BACKEND_TEST_CASE("cross-entropy forward and backward match the reference", "[kernels]") {
   const int N = 6, Vn = 37;
   const auto logits = random_floats(N * Vn, 50, -3, 3);
   const std::vector<int32_t> targets = {0, 36, 5, 5, 17, 20};
-  std::vector<float> losses(N), probs(N * Vn);
-  cpu::crossentropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, Vn);
+  auto logits_b = upload(backend, logits);
+  auto targets_b = upload(backend, targets);
+  auto losses_b = backend.alloc<float>(N), probs_b = backend.alloc<float>(N * Vn);
+  backend.crossentropy_forward(losses_b.data(), probs_b.data(), logits_b.data(), targets_b.data(),
+                               N, Vn);
   const V ld = to_double(logits);
-  expect_close(losses, ref_crossentropy(ld, targets, N, Vn), kFwdAtol, kFwdRtol, "losses");
+  expect_close(download(backend, losses_b), ref_crossentropy(ld, targets, N, Vn), kFwdAtol,
+               kFwdRtol, "losses");
 
   const float scale = 1.0f / N;
   const auto d0 = random_floats(logits.size(), 51);
-  auto d = d0;
-  cpu::crossentropy_backward(d.data(), probs.data(), targets.data(), scale, N, Vn);
-  expect_close(added(d, d0),
+  auto d_b = upload(backend, d0);
+  backend.crossentropy_backward(d_b.data(), probs_b.data(), targets_b.data(), scale, N, Vn);
+  expect_close(added(download(backend, d_b), d0),
                numeric_grad(ld,
                             [&](const V& v) {
                               double s = 0;
