@@ -142,7 +142,8 @@ class Backend {
 
   // ---- Causal multi-head self-attention ---------------------------------------------------
   // qkv [B,T,3C] (q, k, v; head h uses columns h*C/NH ..); att [B,NH,T,T] softmax saved for
-  // backward (upper triangle zero); out [B,T,C]. Error(kUsage) if C % NH != 0.
+  // backward (upper triangle zero); out [B,T,C]. Error(kRuntime) if C % NH != 0
+  // (the configuration is validated before any op runs).
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
   // dqkv += d out/d qkv. scratch: at least B*NH*T*T floats, contents ignored.

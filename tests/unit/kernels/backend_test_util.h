@@ -17,9 +17,9 @@
 // (make_backend throws for it, e.g. the cuda backend on a machine without a GPU) gets none of
 // its cases registered, so no pass is ever reported for it. Instead one case, "kernel tests
 // skip the <device> backend that cannot run here", WARNs "SKIPPED: ..." with make_backend's
-// reason, and the same line goes to stderr whenever the test binary starts (ctest discovery at
-// build time included). The cases are registered when the binary starts, so ctest runs the
-// backends that could run where the tests were discovered (at build time).
+// reason; ctest reports that case as skipped (SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt).
+// The cases are registered when the binary starts, so ctest runs the backends that could run
+// where the tests were discovered (at build time).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -113,7 +113,6 @@ inline Backends& backends() {
         const std::string message =
             "SKIPPED: kernel tests on the " + device +
             " backend, which is compiled in but cannot run here: " + e.what();
-        std::fprintf(stderr, "%s\n", message.c_str());
         register_case(new SkipNotice(message),
                       "kernel tests skip the " + device + " backend that cannot run here",
                       "[kernels][" + device + "]", __FILE__, __LINE__);
