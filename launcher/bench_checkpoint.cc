@@ -22,6 +22,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "launcher/supervisor.h"
 
 extern char** environ;
@@ -45,11 +46,6 @@ struct Options {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 // Runs argv (searched in PATH) with output discarded; returns its exit status.
