@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/stats.h"
 #include "launcher/supervisor.h"
+#include "model/param_table.h"
 
 extern char** environ;
 
@@ -87,7 +88,7 @@ Shard make_shard(const Options& o) {
         f = static_cast<float>(static_cast<int32_t>(x)) * 1e-9f;
       }
       auto& list = g == 0 ? s.contents.params : g == 1 ? s.contents.exp_avg : s.contents.exp_avg_sq;
-      list.push_back({fmt::format("layers.{:03d}.mlp.fc.weight", t),
+      list.push_back({model::layer_param_name(t, "mlp.fc.weight"),
                       {static_cast<int64_t>(per_tensor)},
                       buf.data()});
     }
