@@ -1,6 +1,9 @@
 // The HDF5 layer's sliced hashing (used by verify for big tensors) equals a whole-buffer hash.
 #include <catch2/catch.hpp>
 
+// hdf5_file.h is internal to checkpoint/; this test exercises it directly.
+#define CONVEYOR_CHECKPOINT_INTERNAL 1
+
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checksum.h"
 #include "checkpoint/hdf5_file.h"

@@ -7,6 +7,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checksum.h"
+#include "common/error.h"
 #include "model/param_table.h"
 #include "tests/test_util.h"
 #include "tests/unit/checkpoint/fake_model.h"
