@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/stats.h"
 #include "launcher/bench_checkpoint.h"
+#include "launcher/bench_command.h"
 #include "launcher/bench_schedule.h"
 #include "launcher/bench_transport.h"
 #include "launcher/commands.h"

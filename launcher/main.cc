@@ -5,6 +5,7 @@
 
 #include "checkpoint/fault_injection.h"
 #include "common/error.h"
+#include "launcher/bench_command.h"
 #include "launcher/commands.h"
 
 namespace {
