@@ -116,13 +116,13 @@ void commit_step(const fs::path& root, int64_t step, int num_stages, const json&
     rename_path(final_dir, replaced);
   }
   // TEST HOOKS (fault_injection.h): a crash just before and just after the commit point.
-  if (fault::armed("CONVEYOR_FAULT_KILL_BEFORE_COMMIT", step)) {
-    fault::kill_self("CONVEYOR_FAULT_KILL_BEFORE_COMMIT", step);
+  if (fault::armed(fault::kKillBeforeCommit, step)) {
+    fault::kill_self(fault::kKillBeforeCommit, step);
   }
   rename_path(tmp, final_dir);  // the commit point
   fsync_dir(root);
-  if (fault::armed("CONVEYOR_FAULT_KILL_AFTER_COMMIT", step)) {
-    fault::kill_self("CONVEYOR_FAULT_KILL_AFTER_COMMIT", step);
+  if (fault::armed(fault::kKillAfterCommit, step)) {
+    fault::kill_self(fault::kKillAfterCommit, step);
   }
   write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
   if (!replaced.empty()) remove_dir(replaced);

@@ -1,7 +1,13 @@
 // TEST HOOK: deterministic faults in the middle of a checkpoint save, so the crash and failure
 // tests (tests/integration/checkpoint/) can stop a real training process at an exact point of
-// the commit protocol. Driven by environment variables that only those tests set; when none is
-// set (always, outside tests) a hook costs one getenv per save and does nothing.
+// the commit protocol.
+//
+// Production code asks armed(point, step, stage) at each point; the answer comes from the
+// FaultHooks installed for the process, and is one atomic load when none are (always, outside
+// tests). Nothing in the libraries reads the environment for faults: the `conveyor` binary
+// (launcher/main.cc) reads the variables below once at start-up and installs them; unit tests
+// may install hooks directly. Each point is named by its variable, whose value is
+// STEP[:STAGE]:
 //
 //   CONVEYOR_FAULT_KILL_IN_SAVE=STEP[:STAGE]     write_shard of STEP: SIGKILL after half of
 //                                                 the parameter datasets are written
@@ -18,15 +24,55 @@
 // Without ":STAGE" the fault fires on every stage that reaches the point.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace conveyor::checkpoint::fault {
 
-// True when environment variable `var` is set and names `step` (and `stage`, if it names one).
-bool armed(const char* var, int64_t step, int stage = -1);
+inline constexpr const char* kKillInSave = "CONVEYOR_FAULT_KILL_IN_SAVE";
+inline constexpr const char* kFailSave = "CONVEYOR_FAULT_FAIL_SAVE";
+inline constexpr const char* kKillBeforeCommit = "CONVEYOR_FAULT_KILL_BEFORE_COMMIT";
+inline constexpr const char* kKillAfterCommit = "CONVEYOR_FAULT_KILL_AFTER_COMMIT";
+inline constexpr const char* kSlowSnapshot = "CONVEYOR_FAULT_SLOW_SNAPSHOT";
+inline constexpr std::array<const char*, 5> kPoints = {kKillInSave, kFailSave, kKillBeforeCommit,
+                                                       kKillAfterCommit, kSlowSnapshot};
+
+// Which points are armed, and at which step (and stage). Empty by default: nothing fires.
+class FaultHooks {
+ public:
+  // Arms `point` from a "STEP[:STAGE]" value (as the variables above hold). A value that does
+  // not start with a step number arms nothing and returns false.
+  bool arm(std::string_view point, const std::string& spec);
+  // Arms `point` at `step`, on `stage` only, or on every stage when stage < 0.
+  void arm(std::string_view point, int64_t step, int stage = -1);
+
+  // True when `point` is armed at `step`, and at `stage` if the trigger names one (a caller
+  // that passes no stage matches any trigger of the step).
+  bool armed(std::string_view point, int64_t step, int stage = -1) const;
+  bool empty() const { return triggers_.empty(); }
+
+ private:
+  struct Trigger {
+    std::string point;
+    int64_t step = 0;
+    bool any_stage = true;
+    long stage = 0;
+  };
+  std::vector<Trigger> triggers_;
+};
+
+// Makes `hooks` the process's hooks, replacing any installed before. Call at start-up (or
+// in a test, between saves), never while a save may be running on another thread.
+void install(FaultHooks hooks);
+
+// The installed hooks' answer for `point` (one of kPoints); false when none are installed.
+bool armed(const char* point, int64_t step, int stage = -1);
 
 // Logs which hook fired, then raise(SIGKILL): the process dies as if killed from outside,
 // with no destructor, flush or clean-up running.
-[[noreturn]] void kill_self(const char* var, int64_t step);
+[[noreturn]] void kill_self(const char* point, int64_t step);
 
 }  // namespace conveyor::checkpoint::fault

@@ -55,7 +55,7 @@ void rename_path(const std::filesystem::path& from, const std::filesystem::path&
 void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
   auto tmp = path;
   tmp += ".tmp";
-  {
+  try {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     out.close();
@@ -63,9 +63,13 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& tex
       throw Error(ErrorKind::kRuntime, fmt::format("cannot write {}", tmp.string()),
                   "check that the directory exists, is writable and the disk is not full");
     }
+    fsync_file(tmp);
+    rename_path(tmp, path);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);  // no half-written temp file is left behind
+    throw;
   }
-  fsync_file(tmp);
-  rename_path(tmp, path);
   auto parent = path.parent_path();
   fsync_dir(parent.empty() ? std::filesystem::path(".") : parent);
 }

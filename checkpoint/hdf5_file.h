@@ -1,4 +1,6 @@
-// Thin RAII layer over the HDF5 1.10 C API, used only inside checkpoint/.
+// Thin RAII layer over the HDF5 1.10 C API. INTERNAL to checkpoint/: include it only from
+// checkpoint/*.cc (and checkpoint's unit tests), so that HDF5 types and <hdf5.h> never reach
+// pipeline/ or launcher/ through checkpoint's public headers.
 //
 // Every HDF5 call goes through here so that a failure becomes a conveyor::Error naming the
 // file and object, with HDF5's own innermost message appended; HDF5's automatic printing of
@@ -8,6 +10,10 @@
 // Thread safety: the Debian HDF5 build is thread-safe (global lock); handles are not shared
 // between threads by this code.
 #pragma once
+
+#ifndef CONVEYOR_CHECKPOINT_INTERNAL
+#error "checkpoint/hdf5_file.h is internal to checkpoint/; include checkpoint/checkpoint.h"
+#endif
 
 #include <hdf5.h>
 

@@ -29,6 +29,9 @@ T field(const json& j, const char* name, const std::string& source) {
 }
 
 // "layers.007.attn.qkv.weight" -> 7; -1 for names outside the transformer blocks.
+// The parameter-name grammar belongs to model::layer_of (model/param_table.h); checkpoint/
+// sits below model/ and does not link it, so this is the one copy of that parse.
+// tests/unit/checkpoint/param_names_test.cc keeps the two in step.
 int layer_of(const std::string& name) {
   static const std::string prefix = "layers.";
   if (name.compare(0, prefix.size(), prefix) != 0) return -1;

@@ -1,17 +1,27 @@
 #include "checkpoint/reader.h"
 
 #include <algorithm>
+#include <map>
 
 #include "checkpoint/checksum.h"
-#include "checkpoint/verify.h"
+#include "checkpoint/hdf5_file.h"
+#include "checkpoint/shard_checks.h"
 #include "common/error.h"
 
 namespace conveyor::checkpoint {
 
 namespace fs = std::filesystem;
 
+struct CheckpointReader::OpenFiles {
+  std::map<int, h5::Handle> by_stage;
+};
+
 CheckpointReader::CheckpointReader(const fs::path& step_dir)
-    : dir_(step_dir), manifest_(read_manifest(step_dir)) {}
+    : dir_(step_dir), manifest_(read_manifest(step_dir)), files_(std::make_unique<OpenFiles>()) {}
+
+CheckpointReader::~CheckpointReader() = default;
+CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+CheckpointReader& CheckpointReader::operator=(CheckpointReader&&) noexcept = default;
 
 std::vector<int64_t> CheckpointReader::shape(const std::string& param) const {
   auto it = manifest_.params.find(param);
@@ -28,17 +38,15 @@ fs::path CheckpointReader::shard_path(int stage) const {
   return dir_ / manifest_.shards[static_cast<size_t>(stage)].file;
 }
 
-hid_t CheckpointReader::open_shard(int stage) {
-  auto it = files_.find(stage);
-  if (it != files_.end()) return it->second.get();
+const h5::Handle& CheckpointReader::open_shard(int stage) {
+  auto it = files_->by_stage.find(stage);
+  if (it != files_->by_stage.end()) return it->second;
   const auto& shard = manifest_.shards[static_cast<size_t>(stage)];
   auto path = shard_path(stage);
   check_shard_file(path, shard);
   h5::Handle file = h5::open_file(path);
   check_shard_header(file.get(), path, shard);
-  hid_t id = file.get();
-  files_.emplace(stage, std::move(file));
-  return id;
+  return files_->by_stage.emplace(stage, std::move(file)).first->second;
 }
 
 void CheckpointReader::read(const std::string& group, const std::string& param, float* out,
@@ -62,7 +70,7 @@ void CheckpointReader::read(const std::string& group, const std::string& param, 
                             path.string(), dataset, stored, count),
                 "was the checkpoint written with a different model configuration?");
   }
-  hid_t file = open_shard(stage);
+  hid_t file = open_shard(stage).get();
   auto view = h5::open_dataset(file, dataset, path);
   if (!view) {
     throw Error(ErrorKind::kUsage,
@@ -87,7 +95,7 @@ nlohmann::json CheckpointReader::state() {
   const auto path = shard_path(0);
   const std::string dataset = "/state/json";
   auto expected = shard.datasets.find(dataset);
-  hid_t file = open_shard(0);
+  hid_t file = open_shard(0).get();
   auto view = h5::open_dataset(file, dataset, path);
   if (expected == shard.datasets.end() || !view) {
     throw Error(ErrorKind::kUsage,

@@ -7,14 +7,17 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "checkpoint/hdf5_file.h"
 #include "checkpoint/manifest.h"
 
 namespace conveyor::checkpoint {
+
+namespace h5 {
+class Handle;  // checkpoint/hdf5_file.h, internal to checkpoint/
+}
 
 // Not thread-safe: use one reader per thread. Shards are opened on first use and stay open
 // until the reader is destroyed.
@@ -22,6 +25,9 @@ class CheckpointReader {
  public:
   // Reads the manifest. Throws Error(kUsage) when it is missing or malformed.
   explicit CheckpointReader(const std::filesystem::path& step_dir);
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+  CheckpointReader& operator=(CheckpointReader&&) noexcept;
 
   const Manifest& manifest() const { return manifest_; }
   const std::filesystem::path& dir() const { return dir_; }
@@ -38,12 +44,14 @@ class CheckpointReader {
   nlohmann::json state();
 
  private:
-  hid_t open_shard(int stage);
+  struct OpenFiles;  // the shards opened so far, by stage (defined in reader.cc)
+
+  const h5::Handle& open_shard(int stage);
   std::filesystem::path shard_path(int stage) const;
 
   std::filesystem::path dir_;
   Manifest manifest_;
-  std::map<int, h5::Handle> files_;
+  std::unique_ptr<OpenFiles> files_;
 };
 
 }  // namespace conveyor::checkpoint

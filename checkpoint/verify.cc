@@ -6,6 +6,7 @@
 #include "checkpoint/file_util.h"
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/layout.h"
+#include "checkpoint/shard_checks.h"
 #include "common/error.h"
 #include "common/log.h"
 

@@ -3,12 +3,9 @@
 // whose message names the step directory, the shard file and, where it applies, the dataset.
 #pragma once
 
-#include <hdf5.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <optional>
-#include <string>
 
 #include "checkpoint/manifest.h"
 
@@ -41,18 +38,5 @@ std::optional<std::filesystem::path> find_latest(const std::filesystem::path& ro
 // `dir` itself if it holds manifest.json; else the step named by dir/LATEST. Throws
 // Error(kUsage) when it is neither (for `conveyor ckpt`, which accepts both).
 std::filesystem::path resolve_step_dir(const std::filesystem::path& dir);
-
-// ---- Building blocks shared with CheckpointReader -------------------------------------------
-
-// Checks a shard file on disk against its manifest entry before opening it: present, same
-// size, an HDF5 file. Throws Error(kUsage) naming the shard.
-void check_shard_file(const std::filesystem::path& shard_path, const ShardInfo& shard);
-// Checks the shard's root attributes (step, stage) against the manifest.
-void check_shard_header(hid_t file, const std::filesystem::path& shard_path,
-                        const ShardInfo& shard);
-// Throws Error(kUsage) naming shard and dataset unless data_sum equals both the dataset's
-// attribute and the manifest's checksum.
-void check_dataset_sum(const std::filesystem::path& shard_path, const std::string& dataset,
-                       uint64_t data_sum, std::optional<uint64_t> attr_sum, uint64_t manifest_sum);
 
 }  // namespace conveyor::checkpoint

@@ -55,15 +55,14 @@ void validate(const ShardContents& c) {
 // TEST HOOK (fault_injection.h): with a fault armed for this step and stage, die or fail
 // half-way through the /params group, leaving a partly written .part file behind.
 void maybe_fault_midway(const ShardContents& c) {
-  if (fault::armed("CONVEYOR_FAULT_KILL_IN_SAVE", c.step, c.stage)) {
-    fault::kill_self("CONVEYOR_FAULT_KILL_IN_SAVE", c.step);
+  if (fault::armed(fault::kKillInSave, c.step, c.stage)) {
+    fault::kill_self(fault::kKillInSave, c.step);
   }
-  if (fault::armed("CONVEYOR_FAULT_FAIL_SAVE", c.step, c.stage)) {
+  if (fault::armed(fault::kFailSave, c.step, c.stage)) {
     throw Error(ErrorKind::kRuntime,
-                fmt::format("checkpoint shard of stage {} for step {}: injected failure "
-                            "(CONVEYOR_FAULT_FAIL_SAVE)",
-                            c.stage, c.step),
-                "unset CONVEYOR_FAULT_FAIL_SAVE; it is a test hook");
+                fmt::format("checkpoint shard of stage {} for step {}: injected failure ({})",
+                            c.stage, c.step, fault::kFailSave),
+                fmt::format("unset {}; it is a test hook", fault::kFailSave));
   }
 }
 

@@ -22,7 +22,9 @@
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "launcher/supervisor.h"
+#include "model/param_table.h"
 
 extern char** environ;
 
@@ -45,11 +47,6 @@ struct Options {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 // Runs argv (searched in PATH) with output discarded; returns its exit status.
@@ -91,7 +88,7 @@ Shard make_shard(const Options& o) {
         f = static_cast<float>(static_cast<int32_t>(x)) * 1e-9f;
       }
       auto& list = g == 0 ? s.contents.params : g == 1 ? s.contents.exp_avg : s.contents.exp_avg_sq;
-      list.push_back({fmt::format("layers.{:03d}.mlp.fc.weight", t),
+      list.push_back({model::layer_param_name(t, "mlp.fc.weight"),
                       {static_cast<int64_t>(per_tensor)},
                       buf.data()});
     }

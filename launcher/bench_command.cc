@@ -11,7 +11,9 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/stats.h"
 #include "launcher/bench_checkpoint.h"
+#include "launcher/bench_command.h"
 #include "launcher/bench_schedule.h"
 #include "launcher/bench_transport.h"
 #include "launcher/commands.h"
@@ -47,9 +49,7 @@ int run_sgemm(const SgemmOptions& o) {
     once();
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(seconds.begin(), seconds.end());
-  const double median = seconds[seconds.size() / 2];
-  const double gflops = 2.0 * o.m * o.n * o.k / median / 1e9;
+  const double gflops = 2.0 * o.m * o.n * o.k / median(seconds) / 1e9;
   std::printf(
       "{\"bench\": \"sgemm\", \"m\": %d, \"n\": %d, \"k\": %d, \"threads\": %d, "
       "\"gflops\": %.2f}\n",

@@ -1,7 +1,6 @@
 #include "launcher/bench_schedule.h"
 
 #include <unistd.h>
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/stats.h"
 #include "launcher/supervisor.h"
 #include "pipeline/schedule.h"
 #include "pipeline/schedule_validator.h"
@@ -26,11 +26,6 @@ struct Options {
   double f_ms = 10, b_ms = 10, w_ms = 10;
   int steps = 6;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 int run_bench_schedule(Options o) {
   const auto kind = pipeline::parse_schedule_kind(o.schedule);

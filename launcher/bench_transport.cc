@@ -9,10 +9,7 @@
 // bandwidth_MBps counts MB as 2^20 bytes, like ucx_perftest; latency is half a round trip.
 #include "launcher/bench_transport.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +23,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_buffer.h"
+#include "common/net.h"
 #include "transport/transport.h"
 
 namespace conveyor::cli {
@@ -54,19 +52,6 @@ void pin_to_cpu(int rank) {
   CPU_SET(static_cast<int>(rank % std::max(1L, cpus)), &set);
   CONVEYOR_CHECK(sched_setaffinity(0, sizeof set, &set) == 0,
                  "bench transport: cannot pin rank {} to a CPU", rank);
-}
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CONVEYOR_CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0,
-                 "bench transport: cannot find a free TCP port");
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // The benchmark's own tags: (size index, message index), opaque to the transport.
@@ -199,7 +184,7 @@ int run_bench(const BenchOptions& o) {
   transport::Options opts;
   opts.world_size = 2;
   opts.master_addr = "127.0.0.1";
-  opts.master_port = free_port();
+  opts.master_port = free_tcp_port();
   opts.job_token = fmt::format("{:x}", std::random_device{}());
   opts.fingerprint = "bench-transport";
   opts.connect_timeout_s = 30;

@@ -1,3 +1,10 @@
+// Parsed with toml++, not with CLI11's own config support (App::set_config): in Debian 12's
+// CLI11 2.1.2, set_config on a subcommand (`conveyor train --config F`) applies nothing; its
+// reader is not TOML ("layers = = 3" passes as a value, micro_batch_size does not match
+// --micro-batch-size); and its config items carry no file, line or column, so even with a
+// toml++-backed CLI::Config an unknown key reads "INI was not able to parse train.layerz" and
+// a type error "Could not convert: --layers = four". Here each error names the file, and the
+// line and column of the key or value at fault.
 #include "launcher/config_file.h"
 
 #include <toml++/toml.h>
@@ -11,14 +18,21 @@ namespace conveyor::cli {
 
 namespace {
 
+// "config file run.toml, line 3, column 1"
+std::string place(const std::string& path, const toml::source_region& where) {
+  return fmt::format("config file {}, line {}, column {}", path, where.begin.line,
+                     where.begin.column);
+}
+
 std::string value_text(const toml::node& node, const std::string& key, const std::string& path) {
   if (auto v = node.value<bool>(); node.is_boolean()) return *v ? "true" : "false";
   if (auto v = node.value<int64_t>(); node.is_integer()) return std::to_string(*v);
   if (node.is_floating_point()) return fmt::format("{}", *node.value<double>());
   if (auto v = node.value<std::string>()) return *v;
-  throw Error(ErrorKind::kUsage,
-              fmt::format("config file {}: '{}' must be a string, number or boolean", path, key),
-              "write it as key = value, e.g. layers = 4");
+  throw Error(
+      ErrorKind::kUsage,
+      fmt::format("{}: '{}' must be a string, number or boolean", place(path, node.source()), key),
+      "write it as key = value, e.g. layers = 4");
 }
 
 }  // namespace
@@ -47,7 +61,8 @@ void apply_config_file(CLI::App& command, const std::string& path) {
       option = nullptr;
     }
     if (option == nullptr || flag == "config") {
-      throw Error(ErrorKind::kUsage, fmt::format("config file {}: unknown setting '{}'", path, key),
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("{}: unknown setting '{}'", place(path, k.source()), key),
                   fmt::format("the settings are the flags of 'conveyor {}' without the leading "
                               "dashes; see --help",
                               command.get_name()));
@@ -60,17 +75,16 @@ void apply_config_file(CLI::App& command, const std::string& path) {
           option->add_result("true");
           option->run_callback();
         } else if (text != "false") {
-          throw Error(
-              ErrorKind::kUsage,
-              fmt::format("config file {}: '{}' is a switch; use true or false", path, key));
+          throw Error(ErrorKind::kUsage, fmt::format("{}: '{}' is a switch; use true or false",
+                                                     place(path, node.source()), key));
         }
       } else {
         option->add_result(text);
         option->run_callback();
       }
     } catch (const CLI::ParseError& e) {
-      throw Error(ErrorKind::kUsage, fmt::format("config file {}: bad value '{}' for '{}': {}",
-                                                 path, text, key, e.what()));
+      throw Error(ErrorKind::kUsage, fmt::format("{}: bad value '{}' for '{}': {}",
+                                                 place(path, node.source()), text, key, e.what()));
     }
   }
 }

@@ -11,9 +11,9 @@
 namespace conveyor::cli {
 
 // Applies the file's values to the options of `command` that were not given on the command
-// line. Throws Error(kUsage) for a missing or malformed file (with line and column), an
+// line. Throws Error(kUsage) for a missing file (naming it), and for a malformed file, an
 // unknown key (naming it), a table or array where a value belongs, or a value the option
-// rejects.
+// rejects, each naming the file, line and column.
 void apply_config_file(CLI::App& command, const std::string& path);
 
 }  // namespace conveyor::cli

@@ -1,11 +1,32 @@
 // conveyor: pipeline-parallel GPT training. The only place an Error becomes an exit code.
 #include <cstdio>
+#include <cstdlib>
+#include <utility>
 
+#include "checkpoint/fault_injection.h"
 #include "common/error.h"
+#include "launcher/bench_command.h"
 #include "launcher/commands.h"
+
+namespace {
+
+// TEST HOOK: the crash tests arm checkpoint faults in a child `conveyor` through the
+// CONVEYOR_FAULT_* variables (checkpoint/fault_injection.h). This is the one place they are
+// read: once, before any thread starts.
+void install_fault_hooks_from_environment() {
+  using namespace conveyor::checkpoint;
+  fault::FaultHooks hooks;
+  for (const char* point : fault::kPoints) {
+    if (const char* spec = std::getenv(point)) hooks.arm(point, spec);
+  }
+  fault::install(std::move(hooks));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace conveyor;
+  install_fault_hooks_from_environment();
   CLI::App app{"conveyor: pipeline-parallel GPT training (see README.md and docs/)", "conveyor"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "conveyor 0.1.0");

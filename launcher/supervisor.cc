@@ -1,11 +1,8 @@
 #include "launcher/supervisor.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/net.h"
 
 extern char** environ;
 
@@ -37,19 +35,6 @@ std::string random_token() {
   std::string hex;
   for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
   return hex;
-}
-
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  CONVEYOR_CHECK(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0,
-                 "cannot find a free TCP port: {}", std::strerror(errno));
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 std::string self_exe() {
@@ -232,7 +217,7 @@ int run_supervisor(const LaunchOptions& o) {
   CONVEYOR_REQUIRE(o.max_restarts >= 0, "--max-restarts must not be negative");
   std::vector<std::string> argv = o.command;
   if (argv[0] == "conveyor") argv[0] = self_exe();
-  const int port = o.master_port > 0 ? o.master_port : free_port();
+  const int port = o.master_port > 0 ? o.master_port : free_tcp_port();
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -249,7 +234,7 @@ int run_supervisor(const LaunchOptions& o) {
                    attempt, o.max_restarts);
     }
     // A fresh token per attempt: stragglers of a failed attempt cannot join the new one.
-    code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_port()),
+    code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
                      random_token());
     if (code == 0 || g_signal != 0 || code == 2) break;  // bad usage will not get better
   }

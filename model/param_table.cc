@@ -1,5 +1,6 @@
 #include "model/param_table.h"
 
+#include <cctype>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -14,6 +15,25 @@ size_t ParamSpec::numel() const {
 
 std::string layer_prefix(int layer) {
   return fmt::format("layers.{:03d}.", layer);
+}
+
+std::string layer_param_name(int layer, std::string_view suffix) {
+  return layer_prefix(layer).append(suffix);
+}
+
+int layer_of(std::string_view name) {
+  constexpr std::string_view prefix = "layers.";
+  if (!name.starts_with(prefix)) return -1;
+  size_t i = prefix.size();
+  int layer = 0;
+  bool digits = false;
+  while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) {
+    layer = layer * 10 + (name[i] - '0');
+    digits = true;
+    ++i;
+  }
+  if (!digits || (i < name.size() && name[i] != '.')) return -1;
+  return layer;
 }
 
 std::vector<ParamSpec> parameter_table(const ModelConfig& c) {

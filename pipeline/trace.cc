@@ -1,11 +1,10 @@
 #include "pipeline/trace.h"
 
-#include <cstdio>
-#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/file_util.h"
 #include "common/error.h"
 
 namespace conveyor::pipeline {
@@ -32,25 +31,13 @@ void write_chrome_trace(const std::string& path, const std::vector<Span>& spans)
   }
   const nlohmann::json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) {
-      throw Error(ErrorKind::kUsage, fmt::format("cannot write trace file '{}'", tmp),
-                  "check that the folder exists and is writable");
-    }
-    out << doc.dump() << '\n';
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(ErrorKind::kUsage, fmt::format("writing trace file '{}' failed", tmp),
-                  "check free disk space and permissions");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::kUsage, fmt::format("cannot move trace to '{}'", path),
-                "check that the path is writable and not a folder");
+  try {
+    checkpoint::write_file_atomic(path, doc.dump() + "\n");
+  } catch (const Error& e) {
+    // The path comes from --trace: a folder that is missing or not writable is a usage error.
+    throw Error(ErrorKind::kUsage,
+                fmt::format("cannot write trace file '{}': {}", path, e.message()),
+                "check that the folder exists and is writable");
   }
 }
 

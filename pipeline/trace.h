@@ -4,8 +4,9 @@
 // (ph "X", pid 0, tid = stage) per span, plus one thread_name metadata event per stage
 // ("stage N"), so chrome://tracing and ui.perfetto.dev show one row per stage.
 //
-// Blocking: writes the whole file, to `path`.tmp first and renamed into place, so a reader
-// never sees half a trace. Throws Error(kUsage) naming the path when it cannot be written.
+// Blocking: writes the whole file with checkpoint::write_file_atomic (to `path`.tmp, fsynced,
+// renamed into place), so a reader never sees half a trace. Throws Error(kUsage) naming the
+// path when it cannot be written.
 #pragma once
 
 #include <string>

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/dataset.h"
 #include "model/config.h"
 #include "model/optimizer.h"
 
@@ -15,7 +16,7 @@ namespace conveyor::pipeline {
 struct TrainConfig {
   model::ModelConfig model;
   model::OptimizerConfig optim;
-  std::string data = "/usr/share/games/fortunes";
+  std::string data = conveyor::data::kDefaultCorpus;
 
   // Pipeline
   int stages = 1;

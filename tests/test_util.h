@@ -40,9 +40,6 @@ RunResult run_program(const std::vector<std::string>& argv,
 void write_file(const std::filesystem::path& path, const std::string& text);
 std::string read_file(const std::filesystem::path& path);
 
-// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-int free_tcp_port();
-
 // `conveyor train` flags for a tiny model (d=16, 2 heads, T=16) that trains a step in a few
 // milliseconds, without progress lines: --layers, --dim, --heads, --seq, --microbatches,
 // --micro-batch-size, --print-every 0. Callers add steps, stages and the rest.

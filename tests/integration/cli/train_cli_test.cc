@@ -69,6 +69,8 @@ TEST_CASE("bad input to train exits 2 with a message saying what to fix", "[cli]
   write_file(bad_toml, "layers = = 3\n");
   const auto unknown_toml = dir / "unknown.toml";
   write_file(unknown_toml, "layerz = 3\n");
+  const auto type_toml = dir / "type.toml";
+  write_file(type_toml, "seed = 3\nsteps = \"four\"\n");
 
   expect_usage_error(with(tiny_args(), {"--data", (dir / "missing").string()}), "missing");
   expect_usage_error(with(tiny_args(), {"--data", empty.string()}), "empty.txt");
@@ -79,6 +81,10 @@ TEST_CASE("bad input to train exits 2 with a message saying what to fix", "[cli]
   expect_usage_error(with(tiny_args(), {"--no-such-flag"}), "no-such-flag");
   expect_usage_error(with(tiny_args(), {"--config", bad_toml.string()}), "line 1");
   expect_usage_error(with(tiny_args(), {"--config", unknown_toml.string()}), "layerz");
+  expect_usage_error(with(tiny_args(), {"--config", unknown_toml.string()}),
+                     "unknown.toml, line 1, column 1");
+  expect_usage_error(with(tiny_args(), {"--config", type_toml.string()}),
+                     "type.toml, line 2, column 9: bad value 'four' for 'steps'");
   expect_usage_error(with(tiny_args(), {"--config", (dir / "none.toml").string()}), "none.toml");
 }
 

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/net.h"
 #include "tests/test_util.h"
 
 namespace conveyor::test {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "checkpoint/checkpoint.h"
+#include "common/error.h"
 #include "tests/test_util.h"
 #include "tests/unit/checkpoint/fake_model.h"
 

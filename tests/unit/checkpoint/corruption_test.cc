@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
+#include "common/error.h"
 #include "tests/test_util.h"
 #include "tests/unit/checkpoint/fake_model.h"
 

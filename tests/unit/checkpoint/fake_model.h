@@ -5,13 +5,13 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "model/param_table.h"
 
 namespace conveyor::checkpoint::testing {
 
@@ -46,19 +46,17 @@ inline FakeTensor make_tensor(const std::string& name, std::vector<int64_t> shap
 inline std::vector<FakeTensor> fake_stage(int stage, int num_stages, int64_t step) {
   std::vector<FakeTensor> out;
   if (stage == 0) {
-    out.push_back(make_tensor("wte.weight", {16, 8}, step));
-    out.push_back(make_tensor("wpe.weight", {4, 8}, step));
+    out.push_back(make_tensor(model::kWteWeight, {16, 8}, step));
+    out.push_back(make_tensor(model::kWpeWeight, {4, 8}, step));
   }
   int per = kFakeLayers / num_stages;
   for (int l = stage * per; l < (stage + 1) * per; ++l) {
-    char prefix[32];
-    std::snprintf(prefix, sizeof prefix, "layers.%03d.", l);
-    out.push_back(make_tensor(std::string(prefix) + "fc.weight", {8, 8}, step));
-    out.push_back(make_tensor(std::string(prefix) + "fc.bias", {8}, step));
+    out.push_back(make_tensor(model::layer_param_name(l, "fc.weight"), {8, 8}, step));
+    out.push_back(make_tensor(model::layer_param_name(l, "fc.bias"), {8}, step));
   }
   if (stage == num_stages - 1) {
-    out.push_back(make_tensor("ln_f.weight", {8}, step));
-    if (num_stages > 1) out.push_back(make_tensor("wte.weight", {16, 8}, step));  // tied copy
+    out.push_back(make_tensor(model::kLnFWeight, {8}, step));
+    if (num_stages > 1) out.push_back(make_tensor(model::kWteWeight, {16, 8}, step));  // tied copy
   }
   return out;
 }

@@ -7,6 +7,8 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/checksum.h"
+#include "common/error.h"
+#include "model/param_table.h"
 #include "tests/test_util.h"
 #include "tests/unit/checkpoint/fake_model.h"
 
@@ -39,8 +41,8 @@ TEST_CASE("committed checkpoint reads back bit-exact from every stage layout", "
   CHECK(reader.manifest().fingerprint == "fake-fingerprint");
   CHECK(reader.manifest().config == fake_config());
   CHECK(reader.manifest().layer_stages == std::vector<int>{0, 0, 1, 1});
-  CHECK(reader.manifest().params.at("wte.weight").stages == std::vector<int>{0, 1});
-  CHECK(reader.manifest().params.at("ln_f.weight").file == "stage_00001.h5");
+  CHECK(reader.manifest().params.at(conveyor::model::kWteWeight).stages == std::vector<int>{0, 1});
+  CHECK(reader.manifest().params.at(conveyor::model::kLnFWeight).file == "stage_00001.h5");
 
   // Read as a 1-stage and a 4-stage trainer would: every tensor by its global name.
   for (int layout : {1, 2, 4}) {

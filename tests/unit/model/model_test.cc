@@ -86,6 +86,27 @@ TEST_CASE("parameter table follows the naming and shape contract", "[model]") {
   }
   REQUIRE(found_qkv);
   REQUIRE(total == c.num_parameters());
+  size_t non_layer = 0;
+  for (const auto& p : table) {
+    REQUIRE(p.layer == layer_of(p.name));
+    if (p.layer < 0) REQUIRE(std::string(kNonLayerParams.at(non_layer++)) == p.name);
+  }
+  REQUIRE(non_layer == kNonLayerParams.size());
+}
+
+TEST_CASE("parameter names are built and parsed in one place", "[model]") {
+  REQUIRE(layer_prefix(7) == "layers.007.");
+  REQUIRE(layer_param_name(7, "attn.qkv.weight") == "layers.007.attn.qkv.weight");
+  REQUIRE(layer_param_name(123, "ln1.bias") == "layers.123.ln1.bias");
+  REQUIRE(layer_of("layers.007.attn.qkv.weight") == 7);
+  REQUIRE(layer_of("layers.1234.mlp.fc.bias") == 1234);
+  REQUIRE(layer_of("layers.012") == 12);
+  for (const char* name : kNonLayerParams) REQUIRE(layer_of(name) == -1);
+  for (const char* name : {"layers.", "layers.x.ln1.weight", "layers.01x.ln1.weight", "h.1.ln1",
+                           "layers007.ln1.weight", ""}) {
+    INFO(name);
+    REQUIRE(layer_of(name) == -1);
+  }
 }
 
 TEST_CASE("initialisation depends only on seed and parameter name", "[model]") {
