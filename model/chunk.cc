@@ -98,9 +98,9 @@ ModelChunk::ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamSt
   CONVEYOR_CHECK(spec.num_layers >= 1, "a chunk needs at least one layer");
   layout_ = std::make_unique<Layout>(spec.num_layers, spec.has_head, B_, T_, C_, NH_, V_);
   for (int i = 0; i < spec.num_layers; ++i) {
-    const std::string p = layer_prefix(spec.first_layer + i);
-    auto P = [&](const char* s) { return store.param(p + s); };
-    auto G = [&](const char* s) { return store.grad(p + s); };
+    const int layer = spec.first_layer + i;
+    auto P = [&](const char* s) { return store.param(layer_param_name(layer, s)); };
+    auto G = [&](const char* s) { return store.grad(layer_param_name(layer, s)); };
     layers_.push_back(LayerParams{
         P("ln1.weight"),       P("ln1.bias"),       P("attn.qkv.weight"), P("attn.qkv.bias"),
         P("attn.proj.weight"), P("attn.proj.bias"), P("ln2.weight"),      P("ln2.bias"),
