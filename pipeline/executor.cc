@@ -111,9 +111,10 @@ struct Executor::Impl {
       const Comm& c = ps.step.comm;
       SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
       float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
-      s.recv = transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into,
-                                act_bytes, region(s));
-      s.recv_pending = true;
+      const bool act = c.kind == CommKind::kRecvActivation;
+      (act ? s.recv_activation : s.recv_gradient) = transport->irecv(
+          ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes, region(s));
+      (act ? s.activation_pending : s.gradient_pending) = true;
     }
   }
 
@@ -122,8 +123,9 @@ struct Executor::Impl {
     SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
     if (ps.local) return;  // the matching send on this rank already copied the data in
     const double t0 = wall_us();
-    transport->wait(s.recv, deadline());
-    s.recv_pending = false;
+    const bool act = c.kind == CommKind::kRecvActivation;
+    transport->wait(act ? s.recv_activation : s.recv_gradient, deadline());
+    (act ? s.activation_pending : s.gradient_pending) = false;
     span(fmt::format("recv {}{}", is_activation(c.kind) ? "act" : "grad", c.microbatch), "recv", t0,
          wall_us());
   }

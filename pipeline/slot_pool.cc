@@ -48,7 +48,7 @@ SlotState& SlotPool::get(int mb, int chunk) {
 void SlotPool::release(int mb, int chunk) {
   auto it = active_.find({mb, chunk});
   CONVEYOR_CHECK(it != active_.end(), "release of micro-batch {} chunk {}: not active", mb, chunk);
-  CONVEYOR_CHECK(!it->second->recv_pending,
+  CONVEYOR_CHECK(!it->second->activation_pending && !it->second->gradient_pending,
                  "release of micro-batch {} chunk {} with a receive "
                  "still pending",
                  mb, chunk);

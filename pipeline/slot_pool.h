@@ -25,8 +25,10 @@ struct SlotState {
   std::unique_ptr<model::Slot> slot;
   transport::MemoryRegion region;         // registered once (when there is a transport)
   std::vector<transport::Request> sends;  // must complete before the slot is reused
-  transport::Request recv;                // the activation or gradient being received
-  bool recv_pending = false;
+  // The receives into this slot, one per direction: with one micro-batch the gradient's
+  // receive is posted (one action ahead) before the activation's has been waited for.
+  transport::Request recv_activation, recv_gradient;
+  bool activation_pending = false, gradient_pending = false;
   bool in_use = false;
 };
 
