@@ -1,6 +1,6 @@
 // TEST HOOK: deterministic faults in the middle of a checkpoint save, so the crash and failure
 // tests (tests/integration/checkpoint/) can stop a real training process at an exact point of
-// the commit protocol.
+// the commit protocol; and one in a training step (a diverged gradient).
 //
 // Production code asks armed(point, step, stage) at each point; the answer comes from the
 // FaultHooks installed for the process, and is one atomic load when none are (always, outside
@@ -20,6 +20,9 @@
 //                                                 waits 300 ms before copying the snapshot
 //                                                 (holds open the window in which the next
 //                                                 optimizer update must wait for the copy)
+//   CONVEYOR_FAULT_NAN_GRADIENT=STEP[:STAGE]     training step STEP (1-based): after the
+//                                                 backward pass, the stage's first gradient
+//                                                 element becomes NaN (a diverged step)
 //
 // Without ":STAGE" the fault fires on every stage that reaches the point.
 #pragma once
@@ -37,8 +40,9 @@ inline constexpr const char* kFailSave = "CONVEYOR_FAULT_FAIL_SAVE";
 inline constexpr const char* kKillBeforeCommit = "CONVEYOR_FAULT_KILL_BEFORE_COMMIT";
 inline constexpr const char* kKillAfterCommit = "CONVEYOR_FAULT_KILL_AFTER_COMMIT";
 inline constexpr const char* kSlowSnapshot = "CONVEYOR_FAULT_SLOW_SNAPSHOT";
-inline constexpr std::array<const char*, 5> kPoints = {kKillInSave, kFailSave, kKillBeforeCommit,
-                                                       kKillAfterCommit, kSlowSnapshot};
+inline constexpr const char* kNanGradient = "CONVEYOR_FAULT_NAN_GRADIENT";
+inline constexpr std::array<const char*, 6> kPoints = {
+    kKillInSave, kFailSave, kKillBeforeCommit, kKillAfterCommit, kSlowSnapshot, kNanGradient};
 
 // Which points are armed, and at which step (and stage). Empty by default: nothing fires.
 class FaultHooks {

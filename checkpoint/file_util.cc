@@ -53,6 +53,15 @@ void rename_path(const std::filesystem::path& from, const std::filesystem::path&
 }
 
 void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
+  // Renaming over a device or FIFO would replace it (as root, /dev/full became a file).
+  std::error_code ec;
+  const auto existing = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(existing) && !std::filesystem::is_regular_file(existing)) {
+    throw Error(
+        ErrorKind::kRuntime,
+        fmt::format("{} exists and is not a regular file; it was left as it is", path.string()),
+        "write to the path of a regular file");
+  }
   auto tmp = path;
   tmp += ".tmp";
   try {

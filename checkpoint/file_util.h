@@ -15,7 +15,8 @@ void fsync_file(const std::filesystem::path& path);
 void fsync_dir(const std::filesystem::path& dir);
 // Replaces `path` with `text`: writes `path`.tmp, fsyncs it, renames it over `path`, fsyncs
 // the parent directory. A reader sees the old or the new content, never a mix. When writing
-// or renaming fails, `path`.tmp is removed before the Error propagates.
+// or renaming fails, `path`.tmp is removed before the Error propagates. Refuses (kRuntime,
+// nothing written) when `path` exists and is not a regular file (a device, FIFO, folder).
 void write_file_atomic(const std::filesystem::path& path, const std::string& text);
 // Reads a whole file; throws Error(kUsage) naming the path when it cannot be read (input files).
 std::string read_text_file(const std::filesystem::path& path);

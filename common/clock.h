@@ -18,6 +18,11 @@ inline double now_seconds() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 
+// Wall-clock time, seconds since the Unix epoch: for timestamps in outputs, never for waits.
+inline double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 // The same clock as Clock (libstdc++'s steady_clock is CLOCK_MONOTONIC), read at the kernel
 // tick's resolution (1-4 ms). Reading it costs a few nanoseconds where a precise read costs
 // tens (a paravirtual clock under KVM): deadlines are created and checked on every transport

@@ -1,6 +1,7 @@
 // Logging: every line carries the rank and stage of the process that wrote it.
 //
-// Level from the environment: CONVEYOR_LOG=trace|debug|info|warn|error (default info).
+// Level from the environment: CONVEYOR_LOG=trace|debug|info|warn|error|off (default info;
+// anything else is refused with a usage error, exit 2).
 // Thread safety: all functions may be called from any thread.
 #pragma once
 
@@ -8,8 +9,14 @@
 
 namespace conveyor::log {
 
-// Sets the "[rank R stage S]" prefix; call once at start-up, before threads start.
-// rank < 0 means a single-process tool (no prefix).
+inline constexpr const char* kLevelNames[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+// The level CONVEYOR_LOG names (info when unset or empty). Throws Error(kUsage) for any other
+// value.
+spdlog::level::level_enum level_from_env();
+
+// Sets the "[rank R stage S]" prefix and the level; call once at start-up, before threads
+// start. rank < 0 means a single-process tool (no prefix). Throws as level_from_env().
 void init(int rank = -1, int stage = -1);
 
 }  // namespace conveyor::log

@@ -60,7 +60,9 @@ void apply_config_file(CLI::App& command, const std::string& path) {
     } catch (const CLI::OptionNotFound&) {
       option = nullptr;
     }
-    if (option == nullptr || flag == "config") {
+    // These act on the command line, not as settings.
+    if (option == nullptr || flag == "config" || flag == "help" || flag == "version" ||
+        flag == "print-config") {
       throw Error(ErrorKind::kUsage,
                   fmt::format("{}: unknown setting '{}'", place(path, k.source()), key),
                   fmt::format("the settings are the flags of 'conveyor {}' without the leading "

@@ -1,6 +1,7 @@
 // conveyor: pipeline-parallel GPT training. The only place an Error becomes an exit code.
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "checkpoint/fault_injection.h"
@@ -38,6 +39,22 @@ int main(int argc, char** argv) {
   cli::add_ckpt(app, run);
   cli::add_doctor(app, run);
   cli::add_bench(app, run);
+  // CLI11 answers an unknown command with "A subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known = known || sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::fprintf(stderr,
+                   "conveyor: error: unknown command '%.64s' (the commands are %s; see "
+                   "conveyor --help)\n",
+                   argv[1], names.c_str());
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,7 +1,14 @@
 // `conveyor train`: the flags of the CLI contract (DESIGN.md), also settable with --config.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <optional>
+#include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "common/error.h"
 #include "launcher/commands.h"
@@ -28,50 +35,132 @@ struct SimulatedCompute {
   }
 };
 
-void add_train_flags(CLI::App& sub, pipeline::TrainConfig& c, SimulatedCompute& sim) {
-  sub.add_option("--layers", c.model.layers, "transformer blocks")->capture_default_str();
-  sub.add_option("--heads", c.model.heads, "attention heads")->capture_default_str();
-  sub.add_option("--dim", c.model.dim, "model width")->capture_default_str();
-  sub.add_option("--seq", c.model.seq, "context length in tokens")->capture_default_str();
-  sub.add_option("--vocab", c.model.vocab, "vocabulary size (256 = bytes)")->capture_default_str();
-  sub.add_option("--data", c.data, "text file, folder of text files, or .bin token file")
+// CLI11 reads "-1" into an unsigned option as 2^64 - 1, and the trainer keeps -1 for "not
+// given" in --exit-at-step; so both are checked on the text: digits only (and not zero when
+// `least` is 1).
+CLI::Validator whole_number_at_least(int least) {
+  return CLI::Validator(
+      [least](std::string& text) -> std::string {
+        const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char ch) {
+          return ch >= '0' && ch <= '9';
+        });
+        if (digits && (least == 0 || text.find_first_not_of('0') != std::string::npos)) return {};
+        return fmt::format("must be a whole number, {} or more (got '{}')", least, text);
+      },
+      least == 0 ? "UINT" : "INT>=1");
+}
+
+// The settings of `conveyor train` in flag order: each registers its CLI flag and how to
+// print its current value as TOML, so --print-config cannot drift from the flags.
+class TrainSettings {
+ public:
+  explicit TrainSettings(CLI::App& sub) : sub_(sub) {}
+
+  // A setting; `unset` (when given) is the value meaning "not set", left out of the TOML.
+  template <class T>
+  CLI::Option* add(const std::string& flag, T& value, const std::string& help,
+                   std::optional<T> unset = std::nullopt) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!unset) unset = std::string();
+    }
+    printers_.emplace_back(flag, [&value, unset]() -> std::optional<std::string> {
+      if (unset && value == *unset) return std::nullopt;
+      return toml_value(value);
+    });
+    if constexpr (std::is_same_v<T, bool>)
+      return sub_.add_flag(flag, value, help);
+    else
+      return sub_.add_option(flag, value, help);
+  }
+
+  // "key = value" lines that `--config` reads back (keys are the flags without "--", with
+  // '_' for '-').
+  std::string to_toml() const {
+    std::string out;
+    for (const auto& [flag, print] : printers_) {
+      if (auto v = print()) {
+        std::string key = flag.substr(2);
+        std::replace(key.begin(), key.end(), '-', '_');
+        out += fmt::format("{} = {}\n", key, *v);
+      }
+    }
+    return out;
+  }
+
+ private:
+  static std::string toml_value(const std::string& v) {
+    std::string out = "\"";
+    for (unsigned char ch : v) {
+      if (ch == '"' || ch == '\\')
+        out += fmt::format("\\{}", char(ch));
+      else if (ch < 0x20 || ch == 0x7f)
+        out += fmt::format("\\u{:04X}", ch);
+      else
+        out += char(ch);
+    }
+    return out + "\"";
+  }
+  static std::string toml_value(bool v) { return v ? "true" : "false"; }
+  template <class T>
+  static std::string toml_value(T v) {
+    return fmt::format("{}", v);  // integers; floats in their shortest round-trip form
+  }
+
+  CLI::App& sub_;
+  std::vector<std::pair<std::string, std::function<std::optional<std::string>()>>> printers_;
+};
+
+void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c,
+                     SimulatedCompute& sim) {
+  set.add("--layers", c.model.layers, "transformer blocks")->capture_default_str();
+  set.add("--heads", c.model.heads, "attention heads")->capture_default_str();
+  set.add("--dim", c.model.dim, "model width")->capture_default_str();
+  set.add("--seq", c.model.seq, "context length in tokens")->capture_default_str();
+  set.add("--vocab", c.model.vocab, "vocabulary size (256 = bytes)")->capture_default_str();
+  set.add("--data", c.data, "text file, folder of text files, or .bin token file")
       ->capture_default_str();
-  sub.add_option("--stages", c.stages, "pipeline stages (one process each)")->capture_default_str();
-  sub.add_option("--microbatches", c.microbatches, "micro-batches per step")->capture_default_str();
-  sub.add_option("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
+  set.add("--stages", c.stages, "pipeline stages (one process each)")->capture_default_str();
+  set.add("--microbatches", c.microbatches, "micro-batches per step")->capture_default_str();
+  set.add("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
       ->capture_default_str();
-  sub.add_option("--schedule", c.schedule, "gpipe | 1f1b | interleaved | zb-h1")
+  set.add("--schedule", c.schedule, "gpipe | 1f1b | interleaved | zb-h1")->capture_default_str();
+  set.add("--virtual-stages", c.virtual_stages, "model chunks per stage (interleaved)")
       ->capture_default_str();
-  sub.add_option("--virtual-stages", c.virtual_stages, "model chunks per stage (interleaved)")
+  set.add("--partition", c.partition, "layers per piece, e.g. 3,3,2,2 (default: balanced)");
+  set.add("--steps", c.steps, "length of the whole run (shapes the learning rate)")
       ->capture_default_str();
-  sub.add_option("--partition", c.partition, "layers per piece, e.g. 3,3,2,2 (default: balanced)");
-  sub.add_option("--steps", c.steps, "length of the whole run (shapes the learning rate)")
+  set.add("--lr", c.optim.lr, "peak learning rate")->capture_default_str();
+  set.add("--warmup", c.optim.warmup, "linear warmup steps")->capture_default_str();
+  set.add("--weight-decay", c.optim.weight_decay, "AdamW weight decay (2-D weights)")
       ->capture_default_str();
-  sub.add_option("--lr", c.optim.lr, "peak learning rate")->capture_default_str();
-  sub.add_option("--warmup", c.optim.warmup, "linear warmup steps")->capture_default_str();
-  sub.add_option("--weight-decay", c.optim.weight_decay, "AdamW weight decay (2-D weights)")
+  set.add("--grad-clip", c.optim.grad_clip, "clip the global gradient norm (0: off)")
       ->capture_default_str();
-  sub.add_option("--grad-clip", c.optim.grad_clip, "clip the global gradient norm (0: off)")
+  set.add("--seed", c.seed, "seed of initialisation and data order")
+      ->capture_default_str()
+      ->check(whole_number_at_least(0));
+  set.add("--exit-at-step", c.exit_at_step, "stop after this step (saving first with --ckpt-dir)",
+          std::optional<int64_t>(-1))
+      ->check(whole_number_at_least(1));
+  set.add("--ckpt-dir", c.ckpt_dir, "directory for checkpoints");
+  set.add("--save-every", c.save_every, "save every K steps (0: only at the end)")
       ->capture_default_str();
-  sub.add_option("--seed", c.seed, "seed of initialisation and data order")->capture_default_str();
-  sub.add_option("--exit-at-step", c.exit_at_step,
-                 "stop after this step (saving first with --ckpt-dir)");
-  sub.add_option("--ckpt-dir", c.ckpt_dir, "directory for checkpoints");
-  sub.add_option("--save-every", c.save_every, "save every K steps (0: only at the end)")
+  set.add("--keep", c.keep, "committed checkpoints to keep (0: all)")->capture_default_str();
+  set.add("--resume", c.resume, "auto | none | PATH (default auto with --ckpt-dir)");
+  set.add("--async-save", c.async_save, "write checkpoints in a background thread");
+  set.add("--val-data", c.val_data, "held-out file or folder scored during training");
+  set.add("--eval-every", c.eval_every, "validation loss every N steps (0: after the last only)")
       ->capture_default_str();
-  sub.add_option("--keep", c.keep, "committed checkpoints to keep (0: all)")->capture_default_str();
-  sub.add_option("--resume", c.resume, "auto | none | PATH (default auto with --ckpt-dir)");
-  sub.add_flag("--async-save", c.async_save, "write checkpoints in a background thread");
-  sub.add_option("--metrics", c.metrics, "append one JSON object per step to this file");
-  sub.add_option("--trace", c.trace, "write a Chrome/Perfetto trace of the run");
-  sub.add_option("--device", c.device, "cpu | cuda")->capture_default_str();
-  sub.add_option("--threads", c.threads, "OpenBLAS threads per stage (0: cores / stages)")
+  set.add("--val-windows", c.val_windows, "windows of --seq tokens scored (0: all)")
       ->capture_default_str();
-  sub.add_option("--sample", c.sample, "generate this many characters at the end")
+  set.add("--metrics", c.metrics, "append one JSON object per step to this file");
+  set.add("--trace", c.trace, "write a Chrome/Perfetto trace of the run");
+  set.add("--device", c.device, "cpu | cuda")->capture_default_str();
+  set.add("--threads", c.threads, "OpenBLAS threads per stage (0: cores / stages)")
       ->capture_default_str();
-  sub.add_option("--print-every", c.print_every, "progress line every N steps")
-      ->capture_default_str();
-  // Benchmark-only: simulated compute (conveyor bench schedule); hidden from --help.
+  set.add("--sample", c.sample, "generate this many characters at the end")->capture_default_str();
+  set.add("--print-every", c.print_every, "progress line every N steps")->capture_default_str();
+  // Benchmark-only: simulated compute (conveyor bench schedule); hidden from --help and
+  // from --print-config.
   sub.add_option("--sleep-f-ms", sim.f_ms)->group("");
   sub.add_option("--sleep-b-ms", sim.b_ms)->group("");
   sub.add_option("--sleep-w-ms", sim.w_ms)->group("");
@@ -84,13 +173,24 @@ void add_train(CLI::App& app, Runner& run) {
   auto config = std::make_shared<pipeline::TrainConfig>();
   auto config_path = std::make_shared<std::string>();
   auto sim = std::make_shared<SimulatedCompute>();
+  auto settings = std::make_shared<TrainSettings>(*sub);
+  auto print_config = std::make_shared<bool>(false);
   // A flag given twice takes its last value, so wrappers can append overrides.
   sub->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  add_train_flags(*sub, *config, *sim);
+  add_train_flags(*settings, *sub, *config, *sim);
   sub->add_option("--config", *config_path, "TOML file with any of these flags (flags win)");
-  sub->callback([&run, sub, config, config_path, sim] {
-    run = [sub, config, config_path, sim] {
+  sub->add_flag("--print-config", *print_config,
+                "print the effective settings as TOML (for --config) and exit");
+  sub->callback([&run, sub, config, config_path, sim, settings, print_config] {
+    run = [sub, config, config_path, sim, settings, print_config] {
       if (!config_path->empty()) apply_config_file(*sub, *config_path);
+      config->settings_toml = settings->to_toml();
+      if (*print_config) {
+        config->validate();
+        std::printf("# conveyor train settings; run them with: conveyor train --config FILE\n%s",
+                    config->settings_toml.c_str());
+        return kExitOk;
+      }
       pipeline::train(*config, pipeline::TrainHooks{sim->hook()});
       return kExitOk;
     };

@@ -8,16 +8,11 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "model/chunk.h"
+#include "pipeline/forward_pass.h"
 #include "pipeline/message_tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
-
-namespace {
-Deadline peer_deadline() {
-  return Deadline::after_seconds(kPeerWaitSeconds);
-}
-}  // namespace
 
 int sample_index(const float* probs, int n, double u) {
   double cdf = 0;
@@ -33,16 +28,17 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
   const auto& config = m.config();
   const Topology& topo = place.topology;
   const int T = config.seq, V = config.vocab;
-  const int pieces = topo.num_virtual_stages();
   const int replica = topo.place(place.rank).replica;
-  const size_t act_bytes = size_t(T) * config.dim * sizeof(float);
   kernels::Backend& k = m.backend();
   // Batch-of-one chunks over this stage's parameters.
   std::vector<std::unique_ptr<model::ModelChunk>> chunks;
   std::vector<std::unique_ptr<model::Slot>> slots;
+  ForwardChunks mine{&k, {}, {}, size_t(T) * config.dim * sizeof(float)};
   for (int c = 0; c < m.num_chunks(); ++c) {
     chunks.push_back(std::make_unique<model::ModelChunk>(config, m.chunk(c).spec(), m.store(), 1));
     slots.push_back(chunks.back()->make_slot());
+    mine.chunks.push_back(chunks.back().get());
+    mine.slots.push_back(slots.back().get());
   }
   std::vector<int32_t> context;
   for (unsigned char ch : prompt) context.push_back(V == 256 ? ch : 0);
@@ -56,44 +52,24 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
     const size_t start = context.size() > size_t(T) ? context.size() - T : 0;
     const int len = static_cast<int>(context.size() - start);
     int next = 0;
-    for (int vs = 0; vs < pieces; ++vs) {
-      if (topo.rank_of_virtual_stage(replica, vs) != place.rank) continue;
-      const int c = topo.chunk_of(vs);
-      model::Slot& slot = *slots[c];
-      if (vs == 0) {
-        for (int t = 0; t < T; ++t) window[t] = t < len ? context[start + t] : 0;
-        k.from_host(slot.tokens(), window.data(), window.size() * sizeof(int32_t));
-      } else {
-        const int from = topo.rank_of_virtual_stage(replica, vs - 1);
-        if (from == place.rank) {
-          k.copy(slot.input(), slots[topo.chunk_of(vs - 1)]->output(), act_bytes);
-        } else {
-          const auto tag = encode(MessageTag{MessageKind::kGeneration, i, 0, vs});
-          auto r = place.transport->irecv(from, tag, slot.input(), act_bytes);
-          place.transport->wait(r, peer_deadline());
-        }
-      }
-      chunks[c]->forward(slot);
-      if (vs + 1 < pieces) {
-        const int to = topo.rank_of_virtual_stage(replica, vs + 1);
-        if (to != place.rank) {
-          const auto tag = encode(MessageTag{MessageKind::kGeneration, i, 0, vs + 1});
-          k.synchronize();
-          auto r = place.transport->isend(to, tag, slot.output(), act_bytes);
-          place.transport->wait(r, peer_deadline());
-        }
-      } else {
-        k.to_host(probs.data(), slot.probs() + size_t(len - 1) * V, probs.size() * sizeof(float));
-        k.synchronize();
-        const uint64_t key[2] = {seed, static_cast<uint64_t>(i)};
-        const double u = static_cast<double>(XXH3_64bits(key, sizeof key) >> 11) * 0x1.0p-53;
-        next = sample_index(probs.data(), V, u);
-      }
-    }
+    auto load = [&](model::Slot& slot) {
+      for (int t = 0; t < T; ++t) window[t] = t < len ? context[start + t] : 0;
+      k.from_host(slot.tokens(), window.data(), window.size() * sizeof(int32_t));
+    };
+    auto draw = [&](model::Slot& slot) {
+      k.to_host(probs.data(), slot.probs() + size_t(len - 1) * V, probs.size() * sizeof(float));
+      k.synchronize();
+      const uint64_t key[2] = {seed, static_cast<uint64_t>(i)};
+      const double u = static_cast<double>(XXH3_64bits(key, sizeof key) >> 11) * 0x1.0p-53;
+      next = sample_index(probs.data(), V, u);
+    };
+    forward_through_pipeline(place, mine, MessageTag{MessageKind::kGeneration, i, 0, 0}, load,
+                             draw);
     if (place.transport) {  // the head's rank tells everyone the token
       std::vector<uint8_t> bytes(sizeof(int32_t));
       std::memcpy(bytes.data(), &next, sizeof next);
-      place.transport->broadcast(bytes, topo.rank(replica, topo.head_stage()), peer_deadline());
+      place.transport->broadcast(bytes, topo.rank(replica, topo.head_stage()),
+                                 Deadline::after_seconds(kPeerWaitSeconds));
       std::memcpy(&next, bytes.data(), sizeof next);
     }
     context.push_back(next);

@@ -23,6 +23,8 @@ const char* kind_name(MessageKind kind) {
       return "tied wte gradient";
     case MessageKind::kGeneration:
       return "generation activation";
+    case MessageKind::kValidation:
+      return "validation activation";
   }
   return "unknown message";
 }
@@ -61,6 +63,9 @@ std::string describe_message(transport::Tag tag) {
     case MessageKind::kGeneration:
       return fmt::format("{} of token {} for virtual stage {}", kind_name(t.kind), t.step,
                          t.virtual_stage);
+    case MessageKind::kValidation:
+      return fmt::format("{} of batch {} for virtual stage {}, after step {}", kind_name(t.kind),
+                         t.microbatch, t.virtual_stage, t.step);
   }
   return fmt::format("unknown message (tag {:#x})", tag);
 }

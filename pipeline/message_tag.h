@@ -3,9 +3,8 @@
 // The transport matches opaque 48-bit tags (transport/transport.h); this is the only place
 // that gives them meaning. Layout, most significant bit first:
 //   [ kind : 3 | virtual stage : 8 | micro-batch : 16 | step : 21 ]
-// `virtual_stage` is the receiving end's (activations and gradients) or the sender's
-// (generation); the step keeps only its low 21 bits: messages 2^21 steps apart never
-// coexist. A sender and a receiver build the same MessageTag for one message.
+// `virtual_stage` is the receiving end's; the step keeps only its low 21 bits: messages 2^21 steps
+// apart never coexist. A sender and a receiver build the same MessageTag for one message.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +19,7 @@ enum class MessageKind : uint8_t {
   kGradient = 1,      // B's input gradient, to the previous virtual stage
   kTiedGradient = 2,  // the tied embedding's wte gradient, between embedding and head
   kGeneration = 3,    // a generated token's activations, stage to stage
+  kValidation = 4,    // a validation batch's activations (micro-batch: the batch's index)
 };
 
 inline constexpr int kMaxTagVirtualStages = 1 << 8;

@@ -1,6 +1,7 @@
 #include "pipeline/metrics.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -22,16 +23,43 @@ MetricsWriter::~MetricsWriter() {
   if (file_) std::fclose(file_);
 }
 
+namespace {
+
+// A JSON number with `spec` (e.g. "{:.9g}"), or null when it is not finite.
+std::string number(double v, fmt::format_string<double> spec) {
+  return std::isfinite(v) ? fmt::format(spec, double(v)) : std::string("null");
+}
+
+}  // namespace
+
 std::string format_metrics_line(const StepMetrics& m) {
   return fmt::format(
-      "{{\"step\": {}, \"loss\": {:.9g}, \"lr\": {:.9g}, \"grad_norm\": {:.9g}, "
-      "\"tokens_per_s\": {:.1f}, \"step_ms\": {:.3f}, \"bubble\": {:.4f}}}",
-      m.step, m.loss, m.lr, m.grad_norm, m.tokens_per_s, m.step_ms, m.bubble);
+      "{{\"step\": {}, \"loss\": {}, \"lr\": {}, \"grad_norm\": {}, \"tokens_per_s\": {}, "
+      "\"step_ms\": {}, \"bubble\": {}, \"tokens\": {}, \"elapsed_s\": {}, \"time\": {}}}",
+      m.step, number(m.loss, "{:.9g}"), number(m.lr, "{:.9g}"), number(m.grad_norm, "{:.9g}"),
+      number(m.tokens_per_s, "{:.1f}"), number(m.step_ms, "{:.3f}"), number(m.bubble, "{:.4f}"),
+      m.tokens, number(m.elapsed_s, "{:.3f}"), number(m.time, "{:.3f}"));
+}
+
+std::string format_metrics_line(const ValidationMetrics& m) {
+  return fmt::format(
+      "{{\"step\": {}, \"val_loss\": {}, \"val_windows\": {}, \"elapsed_s\": {}, "
+      "\"time\": {}}}",
+      m.step, number(m.val_loss, "{:.9g}"), m.windows, number(m.elapsed_s, "{:.3f}"),
+      number(m.time, "{:.3f}"));
 }
 
 void MetricsWriter::write(const StepMetrics& m) {
+  write_line(format_metrics_line(m));
+}
+
+void MetricsWriter::write(const ValidationMetrics& m) {
+  write_line(format_metrics_line(m));
+}
+
+void MetricsWriter::write_line(const std::string& text) {
   if (!file_) return;
-  std::string line = format_metrics_line(m) + "\n";
+  const std::string line = text + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("writing the metrics file failed: {}", std::strerror(errno)));

@@ -14,11 +14,27 @@ struct StepMetrics {
   double grad_norm = 0;
   double tokens_per_s = 0;
   double step_ms = 0;
-  double bubble = 0;  // idle / step time on the worst stage; 0 with one stage
+  double bubble = 0;     // idle / step time on the worst stage; 0 with one stage
+  int64_t tokens = 0;    // tokens trained on so far, over the whole run (resumes included)
+  double elapsed_s = 0;  // seconds since this process started training
+  double time = 0;       // seconds since the Unix epoch when the step ended
 };
 
-// One JSON object per line: {"step","loss","lr","grad_norm","tokens_per_s","step_ms","bubble"};
-// loss with %.9g so the float round-trips exactly. Appends (a resumed run continues the file).
+// A validation row: the loss on --val-data after optimizer step `step`.
+struct ValidationMetrics {
+  int64_t step = 0;
+  double val_loss = 0;
+  int64_t windows = 0;  // windows of T tokens scored
+  double elapsed_s = 0;
+  double time = 0;
+};
+
+// One JSON object per line. A step row:
+//   {"step","loss","lr","grad_norm","tokens_per_s","step_ms","bubble","tokens","elapsed_s",
+//    "time"}
+// and, with --val-data, a validation row {"step","val_loss","val_windows","elapsed_s","time"}.
+// loss and val_loss with %.9g so the value round-trips exactly. A number that is not finite
+// is written as null, so every line is valid JSON. Appends (a resumed run continues the file).
 class MetricsWriter {
  public:
   MetricsWriter() = default;
@@ -27,14 +43,17 @@ class MetricsWriter {
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;
-  // Writes and flushes one line; no-op without a file.
+  // Write and flush one line; no-op without a file. Throw Error(kRuntime) when writing fails.
   void write(const StepMetrics& m);
+  void write(const ValidationMetrics& m);
 
  private:
+  void write_line(const std::string& line);
   std::FILE* file_ = nullptr;
 };
 
 std::string format_metrics_line(const StepMetrics& m);
+std::string format_metrics_line(const ValidationMetrics& m);
 
 // "step   40/300 | loss 2.4312 | lr 2.9e-03 | 11.2k tok/s | 183 ms | bubble 0.12 | ETA 47s"
 std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_seconds);

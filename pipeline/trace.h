@@ -9,6 +9,8 @@
 // path when it cannot be written.
 #pragma once
 
+#include <cstdio>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,5 +25,33 @@ struct Span {
 };
 
 void write_chrome_trace(const std::string& path, const std::vector<Span>& spans);
+
+// Where a rank streams its own spans while a run goes: trace.json -> trace.rank-3.json.
+std::string trace_part_path(const std::string& path, int rank);
+
+// A rank's trace as the run goes: each append() adds the spans of one step to
+// trace_part_path(path, rank) and flushes, so a run that fails or is killed leaves every
+// finished step's spans. The file is Chrome's JSON Array Format ("[", then one event per
+// line, each followed by ","), which chrome://tracing and ui.perfetto.dev read without the
+// closing bracket. A run that ends cleanly writes the merged trace with write_chrome_trace
+// and then remove()s the parts.
+// Throws Error(kUsage) when the file cannot be created, kRuntime when a write fails.
+class TraceStream {
+ public:
+  TraceStream(const std::string& path, int rank);
+  ~TraceStream();
+  TraceStream(const TraceStream&) = delete;
+  TraceStream& operator=(const TraceStream&) = delete;
+
+  void append(const std::vector<Span>& spans);
+  // Closes and deletes the part file.
+  void remove();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  std::set<int> named_stages_;  // stages whose thread_name event is written
+};
 
 }  // namespace conveyor::pipeline

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <cmath>
+
 #include "common/error.h"
 #include "model/partition.h"
 #include "pipeline/message_tag.h"
@@ -32,10 +34,23 @@ void TrainConfig::validate() const {
     model::parse_partition(partition, model.layers, stages * virtual_stages);  // throws
   }
   CONVEYOR_REQUIRE(steps >= 1, "--steps must be at least 1 (got {})", steps);
-  CONVEYOR_REQUIRE(optim.lr > 0, "--lr must be positive (got {})", optim.lr);
+  // Hyperparameters: finite, and inside the range where AdamW is still an optimizer.
+  CONVEYOR_REQUIRE(std::isfinite(optim.lr) && optim.lr > 0 && optim.lr <= kMaxLearningRate,
+                   "--lr must be a positive number of at most {} (got {}); GPT training uses "
+                   "about 1e-4 to 1e-2",
+                   kMaxLearningRate, optim.lr);
   CONVEYOR_REQUIRE(optim.warmup >= 0, "--warmup must not be negative (got {})", optim.warmup);
-  CONVEYOR_REQUIRE(optim.weight_decay >= 0, "--weight-decay must not be negative (got {})",
+  CONVEYOR_REQUIRE(std::isfinite(optim.weight_decay) && optim.weight_decay >= 0,
+                   "--weight-decay must be a finite number, 0 or more (got {})",
                    optim.weight_decay);
+  // Decoupled decay multiplies each weight by (1 - lr * weight_decay) per step.
+  CONVEYOR_REQUIRE(double(optim.lr) * optim.weight_decay < 1.0,
+                   "--lr {} x --weight-decay {} must be below 1, or every step would zero or "
+                   "flip the weights; GPT training uses a weight decay of about 0.1",
+                   optim.lr, optim.weight_decay);
+  CONVEYOR_REQUIRE(std::isfinite(optim.grad_clip) && optim.grad_clip >= 0,
+                   "--grad-clip must be a finite number, 0 (off) or more (got {})",
+                   optim.grad_clip);
   CONVEYOR_REQUIRE(exit_at_step == -1 || (exit_at_step >= 1 && exit_at_step <= steps),
                    "--exit-at-step {} must be between 1 and --steps {}", exit_at_step, steps);
   CONVEYOR_REQUIRE(device == "cpu" || device == "cuda",
@@ -46,6 +61,16 @@ void TrainConfig::validate() const {
   CONVEYOR_REQUIRE(save_every >= 0, "--save-every must not be negative (got {})", save_every);
   CONVEYOR_REQUIRE(save_every == 0 || !ckpt_dir.empty(),
                    "--save-every {} needs --ckpt-dir to say where checkpoints go", save_every);
+  CONVEYOR_REQUIRE(!async_save || !ckpt_dir.empty(),
+                   "--async-save needs --ckpt-dir to say where checkpoints go");
+  CONVEYOR_REQUIRE(keep >= 0, "--keep must not be negative (got {}; 0 keeps all)", keep);
+  CONVEYOR_REQUIRE(print_every >= 0, "--print-every must not be negative (got {}; 0: none)",
+                   print_every);
+  CONVEYOR_REQUIRE(eval_every >= 0, "--eval-every must not be negative (got {})", eval_every);
+  CONVEYOR_REQUIRE(eval_every == 0 || !val_data.empty(),
+                   "--eval-every {} needs --val-data to say what to score", eval_every);
+  CONVEYOR_REQUIRE(val_windows >= 0, "--val-windows must not be negative (got {}; 0: all)",
+                   val_windows);
   CONVEYOR_REQUIRE(sample >= 0, "--sample must not be negative (got {})", sample);
   CONVEYOR_REQUIRE(threads >= 0, "--threads must not be negative (got {})", threads);
 }

@@ -13,6 +13,10 @@
 
 namespace conveyor::pipeline {
 
+// --lr above this is refused: AdamW's step is about lr per weight, so 1 already moves every
+// weight by its own scale each step.
+inline constexpr float kMaxLearningRate = 1.0f;
+
 struct TrainConfig {
   model::ModelConfig model;
   model::OptimizerConfig optim;
@@ -40,11 +44,20 @@ struct TrainConfig {
   std::string resume;  // "auto" | "none" | PATH; empty = auto when ckpt_dir is set
   bool async_save = false;
 
+  // Validation
+  std::string val_data;      // scored every eval_every steps (and after the last)
+  int64_t eval_every = 0;    // 0: only after the last step (when val_data is set)
+  int64_t val_windows = 64;  // windows of seq tokens scored (0: all of val_data)
+
   // Output
   std::string metrics;
   std::string trace;
   int sample = 0;  // characters generated at the end
   int print_every = 10;
+
+  // Every setting above as `conveyor train --print-config` prints it (TOML that --config
+  // reads back); filled by the CLI, stored in every checkpoint. Not part of to_json().
+  std::string settings_toml;
 
   // Throws Error(kUsage) naming the flag and how to fix it.
   void validate() const;

@@ -1,12 +1,17 @@
 #include "pipeline/trainer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <thread>
 
+#include "checkpoint/fault_injection.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/output_path.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "kernels/backend.h"
@@ -22,6 +27,7 @@
 #include "pipeline/step_reduction.h"
 #include "pipeline/topology.h"
 #include "pipeline/trace.h"
+#include "pipeline/validation.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -96,10 +102,32 @@ double worst_bubble(std::span<const double> schedule_seconds, std::span<const do
   return worst;
 }
 
+// "1 micro-batch", "4 micro-batches"
+std::string plural(int64_t n, const char* one, const char* many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+// Stops the run before a non-finite loss or gradient norm reaches the weights (every rank
+// sees the same reduced numbers, so every rank stops at the same step).
+void require_finite(double loss, double norm, int64_t step) {
+  if (std::isfinite(loss) && std::isfinite(norm)) return;
+  throw Error(ErrorKind::kRuntime,
+              fmt::format("step {}: the {} is {} ; training stopped before the update, and no "
+                          "checkpoint of this step was written",
+                          step + 1, std::isfinite(loss) ? "gradient norm" : "loss",
+                          std::isfinite(loss) ? norm : loss),
+              "lower --lr, keep --grad-clip on, or resume from the last checkpoint");
+}
+
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   config.validate();
+  // Outputs written at the end must fail now, not after the last step.
+  if (!config.trace.empty())
+    require_writable_output(config.trace, "--trace", OutputKind::kReplaced);
+  if (!config.metrics.empty())
+    require_writable_output(config.metrics, "--metrics", OutputKind::kAppended);
   const ScheduleKind kind = parse_schedule_kind(config.schedule);
   const Schedule schedule =
       make_schedule(kind, config.stages, config.microbatches, config.virtual_stages);
@@ -157,6 +185,29 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   std::unique_ptr<MetricsWriter> metrics;
   if (reporter && !config.metrics.empty())
     metrics = std::make_unique<MetricsWriter>(config.metrics);
+  // Validation data: on the stages that read tokens or targets, like the training data.
+  std::optional<data::Dataset> val;
+  int64_t val_windows = 0;
+  if (!config.val_data.empty()) {
+    if (model.holds_embedding() || model.holds_head()) {
+      val = data::Dataset::open(config.val_data, config.model.vocab);
+      const int64_t available = int64_t(data::num_eval_windows(*val, config.model.seq));
+      CONVEYOR_REQUIRE(available > 0,
+                       "--val-data {} has {} tokens, fewer than one window of --seq {} + 1; use "
+                       "more validation data or a smaller --seq",
+                       config.val_data, val->size(), config.model.seq);
+      val_windows = config.val_windows > 0 ? std::min(config.val_windows, available) : available;
+      if (coordinator) CONVEYOR_LOG_INFO("validation data: {}", val->description());
+    }
+    if (transport) {  // a stage without the data learns the window count from the head's
+      std::vector<uint8_t> bytes(sizeof val_windows);
+      std::memcpy(bytes.data(), &val_windows, sizeof val_windows);
+      transport->broadcast(bytes, topology.rank(0, topology.head_stage()), peer_deadline());
+      std::memcpy(&val_windows, bytes.data(), sizeof val_windows);
+    }
+  }
+  const PipelinePlace place{topology, rank, transport.get()};
+  const double started = now_seconds();
 
   ExecutorOptions exec_options;
   exec_options.record_spans = !config.trace.empty();
@@ -164,6 +215,8 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   Executor executor(model, schedule, topology, rank, transport.get(), exec_options);
   int peak_inflight = 0, peak_slots = 0;
   std::vector<Span> trace_spans;
+  std::unique_ptr<TraceStream> trace_stream;  // this rank's spans, on disk as the run goes
+  if (!config.trace.empty()) trace_stream = std::make_unique<TraceStream>(config.trace, rank);
   kernels::Buffer<float> tied_scratch;  // the peer's wte gradient (embedding or head stage)
   if (transport && (model.holds_embedding() != model.holds_head()))
     tied_scratch = backend->alloc<float>(size_t(config.model.vocab) * config.model.dim);
@@ -184,10 +237,15 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     StepResult r = executor.run_step(step, load, loss_scale);
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
     peak_slots = std::max(peak_slots, r.peak_slots);
-    if (!config.trace.empty()) {
+    if (trace_stream) {
+      trace_stream->append(r.spans);
       trace_spans.insert(trace_spans.end(), r.spans.begin(), r.spans.end());
     }
     tie_embedding_gradients(model, transport.get(), topology, rank, step, tied_scratch);
+    if (checkpoint::fault::armed(checkpoint::fault::kNanGradient, step + 1, stage)) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      backend->from_host(model.store().grads().data(), &nan, sizeof nan);
+    }
 
     StepReduction reduction(num_params, config.stages);
     reduction.grad_sum_squares = model.grad_sum_squares();
@@ -204,6 +262,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     }
     checkpoint.on_progress(reduction.save);  // commits a finished async save
     const double norm = model::global_norm(reduction.grad_sum_squares);
+    require_finite(reduction.loss, norm, step);
     const float clip = model::clip_factor(config.optim, norm);
     if (clip != 1.0f) {
       auto grads = model.store().grads();
@@ -223,6 +282,9 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     m.step_ms = step_s * 1e3;
     m.tokens_per_s = config.tokens_per_step() / step_s;
     m.bubble = worst_bubble(reduction.schedule_seconds, reduction.busy_seconds);
+    m.tokens = (step + 1) * config.tokens_per_step();
+    m.elapsed_s = now_seconds() - started;
+    m.time = unix_seconds();
     if (step == start_step) summary.first_loss = m.loss;
     summary.last_loss = m.loss;
     summary.steps_done = step + 1;
@@ -236,6 +298,24 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
       }
     }
     const int64_t steps_done = step + 1;
+    if (val_windows > 0 && ((config.eval_every > 0 && steps_done % config.eval_every == 0) ||
+                            steps_done == end_step)) {
+      ValidationMetrics v;
+      v.step = steps_done;
+      v.val_loss = validation_loss(model, place, val ? &*val : nullptr, val_windows, step);
+      v.windows = val_windows;
+      v.elapsed_s = now_seconds() - started;
+      v.time = unix_seconds();
+      if (reporter) {
+        if (metrics) metrics->write(v);
+        if (config.print_every > 0) {
+          std::printf("step %lld: val loss %.4f (%lld windows)\n",
+                      static_cast<long long>(steps_done), v.val_loss,
+                      static_cast<long long>(val_windows));
+          std::fflush(stdout);
+        }
+      }
+    }
     if ((config.save_every > 0 && steps_done % config.save_every == 0) || steps_done == end_step) {
       checkpoint.save(steps_done);
     }
@@ -246,10 +326,10 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
                 static_cast<long long>(start_step), static_cast<long long>(end_step));
   }
 
-  CONVEYOR_LOG_INFO(
-      "stage {}: at most {} micro-batches in flight, {} activation slots in use (schedule "
-      "bound {})",
-      stage, peak_inflight, peak_slots, schedule.max_inflight(stage));
+  CONVEYOR_LOG_INFO("stage {}: at most {} in flight, {} in use (schedule bound {})", stage,
+                    plural(peak_inflight, "micro-batch", "micro-batches"),
+                    plural(peak_slots, "activation slot", "activation slots"),
+                    schedule.max_inflight(stage));
   if (!config.trace.empty()) {
     std::vector<Span> all = trace_spans;
     if (transport) {
@@ -263,9 +343,9 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
       }
     }
     if (coordinator) write_chrome_trace(config.trace, all);
+    trace_stream->remove();  // the merged trace holds its spans
   }
   if (config.sample > 0) {
-    const PipelinePlace place{topology, rank, transport.get()};
     std::string text = generate(model, place, "\n", config.sample, config.seed);
     if (reporter) {
       std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());

@@ -25,7 +25,7 @@ struct InFlight {
 // stage -> the "stage S: at most K micro-batches in flight (schedule bound B)" line's values.
 std::map<int, InFlight> in_flight(const std::string& output) {
   static const std::regex re(
-      R"(stage (\d+): at most (\d+) micro-batches in flight, (\d+) activation slots in use \(schedule bound (\d+)\))");
+      R"(stage (\d+): at most (\d+) micro-batch(?:es)? in flight, (\d+) activation slots? in use \(schedule bound (\d+)\))");
   std::map<int, InFlight> out;
   std::istringstream in(output);
   std::string line;
