@@ -37,46 +37,6 @@ std::string human_count(uint64_t n) {
   return fmt::format("{:.1f}B", n / 1e9);
 }
 
-// An open file that closes itself; every failure becomes a kRuntime Error naming the path.
-class InputFile {
- public:
-  explicit InputFile(const fs::path& path)
-      : path_(path), file_(std::fopen(path.c_str(), "rb"), &std::fclose) {
-    if (!file_) {
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("cannot open data file {}: {}", path_.string(), std::strerror(errno)),
-                  "check that it exists and is readable");
-    }
-  }
-
-  // Reads exactly `n` bytes or throws (a file that shrank while we read it).
-  void read_exactly(void* dst, size_t n) {
-    if (n == 0) return;
-    if (std::fread(dst, 1, n, file_.get()) != n) {
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("reading data file {} failed: {}", path_.string(),
-                              std::ferror(file_.get()) ? std::strerror(errno) : "unexpected end"),
-                  "was the file changed while conveyor read it?");
-    }
-  }
-
- private:
-  fs::path path_;
-  std::unique_ptr<FILE, int (*)(FILE*)> file_;
-};
-
-uint64_t file_size_or_throw(const fs::path& path) {
-  std::error_code ec;
-  const uint64_t n = fs::file_size(path, ec);
-  if (ec) {
-    throw Error(
-        ErrorKind::kRuntime,
-        fmt::format("cannot read the size of data file {}: {}", path.string(), ec.message()),
-        "check that it exists and is readable");
-  }
-  return n;
-}
-
 // The files a --data path stands for, in reading order.
 std::vector<fs::path> list_inputs(const std::string& path) {
   std::error_code ec;
@@ -130,16 +90,18 @@ std::vector<fs::path> list_inputs(const std::string& path) {
   return unique;
 }
 
-void require_tokens_below_vocab(const uint16_t* tokens, size_t n, int vocab,
+// `tokens` holds n little-endian uint16 tokens (a mapped file: not necessarily aligned).
+void require_tokens_below_vocab(const uint8_t* tokens, size_t n, int vocab,
                                 const std::string& where) {
   for (size_t i = 0; i < n; ++i) {
-    if (tokens[i] >= vocab) {
-      throw Error(
-          ErrorKind::kUsage,
-          fmt::format("{}: token {} at index {} is >= --vocab {}", where, tokens[i], i, vocab),
-          fmt::format("pass --vocab {} or more, or regenerate the data with the "
-                      "tokenizer the model is meant for",
-                      tokens[i] + 1));
+    uint16_t token;
+    std::memcpy(&token, tokens + 2 * i, sizeof token);
+    if (token >= vocab) {
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("{}: token {} at index {} is >= --vocab {}", where, token, i, vocab),
+                  fmt::format("pass --vocab {} or more, or regenerate the data with the "
+                              "tokenizer the model is meant for",
+                              token + 1));
     }
   }
 }
@@ -166,7 +128,8 @@ Dataset Dataset::open(const std::string& path, int vocab) {
   if (d.is_token_file_) {
     for (const fs::path& f : files) {
       const std::string name = f.string();
-      const uint64_t bytes = file_size_or_throw(f);
+      auto file = std::make_shared<const MappedFile>(f);
+      const uint64_t bytes = file->size();
       total_bytes += bytes;
       if (bytes < kTokenFileHeaderBytes) {
         throw Error(ErrorKind::kUsage,
@@ -174,9 +137,8 @@ Dataset Dataset::open(const std::string& path, int vocab) {
                                 bytes, kTokenFileHeaderBytes),
                     "regenerate it with llm.c's data scripts (or rename it if it is text)");
       }
-      InputFile in(f);
       int32_t header[kTokenFileHeaderInts];
-      in.read_exactly(header, sizeof(header));
+      std::memcpy(header, file->data(), sizeof(header));
       if (header[0] != kTokenFileMagic) {
         throw Error(ErrorKind::kUsage,
                     fmt::format("token file {} has magic {}, expected {}", name, header[0],
@@ -200,30 +162,27 @@ Dataset Dataset::open(const std::string& path, int vocab) {
                                 name, bytes, count, expected),
                     "the file is truncated or corrupt; regenerate it");
       }
-      const size_t old = d.tokens16_.size();
-      d.tokens16_.resize(old + static_cast<size_t>(count));
-      in.read_exactly(d.tokens16_.data() + old, static_cast<size_t>(count) * sizeof(uint16_t));
-      require_tokens_below_vocab(d.tokens16_.data() + old, static_cast<size_t>(count), vocab, name);
+      const uint8_t* body = file->data() + kTokenFileHeaderBytes;
+      require_tokens_below_vocab(body, static_cast<size_t>(count), vocab, name);
+      d.add_segment(body, static_cast<size_t>(count));
+      d.files_.push_back(std::move(file));
     }
   } else {
-    std::vector<uint64_t> sizes;
-    for (const fs::path& f : files) sizes.push_back(file_size_or_throw(f));
-    for (uint64_t s : sizes) total_bytes += s;
-    d.bytes_.reserve(total_bytes);
-    for (size_t k = 0; k < files.size(); ++k) {
-      const size_t old = d.bytes_.size();
-      d.bytes_.resize(old + sizes[k]);
-      InputFile(files[k]).read_exactly(d.bytes_.data() + old, sizes[k]);
+    for (const fs::path& f : files) {
+      auto file = std::make_shared<const MappedFile>(f);
+      total_bytes += file->size();
       if (vocab < 256) {
-        for (size_t i = old; i < d.bytes_.size(); ++i) {
-          if (d.bytes_[i] >= vocab) {
+        for (size_t i = 0; i < file->size(); ++i) {
+          if (file->data()[i] >= vocab) {
             throw Error(ErrorKind::kUsage,
-                        fmt::format("{}: byte {} at index {} is >= --vocab {}", files[k].string(),
-                                    d.bytes_[i], i - old, vocab),
+                        fmt::format("{}: byte {} at index {} is >= --vocab {}", f.string(),
+                                    file->data()[i], i, vocab),
                         "byte-level text needs --vocab 256 (or more)");
           }
         }
       }
+      d.add_segment(file->data(), file->size());
+      d.files_.push_back(std::move(file));
     }
   }
 
@@ -250,23 +209,61 @@ Dataset Dataset::from_tokens(const std::vector<uint16_t>& tokens, int vocab,
                              const std::string& name) {
   CONVEYOR_REQUIRE(vocab >= 1, "--vocab {} must be at least 1", vocab);
   CONVEYOR_REQUIRE(!tokens.empty(), "{}: no tokens", name);
-  require_tokens_below_vocab(tokens.data(), tokens.size(), vocab, name);
   Dataset d;
   d.vocab_ = vocab;
   d.is_token_file_ = true;
-  d.tokens16_ = tokens;
+  d.owned_ = std::make_shared<const std::vector<uint16_t>>(tokens);
+  const auto* base = reinterpret_cast<const uint8_t*>(d.owned_->data());
+  require_tokens_below_vocab(base, tokens.size(), vocab, name);
+  d.add_segment(base, tokens.size());
   d.description_ = fmt::format("{}: {} tokens (uint16, in memory)", name, human_count(d.size()));
   return d;
+}
+
+void Dataset::add_segment(const uint8_t* base, size_t count) {
+  if (count == 0) return;
+  segments_.push_back({base, size_, count});
+  size_ += count;
+}
+
+// The address of token i, and how many tokens follow it in its segment (itself included).
+const uint8_t* Dataset::token_address(size_t i, size_t* left_in_segment) const {
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), i,
+                             [](size_t index, const Segment& s) { return index < s.first; });
+  const Segment& seg = *std::prev(it);
+  *left_in_segment = seg.first + seg.count - i;
+  return seg.base + (i - seg.first) * (is_token_file_ ? 2 : 1);
+}
+
+int32_t Dataset::operator[](size_t i) const {
+  size_t left = 0;
+  const uint8_t* p = token_address(i, &left);
+  if (!is_token_file_) return *p;
+  uint16_t token;
+  std::memcpy(&token, p, sizeof token);
+  return token;
 }
 
 void Dataset::read(size_t begin, size_t count, int32_t* out) const {
   CONVEYOR_CHECK(begin <= size() && count <= size() - begin,
                  "token range [{}, {}) is outside the data ({} tokens)", begin, begin + count,
                  size());
-  if (is_token_file_) {
-    std::copy_n(tokens16_.data() + begin, count, out);
-  } else {
-    std::copy_n(bytes_.data() + begin, count, out);
+  while (count > 0) {  // a window may span two files of a folder
+    size_t left = 0;
+    const uint8_t* p = token_address(begin, &left);
+    const size_t n = std::min(left, count);
+    if (is_token_file_) {
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t token;
+        std::memcpy(&token, p + 2 * i, sizeof token);
+        out[i] = token;
+      }
+    } else {
+      std::copy_n(p, n, out);
+    }
+    begin += n;
+    count -= n;
+    out += n;
   }
 }
 

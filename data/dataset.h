@@ -1,18 +1,22 @@
-// Training data: a read-only sequence of token ids held in memory.
+// Training data: a read-only sequence of token ids, mapped from its files.
 //
 // Two kinds of input (DESIGN.md, Data):
 //   - byte-level text: one token per byte, vocabulary 256 (the default corpus is Debian's
 //     fortunes package);
 //   - llm.c token files (.bin, see data/token_file.h): uint16 tokens, e.g. GPT-2 BPE.
-// Tokens are stored compactly (uint8 for text, uint16 for token files) and widened to int32
-// on read. A Dataset is immutable after open(): every const method is safe to call from any
-// number of threads at once.
+// Files are memory-mapped, not read into memory (a corpus larger than memory trains; the
+// kernel pages it), and tokens are widened to int32 on read (uint8 for text, uint16 for
+// token files). A Dataset is immutable after open(): every const method is safe to call from
+// any number of threads at once. Copies share the mappings.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "data/mapped_file.h"
 
 namespace conveyor::data {
 
@@ -28,7 +32,7 @@ class Dataset {
   // name.
   // A path ending in ".bin", or a folder whose files all end in ".bin", is read as llm.c token
   // files; anything else is byte-level text (one token per byte).
-  // Blocking: reads all files into memory.
+  // Blocking: maps every file and reads it once to check its tokens against `vocab`.
   // Throws conveyor::Error(kUsage), with a message naming the path and a hint saying how to fix
   // it, for: vocab < 1, missing path, a path that is neither a file nor a folder, a folder with
   // no usable files, a folder mixing .bin and text files, no data at all, bad .bin magic or
@@ -41,12 +45,10 @@ class Dataset {
   static Dataset from_tokens(const std::vector<uint16_t>& tokens, int vocab,
                              const std::string& name = "<memory>");
 
-  size_t size() const { return is_token_file_ ? tokens16_.size() : bytes_.size(); }
+  size_t size() const { return size_; }
 
   // Token i. REQUIRES: i < size() (not checked; use read() for checked access).
-  int32_t operator[](size_t i) const {
-    return is_token_file_ ? static_cast<int32_t>(tokens16_[i]) : static_cast<int32_t>(bytes_[i]);
-  }
+  int32_t operator[](size_t i) const;
 
   // Copies tokens [begin, begin+count) to out[0..count-1] as int32.
   // Throws kRuntime if the range is out of bounds.
@@ -59,11 +61,21 @@ class Dataset {
 
  private:
   Dataset() = default;
+  // Appends `count` tokens stored at `base` (uint8 for text, uint16 for token files).
+  void add_segment(const uint8_t* base, size_t count);
+  const uint8_t* token_address(size_t i, size_t* left_in_segment) const;
 
+  // One file's tokens, in order; `first` is the index of its first token in the dataset.
+  struct Segment {
+    const uint8_t* base = nullptr;
+    size_t first = 0, count = 0;
+  };
   bool is_token_file_ = false;
   int vocab_ = 0;
-  std::vector<uint8_t> bytes_;      // byte-level text
-  std::vector<uint16_t> tokens16_;  // token files
+  size_t size_ = 0;
+  std::vector<Segment> segments_;
+  std::vector<std::shared_ptr<const MappedFile>> files_;  // what the segments point into
+  std::shared_ptr<const std::vector<uint16_t>> owned_;    // from_tokens()
   std::string description_;
 };
 

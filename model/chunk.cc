@@ -23,24 +23,27 @@ struct ModelChunk::LayerParams {
   float *d_ln2_w, *d_ln2_b, *d_fc_w, *d_fc_b, *d_mproj_w, *d_mproj_b;
 };
 
-// Offsets (in floats) of every tensor inside a Slot's buffer. One table, computed once.
-struct ModelChunk::Layout {
+// Offsets (in floats) of every tensor inside a Slot's buffer. One table, computed once. Size
+// is size_t for the real layout and double for ModelChunk::slot_floats()'s estimate (which
+// must not overflow on absurd shapes, so that they can be refused).
+template <class Size>
+struct SlotLayout {
   struct LayerOffsets {
     // forward activations
-    size_t ln1, ln1_mean, ln1_rstd, qkv, att, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
+    Size ln1, ln1_mean, ln1_rstd, qkv, att, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
         res3;
     // gradient stash for W
-    size_t d_res3, d_fch, d_ln2, d_res2, d_qkv, d_ln1;
+    Size d_res3, d_fch, d_ln2, d_res2, d_qkv, d_ln1;
   };
   std::vector<LayerOffsets> layers;
-  size_t input, input_grad, output_grad;
-  size_t lnf, lnf_mean, lnf_rstd, probs, losses, d_logits, d_lnf;  // head only
-  size_t total = 0;
+  Size input, input_grad, output_grad;
+  Size lnf, lnf_mean, lnf_rstd, probs, losses, d_logits, d_lnf;  // head only
+  Size total = 0;
 
-  Layout(int num_layers, bool head, size_t B, size_t T, size_t C, size_t NH, size_t V) {
-    const size_t N = B * T;
-    auto take = [&](size_t n) {
-      size_t at = total;
+  SlotLayout(int num_layers, bool head, Size B, Size T, Size C, Size NH, Size V) {
+    const Size N = B * T;
+    auto take = [&](Size n) {
+      Size at = total;
       total += n;
       return at;
     };
@@ -82,6 +85,25 @@ struct ModelChunk::Layout {
     }
   }
 };
+
+struct ModelChunk::Layout : SlotLayout<size_t> {
+  using SlotLayout<size_t>::SlotLayout;
+};
+
+double ModelChunk::slot_floats(const ModelConfig& config, const ChunkSpec& spec,
+                               int micro_batch_size) {
+  const SlotLayout<double> layout(spec.num_layers, spec.has_head, micro_batch_size, config.seq,
+                                  config.dim, config.heads, config.vocab);
+  return layout.total + 2.0 * micro_batch_size * config.seq;  // + tokens and targets
+}
+
+double ModelChunk::scratch_floats(const ModelConfig& config, const ChunkSpec& spec,
+                                  int micro_batch_size) {
+  const double N = double(micro_batch_size) * config.seq, C = config.dim;
+  double n = 6 * N * C + double(micro_batch_size) * config.heads * config.seq * config.seq;
+  if (spec.has_head) n += N * config.vocab + double(config.vocab) * C;
+  return n;
+}
 
 ModelChunk::ModelChunk(const ModelConfig& config, const ChunkSpec& spec, ParamStore& store,
                        int micro_batch_size)

@@ -74,6 +74,12 @@ class ModelChunk {
   const ChunkSpec& spec() const { return spec_; }
   std::unique_ptr<Slot> make_slot() const;
 
+  // What make_slot() and the constructor's scratch allocate, in floats, computed in double
+  // before anything is allocated (StageModel::estimate_memory).
+  static double slot_floats(const ModelConfig& config, const ChunkSpec& spec, int micro_batch_size);
+  static double scratch_floats(const ModelConfig& config, const ChunkSpec& spec,
+                               int micro_batch_size);
+
   // F: first chunk reads slot.tokens(), others slot.input(). Writes slot.output(), or, on
   // the last chunk, the loss (reads slot.targets()).
   void forward(Slot& slot);

@@ -12,6 +12,7 @@ void ModelConfig::validate() const {
                    "--dim {} is not divisible by --heads {}; choose a --dim that is a multiple of "
                    "--heads (for example {})",
                    dim, heads, (dim / heads + 1) * heads);
+  CONVEYOR_REQUIRE(dim <= kMaxDim, "--dim must be at most {} (got {})", kMaxDim, dim);
   CONVEYOR_REQUIRE(seq >= 1, "--seq must be at least 1 (got {})", seq);
   CONVEYOR_REQUIRE(vocab >= 2 && vocab <= 65536,
                    "--vocab must be between 2 and 65536 (got {}); byte-level text uses 256, "

@@ -7,6 +7,9 @@
 
 namespace conveyor::model {
 
+// The widest model the kernels index with 32-bit ints (the MLP is 4 x dim wide).
+inline constexpr int kMaxDim = (1 << 29) - 1;
+
 struct ModelConfig {
   int layers = 4;   // transformer blocks (L)
   int heads = 4;    // attention heads (H)

@@ -1,5 +1,7 @@
 #include "model/stage_model.h"
 
+#include <algorithm>
+
 #include <set>
 
 namespace conveyor::model {
@@ -33,6 +35,28 @@ std::vector<ParamSpec> parameters_for(const std::vector<ParamSpec>& table,
 }
 
 }  // namespace
+
+StageMemory StageModel::estimate_memory(const ModelConfig& config,
+                                        const std::vector<ChunkSpec>& chunks, int micro_batch_size,
+                                        int slots) {
+  double weights = 0;
+  for (const ParamSpec& p : parameters_for(parameter_table(config), chunks)) {
+    double n = 1;
+    for (int64_t d : p.shape) n *= double(d);
+    weights += n;
+  }
+  StageMemory m;
+  m.parameters = weights * sizeof(float);
+  m.gradients = m.parameters;
+  m.optimizer = 2 * m.parameters;
+  double largest_slot = 0;
+  for (const ChunkSpec& c : chunks) {
+    largest_slot = std::max(largest_slot, ModelChunk::slot_floats(config, c, micro_batch_size) * 4);
+    m.scratch += ModelChunk::scratch_floats(config, c, micro_batch_size) * 4;
+  }
+  m.activations = double(slots) * largest_slot;
+  return m;
+}
 
 StageModel::StageModel(kernels::Backend& backend, const ModelConfig& config,
                        std::vector<ChunkSpec> chunks, int micro_batch_size)

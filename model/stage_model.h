@@ -16,8 +16,25 @@
 
 namespace conveyor::model {
 
+// What one stage will hold in memory, in bytes, estimated from the shapes alone (double:
+// absurd sizes estimate to a huge number instead of overflowing).
+struct StageMemory {
+  double parameters = 0;   // this stage's weights
+  double gradients = 0;    // one per weight
+  double optimizer = 0;    // AdamW's two moments per weight
+  double activations = 0;  // `slots` activation slots (of the largest chunk)
+  double scratch = 0;      // per-chunk scratch, the head's logits and its wte gradient
+  double total() const { return parameters + gradients + optimizer + activations + scratch; }
+};
+
 class StageModel {
  public:
+  // The memory a StageModel of these arguments will allocate, with `slots` activation slots
+  // in use at once (over all its chunks; the schedule's bound).
+  static StageMemory estimate_memory(const ModelConfig& config,
+                                     const std::vector<ChunkSpec>& chunks, int micro_batch_size,
+                                     int slots);
+
   // `chunks`: the specs of the pieces this stage runs, in chunk order (chunk 0 first).
   // `backend` runs every op and allocates every buffer; it must outlive the model.
   StageModel(kernels::Backend& backend, const ModelConfig& config, std::vector<ChunkSpec> chunks,

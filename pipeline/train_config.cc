@@ -3,6 +3,9 @@
 #include <xxhash.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <thread>
 
 #include "common/error.h"
 #include "model/partition.h"
@@ -73,6 +76,18 @@ void TrainConfig::validate() const {
                    val_windows);
   CONVEYOR_REQUIRE(sample >= 0, "--sample must not be negative (got {})", sample);
   CONVEYOR_REQUIRE(threads >= 0, "--threads must not be negative (got {})", threads);
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  CONVEYOR_REQUIRE(cores <= 0 || threads <= cores,
+                   "--threads {} is more than the {} cores of this host; use at most {} (0 shares "
+                   "the cores among the stages)",
+                   threads, cores, cores);
+  // The kernels index a micro-batch's rows (micro-batch size x seq) and the MLP's width
+  // (4 x dim) with 32-bit ints; memory is checked against the host at start-up.
+  CONVEYOR_REQUIRE(int64_t(micro_batch_size) * model.seq <= std::numeric_limits<int32_t>::max(),
+                   "--micro-batch-size {} x --seq {} = {} tokens per micro-batch is more than "
+                   "the {} one micro-batch can hold; use fewer, smaller sequences",
+                   micro_batch_size, model.seq, int64_t(micro_batch_size) * model.seq,
+                   std::numeric_limits<int32_t>::max());
 }
 
 nlohmann::json TrainConfig::to_json() const {

@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "checkpoint/fault_injection.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/host_memory.h"
 #include "common/log.h"
 #include "common/output_path.h"
 #include "data/dataset.h"
@@ -102,6 +104,27 @@ double worst_bubble(std::span<const double> schedule_seconds, std::span<const do
   return worst;
 }
 
+// Refuses (exit 2) a stage whose model, optimizer state and activations at the schedule's
+// peak (`inflight` micro-batches, plus the receive posted ahead) do not fit in the memory
+// this host has available.
+void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
+                         int inflight) {
+  const auto need =
+      model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size, inflight + 1);
+  const auto available = available_memory_bytes();
+  if (!available || need.total() <= *available) return;
+  throw Error(ErrorKind::kUsage,
+              fmt::format("this stage needs about {} of memory (weights {}, gradients {}, AdamW "
+                          "moments {}, activations of {} micro-batches {}, scratch {}) but this "
+                          "host has {} available",
+                          human_bytes_binary(need.total()), human_bytes_binary(need.parameters),
+                          human_bytes_binary(need.gradients), human_bytes_binary(need.optimizer),
+                          inflight + 1, human_bytes_binary(need.activations),
+                          human_bytes_binary(need.scratch), human_bytes_binary(*available)),
+              "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
+              "more --stages");
+}
+
 // "1 micro-batch", "4 micro-batches"
 std::string plural(int64_t n, const char* one, const char* many) {
   return fmt::format("{} {}", n, n == 1 ? one : many);
@@ -135,21 +158,26 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   const Topology topology = Topology::make(1, config.stages, config.virtual_stages);
 
   std::unique_ptr<transport::Transport> transport;
+  std::optional<transport::Options> options;
   int rank = 0;
   if (topology.world_size() > 1) {
-    auto options = transport::options_from_env(config.fingerprint());
-    CONVEYOR_REQUIRE(options.world_size == topology.world_size(),
+    options = transport::options_from_env(config.fingerprint());
+    CONVEYOR_REQUIRE(options->world_size == topology.world_size(),
                      "WORLD_SIZE is {} but --stages is {}; start one process per stage, e.g. "
                      "conveyor launch --nproc {} -- conveyor train --stages {} ...",
-                     options.world_size, config.stages, config.stages, config.stages);
-    rank = options.rank;
+                     options->world_size, config.stages, config.stages, config.stages);
+    rank = options->rank;
     log::init(rank, topology.place(rank).stage);
-    transport = transport::Transport::create(options);
-    transport->set_tag_describer(describe_message);
   } else {
     log::init();
   }
   const int stage = topology.place(rank).stage;
+  // Before any peer is waited for: a stage that cannot fit refuses the run at once.
+  require_memory_fits(config, my_chunks(config, topology, stage), schedule.max_inflight(stage));
+  if (options) {
+    transport = transport::Transport::create(*options);
+    transport->set_tag_describer(describe_message);
+  }
   const bool coordinator = rank == topology.coordinator_rank();
   auto backend = kernels::make_backend({config.device, kernel_threads(config)});
 

@@ -184,3 +184,25 @@ TEST_CASE("a run that fails leaves a trace of every step it finished", "[cli][ha
   CHECK(nlohmann::json::parse(read_file(clean)).contains("traceEvents"));
   CHECK(!std::filesystem::exists(dir / "clean.rank-0.json"));
 }
+
+TEST_CASE("sizes too large for this host exit 2 stating need and available", "[cli][hardening]") {
+  expect_refused(tiny({"--dim", "1000000", "--heads", "1"}), "this stage needs about");
+  expect_refused(tiny({"--dim", "1000000", "--heads", "1"}), "available");
+  expect_refused(tiny({"--seq", "2000000000"}), "tokens per micro-batch");
+  expect_refused(tiny({"--micro-batch-size", "1000000000"}), "tokens per micro-batch");
+  expect_refused(tiny({"--micro-batch-size", "100000", "--seq", "1000"}), "this stage needs about");
+  expect_refused(tiny({"--threads", "100000"}), "cores of this host");
+}
+
+TEST_CASE("a data file larger than memory is mapped, not read in", "[cli][hardening]") {
+  TempDir dir;
+  // 64 GiB of zero bytes (a sparse file: nothing is written to disk) is more than this
+  // machine's memory; reading it into a buffer would fail.
+  const auto big = dir / "big.txt";
+  { std::ofstream out(big); }
+  std::filesystem::resize_file(big, uint64_t{64} << 30);
+  auto r = run_conveyor(tiny({"--steps", "1", "--data", big.string()}));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("68.7 GB") != std::string::npos);  // the description names its size
+}
