@@ -45,6 +45,26 @@ std::string ucx_complaints(const std::string& output) {
   return found;
 }
 
+// Only what UCX says while it is torn down (request pool leaks, failed assertions, flushes
+// that fail, endpoints left over). When a peer is killed under UCX_TLS=tcp, UCX may also log
+// its own failed attempt to reconnect to it ("connect(...) failed: Connection refused"),
+// during progress and before the bootstrap has told this rank; that is UCX reporting the
+// death, not the teardown.
+std::string ucx_teardown_complaints(const std::string& output) {
+  std::string found, line;
+  std::istringstream in(output);
+  while (std::getline(in, line)) {
+    for (const char* sign :
+         {"mpool", "Assertion", "flush", "were not destroyed", "were not flushed", "backtrace"}) {
+      if (line.find(sign) != std::string::npos) {
+        found += line + "\n";
+        break;
+      }
+    }
+  }
+  return found;
+}
+
 }  // namespace
 
 TEST_CASE("a killed peer makes every survivor fail as a peer failure, naming it", "[transport]") {
@@ -87,7 +107,7 @@ TEST_CASE("a killed peer makes every survivor fail as a peer failure, naming it"
     REQUIRE(out[r].exit_code == 0);
     CHECK(out[r].text.rfind("peer failed: ", 0) == 0);
     CHECK(out[r].text.find(fmt::format("rank {}", victim)) != std::string::npos);
-    CHECK(ucx_complaints(out[r].output) == "");
+    CHECK(ucx_teardown_complaints(out[r].output) == "");
   }
 }
 
