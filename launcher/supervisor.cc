@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/net.h"
+#include "transport/job_failure.h"
 
 extern char** environ;
 
@@ -44,6 +47,9 @@ std::string self_exe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// Every rank gets the report socket (transport/job_failure.h) at this descriptor.
+constexpr int kReportFd = 3;
+
 struct Child {
   int rank = 0;
   pid_t pid = -1;
@@ -51,6 +57,7 @@ struct Child {
   std::string partial;  // output not yet ended by a newline
   bool exited = false;
   int exit_code = 0;
+  bool killed_silent = false;  // we killed it because the job declared it silent
 };
 
 bool g_quiet = false;
@@ -78,7 +85,7 @@ void emit(Child& c, const char* data, size_t n, bool flush_partial) {
 }
 
 pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-            int* out_fd) {
+            int report_fd, int* out_fd) {
   int fds[2];
   CONVEYOR_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe failed: {}", std::strerror(errno));
   pid_t pid = fork();
@@ -87,6 +94,11 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
     setpgid(0, 0);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
+    // dup2 onto itself would keep close-on-exec.
+    if (report_fd == kReportFd)
+      fcntl(kReportFd, F_SETFD, 0);
+    else
+      dup2(report_fd, kReportFd);
     std::vector<char*> a, e;
     for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
     a.push_back(nullptr);
@@ -108,13 +120,24 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   std::vector<std::string> base_env;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
-    static const char* kOwned[] = {"RANK=",        "WORLD_SIZE=",  "LOCAL_RANK=",
-                                   "MASTER_ADDR=", "MASTER_PORT=", "CONVEYOR_JOB_TOKEN="};
+    static const char* kOwned[] = {"RANK=",
+                                   "WORLD_SIZE=",
+                                   "LOCAL_RANK=",
+                                   "MASTER_ADDR=",
+                                   "MASTER_PORT=",
+                                   "CONVEYOR_JOB_TOKEN=",
+                                   "CONVEYOR_FAILURE_REPORT_FD="};
     bool owned = false;
     for (const char* k : kOwned) owned |= s.rfind(k, 0) == 0;
     if (!owned) base_env.push_back(s);
   }
   const int world = o.nproc * o.nnodes;
+  // The ranks report here which rank the job blamed, the moment they learn it: a rank that
+  // went silent cannot say so itself, and its peers' exit code 3 only says "a peer failed".
+  int report[2];
+  CONVEYOR_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, report) == 0,
+                 "socketpair failed: {}", std::strerror(errno));
+  fcntl(report[0], F_SETFL, O_NONBLOCK);
   std::vector<Child> children(o.nproc);
   for (int i = 0; i < o.nproc; ++i) {
     auto env = base_env;
@@ -125,21 +148,70 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     env.push_back("MASTER_ADDR=" + o.master_addr);
     env.push_back(fmt::format("MASTER_PORT={}", port));
     env.push_back("CONVEYOR_JOB_TOKEN=" + token);
+    env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
     children[i].rank = rank;
-    children[i].pid = spawn(argv, env, &children[i].out_fd);
+    children[i].pid = spawn(argv, env, report[1], &children[i].out_fd);
   }
+  close(report[1]);
 
   int result = 0;
   bool stopping = false;
   using Clock = std::chrono::steady_clock;
   // After a failure: survivors get kNoticeTime to notice the dead peer themselves (and say
-  // so, naming it), then SIGTERM, then SIGKILL after the grace time.
+  // so, naming it), then SIGTERM, then SIGKILL after the grace time. When a rank reported
+  // the failure, the job has told them already: they are on their way out.
   constexpr auto kNoticeTime = std::chrono::seconds(2);
   auto term_at = Clock::time_point::max();
   auto stop_deadline = Clock::time_point::max();
   auto stop_all = [&](int sig) {
     for (auto& c : children) {
       if (!c.exited) kill(-c.pid, sig);
+    }
+  };
+  auto begin_stopping = [&] {
+    stopping = true;
+    term_at = Clock::now() + kNoticeTime;
+    stop_deadline = term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+  };
+  // The first line says which rank failed: the one the job blamed when a rank reported it,
+  // else the first rank to fail. `blamed` is that rank (-1: not known).
+  bool announced = false;
+  int blamed = -1;
+  auto is_local = [&](int rank) {
+    return std::any_of(children.begin(), children.end(),
+                       [&](const Child& c) { return c.rank == rank; });
+  };
+  bool reported = false;
+  auto on_report = [&](const transport::JobFailure& f) {
+    if (reported || f.rank < 0) return;  // every survivor reports the same failure
+    reported = true;
+    Child* local = nullptr;
+    for (auto& c : children)
+      if (c.rank == f.rank && !c.exited) local = &c;
+    // A silent rank is stopped or hung: SIGTERM would wait for it to wake up. The job has
+    // already declared it dead, so it is killed now.
+    const bool kill_it = local && f.cause == transport::FailureCause::kSilent;
+    if (!announced && g_signal == 0) {
+      announced = true;
+      blamed = f.rank;
+      std::fprintf(stderr, "conveyor launch: %s; %s\n", f.reason.c_str(),
+                   kill_it ? "killing it and stopping the others" : "stopping the others");
+      if (result == 0) result = kExitPeerFailed;  // until a rank's own code says more
+      begin_stopping();
+    } else if (kill_it) {  // a survivor's exit 3 came first
+      if (blamed < 0) blamed = f.rank;
+      std::fprintf(stderr, "conveyor launch: %s; killing it\n", f.reason.c_str());
+    }
+    if (kill_it) {
+      kill(-local->pid, SIGKILL);
+      local->killed_silent = true;
+    }
+  };
+  auto drain_reports = [&] {
+    uint8_t buf[64 * 1024];
+    ssize_t n;
+    while ((n = recv(report[0], buf, sizeof buf, 0)) > 0) {
+      if (auto f = transport::decode_failure_report({buf, static_cast<size_t>(n)})) on_report(*f);
     }
   };
   for (;;) {
@@ -159,8 +231,10 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
         owners.push_back(&c);
       }
     }
-    if (!fds.empty()) poll(fds.data(), fds.size(), 100);
-    for (size_t i = 0; i < fds.size(); ++i) {
+    fds.push_back({report[0], POLLIN, 0});
+    poll(fds.data(), fds.size(), 100);
+    drain_reports();
+    for (size_t i = 0; i + 1 < fds.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[65536];
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
@@ -180,15 +254,22 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       if (r != c.pid) continue;
       c.exited = true;
       c.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (c.exit_code != 0 && !stopping) {
+      if (c.exit_code == 0) continue;
+      // A rank reports the blamed rank before it exits: read that first.
+      if (!announced) drain_reports();
+      if (!announced && !stopping) {
+        announced = true;
+        blamed = c.exit_code == kExitPeerFailed ? -1 : c.rank;
         std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d); stopping the others\n",
                      c.rank, c.exit_code);
         result = c.exit_code;
-        stopping = true;
-        term_at = Clock::now() + kNoticeTime;
-        stop_deadline =
-            term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
-      } else if (c.exit_code != 0 && result == 3 && c.exit_code != 3) {
+        begin_stopping();
+      } else if (c.rank == blamed) {  // named by a report before it ended
+        std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d%s)\n", c.rank, c.exit_code,
+                     c.killed_silent ? ", killed by launch" : "");
+        result = c.exit_code;  // the blamed rank's own status says most
+      } else if (result == kExitPeerFailed && c.exit_code != kExitPeerFailed &&
+                 !(blamed >= 0 && is_local(blamed))) {
         result = c.exit_code;  // a rank's own failure says more than "a peer failed"
       }
     }
@@ -204,6 +285,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       stop_deadline = Clock::time_point::max();
     }
   }
+  close(report[0]);
   return result;
 }
 

@@ -1,6 +1,13 @@
 // The per-node supervisor behind `conveyor launch`: starts N local ranks of one command,
 // prefixes their output with the rank, forwards Ctrl-C/SIGTERM, and when one rank fails
 // stops the others. Optionally restarts the whole group.
+//
+// Failure: every rank gets a report socket (CONVEYOR_FAILURE_REPORT_FD,
+// transport/job_failure.h) on which it says which rank the job blamed the moment it learns
+// it. The first line launch prints names that rank (else the first rank to exit non-zero).
+// A local rank the job declared silent (hung or stopped, so deaf to SIGTERM) is killed at
+// once; the others have been told by the job and exit by themselves (exit 3), and get 2 s
+// before SIGTERM, then the grace time before SIGKILL.
 #pragma once
 
 #include <string>
@@ -21,7 +28,8 @@ struct LaunchOptions {
 };
 
 // Runs the group until every rank exits; returns 0 when all succeeded, otherwise the exit
-// code of the first rank that failed (a rank's own failure preferred over exit 3, which only
+// code of the rank the job blamed when it is local (137 for a silent rank launch killed),
+// else of the first rank that failed (a rank's own failure preferred over exit 3, which only
 // says "a peer failed"). Throws Error(kUsage) for bad options.
 int run_supervisor(const LaunchOptions& options);
 

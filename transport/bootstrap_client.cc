@@ -31,6 +31,24 @@ const char* op_name(wire::CollectiveOp op) {
   return "collective";
 }
 
+FailureCause cause_from_wire(uint32_t c) {
+  return c <= static_cast<uint32_t>(FailureCause::kAborted) ? static_cast<FailureCause>(c)
+                                                            : FailureCause::kOther;
+}
+
+// "2, 4-6, 9": ranks in ascending order, runs collapsed.
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string out;
+  for (size_t i = 0; i < ranks.size();) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    if (!out.empty()) out += ", ";
+    out += j == i ? fmt::format("{}", ranks[i]) : fmt::format("{}-{}", ranks[i], ranks[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 ErrorKind kind_from_wire(uint32_t k) {
   switch (k) {
     case static_cast<uint32_t>(ErrorKind::kUsage):
@@ -66,18 +84,24 @@ BootstrapClient::BootstrapClient(const Options& options, std::vector<uint8_t> uc
   std::unique_lock lock(mu_);
   cv_.wait_until(lock, deadline.at(), [&] { return welcome_.has_value() || failed(); });
   if (failed() || !welcome_) {
-    // A constructor that throws must not leave a joinable thread behind.
     lock.unlock();
+    // Before giving up, ask the service who is missing (the monitor thread gets the answer).
+    const std::string who = failed() ? std::string() : describe_missing_ranks();
+    Error timeout(ErrorKind::kRuntime,
+                  fmt::format("rank {}: not every one of the {} ranks joined the rendezvous at "
+                              "{}:{} within {:g} s: {}",
+                              options.rank, options.world_size, options.master_addr,
+                              options.master_port, options.connect_timeout_s, who),
+                  "a missing rank did not start, crashed early, or was started with another "
+                  "MASTER_ADDR/MASTER_PORT/WORLD_SIZE/CONVEYOR_JOB_TOKEN (its own log says "
+                  "which); CONVEYOR_CONNECT_TIMEOUT sets the wait");
+    // The ranks that did join learn why this one leaves, rather than just that it did.
+    if (!failed()) abort(timeout.message());
+    // A constructor that throws must not leave a joinable thread behind.
     stop_ = true;
     thread_.join();
     if (failed()) throw_failure();
-    throw Error(
-        ErrorKind::kRuntime,
-        fmt::format("rank {}: not every one of the {} ranks joined the rendezvous at "
-                    "{}:{} before the deadline",
-                    options.rank, options.world_size, options.master_addr, options.master_port),
-        "start all ranks with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE; "
-        "CONVEYOR_CONNECT_TIMEOUT sets the wait");
+    throw timeout;
   }
   addresses_ = std::move(*welcome_);
 }
@@ -94,14 +118,45 @@ bool BootstrapClient::send_frame(MsgType type, const std::vector<uint8_t>& paylo
                   Deadline::after_seconds(2.0 + static_cast<double>(frame.size()) / 100e6));
 }
 
+std::string BootstrapClient::describe_missing_ranks() {
+  // The monitor thread is still running: it receives the answer.
+  std::unique_lock lock(mu_);
+  roster_.reset();
+  lock.unlock();
+  if (send_frame(MsgType::kRosterQuery, {})) {
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return roster_.has_value() || failed(); });
+    lock.unlock();
+  }
+  lock.lock();
+  if (!roster_) return "the rendezvous service did not say which ranks are missing";
+  std::vector<bool> joined(options_.world_size, false);
+  std::string present;
+  constexpr size_t kNamed = 8;  // a long list says nothing more
+  for (size_t i = 0; i < roster_->size(); ++i) {
+    const Joined& j = (*roster_)[i];
+    if (j.rank >= 0 && j.rank < options_.world_size) joined[j.rank] = true;
+    if (i < kNamed)
+      present += fmt::format("{}rank {} (host {}, pid {})", i ? ", " : "", j.rank, j.host, j.pid);
+  }
+  if (roster_->size() > kNamed) present += fmt::format(" and {} more", roster_->size() - kNamed);
+  std::vector<int> missing;
+  for (int r = 0; r < options_.world_size; ++r)
+    if (!joined[r]) missing.push_back(r);
+  return fmt::format("{} {} never joined; joined: {}", missing.size() == 1 ? "rank" : "ranks",
+                     rank_list(missing), present);
+}
+
 void BootstrapClient::set_failure(JobFailure f) {
   {
     std::lock_guard lock(mu_);
     if (failed_.load()) return;
-    failure_ = std::move(f);
+    failure_ = f;
     failed_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
+  // Tell the supervisor who is to blame before this rank starts failing because of it.
+  if (f.rank >= 0) send_failure_report(options_.failure_report_fd, f);
 }
 
 JobFailure BootstrapClient::failure() const {
@@ -111,8 +166,14 @@ JobFailure BootstrapClient::failure() const {
 
 void BootstrapClient::throw_failure() const {
   JobFailure f = failure();
-  std::string hint = f.rank >= 0 ? fmt::format("see rank {}'s log for the cause", f.rank)
-                                 : std::string("see the message above");
+  std::string hint =
+      f.rank < 0 ? std::string("see the message above")
+      : f.cause == FailureCause::kSilent
+          ? fmt::format(
+                "rank {}'s log ends where it stopped; CONVEYOR_HEARTBEAT_TIMEOUT sets "
+                "how long a rank may be silent",
+                f.rank)
+          : fmt::format("see rank {}'s log for the cause", f.rank);
   throw Error(f.kind, f.reason, hint);
 }
 
@@ -127,20 +188,28 @@ void BootstrapClient::monitor() {
     pollfd p{fd_.get(), POLLIN, 0};
     ::poll(&p, 1, connected ? 50 : 100);
     if (!connected) continue;  // after a loss there is nothing more to read; wait for stop
-    auto lost = [&](const std::string& why) {
+    // Losing the service means losing rank 0, which hosts it.
+    auto lost = [&](FailureCause cause, const std::string& what) {
       connected = false;
       if (leaving_) return;  // we said goodbye: the service closing is expected
-      set_failure({0, ErrorKind::kPeerFailed,
-                   fmt::format("rank 0 died or is unreachable: {} (rank 0 hosts the "
-                               "rendezvous service)",
-                               why)});
+      JobFailure f{0, ErrorKind::kPeerFailed, cause, options_.master_addr, 0, {}};
+      const std::string who =
+          fmt::format("rank 0 (host {}, the rendezvous service)", options_.master_addr);
+      if (cause == FailureCause::kSilent)
+        f.reason = fmt::format(
+            "{} went silent: no heartbeat from it for {:.1f} s (the process is hung or "
+            "stopped, or its host is unreachable)",
+            who, options_.heartbeat_timeout_s);
+      else
+        f.reason = fmt::format("{} died or is unreachable: {}", who, what);
+      set_failure(std::move(f));
     };
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
       while (connected) {
         long n = read_some(fd_.get(), buf.data(), buf.size());
         if (n == -1) break;
         if (n <= 0) {
-          lost("the connection to the rendezvous service closed");
+          lost(FailureCause::kDied, "the connection to the rendezvous service closed");
           break;
         }
         last_heard = Clock::now();
@@ -159,14 +228,39 @@ void BootstrapClient::monitor() {
                 break;
               }
               case MsgType::kReject: {
-                auto kind = kind_from_wire(rd.u32());
-                set_failure({-1, kind, rd.str()});
+                JobFailure jf;
+                jf.kind = kind_from_wire(rd.u32());
+                jf.reason = rd.str();
+                set_failure(std::move(jf));
                 break;
               }
               case MsgType::kFailure: {
-                int rank = rd.i32();
-                auto kind = kind_from_wire(rd.u32());
-                set_failure({rank, kind, rd.str()});
+                JobFailure jf;
+                jf.rank = rd.i32();
+                jf.kind = kind_from_wire(rd.u32());
+                jf.reason = rd.str();
+                jf.cause = cause_from_wire(rd.u32());
+                jf.host = rd.str();
+                jf.pid = rd.i32();
+                set_failure(std::move(jf));
+                break;
+              }
+              case MsgType::kRoster: {
+                const int world = rd.i32();
+                const int count = rd.i32();
+                if (world != options_.world_size || count < 0 || count > world)
+                  throw Error(ErrorKind::kRuntime, "a malformed roster");
+                std::vector<Joined> joined;
+                for (int i = 0; i < count; ++i) {
+                  Joined j;
+                  j.rank = rd.i32();
+                  j.host = rd.str();
+                  j.pid = rd.i32();
+                  joined.push_back(std::move(j));
+                }
+                std::lock_guard lock(mu_);
+                roster_ = std::move(joined);
+                cv_.notify_all();
                 break;
               }
               case MsgType::kResult: {
@@ -185,19 +279,20 @@ void BootstrapClient::monitor() {
             }
           }
         } catch (const Error& e) {
-          lost("it sent a malformed message: " + e.message());
+          lost(FailureCause::kOther, "it sent a malformed message: " + e.message());
         }
       }
     }
     auto now = Clock::now();
     if (connected &&
         std::chrono::duration<double>(now - last_heard).count() > options_.heartbeat_timeout_s) {
-      lost(fmt::format("no heartbeat from it for {:.1f} s", options_.heartbeat_timeout_s));
+      lost(FailureCause::kSilent, {});
     }
     if (connected && !leaving_ &&
         std::chrono::duration<double>(now - last_sent).count() >= hb_interval) {
       last_sent = now;
-      if (!send_frame(MsgType::kHeartbeat, {})) lost("cannot send to the rendezvous service");
+      if (!send_frame(MsgType::kHeartbeat, {}))
+        lost(FailureCause::kDied, "cannot send to the rendezvous service");
     }
   }
 }

@@ -4,7 +4,10 @@
 // presents the hello (token, rank, fingerprint, UCX address) and blocks until the
 // service has heard from every rank and sent all addresses. A monitor thread then
 // keeps reading the connection: heartbeats both ways, collective results, and failure
-// news. Failure is sticky: once failed() turns true it stays true.
+// news. Failure is sticky: once failed() turns true it stays true. The first failure is
+// also reported to the local supervisor (job_failure.h) when Options::failure_report_fd is
+// set. A constructor that gives up waiting for the others names the ranks that did not join
+// and those that did.
 //
 // Thread safety: all methods may be called from any thread; collective() calls are
 // serialized internally and must be issued in the same order on every rank.
@@ -21,17 +24,12 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "transport/job_failure.h"
 #include "transport/socket.h"
 #include "transport/transport.h"
 #include "transport/wire.h"
 
 namespace conveyor::transport {
-
-struct JobFailure {
-  int rank = -1;  // the rank that failed, -1 when no single rank is to blame
-  ErrorKind kind = ErrorKind::kPeerFailed;
-  std::string reason;
-};
 
 class BootstrapClient {
  public:
@@ -62,8 +60,15 @@ class BootstrapClient {
   void bye() noexcept;
 
  private:
+  struct Joined {
+    int rank;
+    std::string host;
+    int pid;
+  };
   void monitor();
   void set_failure(JobFailure f);
+  // Asks the service who has joined and describes who is missing (best effort, bounded).
+  std::string describe_missing_ranks();
   bool send_frame(wire::MsgType type, const std::vector<uint8_t>& payload);
 
   Options options_;
@@ -79,6 +84,7 @@ class BootstrapClient {
   bool welcomed_ = false;
   std::optional<std::vector<std::vector<uint8_t>>> welcome_;
   std::map<uint64_t, std::vector<uint8_t>> results_;
+  std::optional<std::vector<Joined>> roster_;
   JobFailure failure_;
   std::atomic<bool> failed_{false};
   std::atomic<bool> leaving_{false};

@@ -77,6 +77,8 @@ Options options_from_env(std::string fingerprint) {
                      *m);
     o.ucx_peer_error_mode = *m == "1";
   }
+  if (auto f = env("CONVEYOR_FAILURE_REPORT_FD"))
+    o.failure_report_fd = static_cast<int>(parse_int("CONVEYOR_FAILURE_REPORT_FD", *f, 0, 65535));
   return o;
 }
 

@@ -31,6 +31,7 @@ struct Conn {
   Clock::time_point last_heard = Clock::now();
   bool closing = false;
   std::string close_reason;
+  FailureCause close_cause = FailureCause::kDied;  // kSilent when dropped for silence
 };
 
 struct PendingCollective {
@@ -76,6 +77,8 @@ struct RendezvousServer::State {
   std::vector<Conn*> by_rank;
   std::vector<RankState> rank_state;
   std::vector<std::vector<uint8_t>> addresses;
+  std::vector<std::string> hosts;  // by rank, from the hello
+  std::vector<int> pids;
   bool welcomed = false;
   bool failed = false;
   std::vector<uint8_t> failure_frame;  // sent to anyone who joins after the failure
@@ -87,7 +90,7 @@ struct RendezvousServer::State {
     auto deadline = Deadline::after_seconds(2.0 + static_cast<double>(frame.size()) / 100e6);
     if (!send_all(c.fd.get(), frame.data(), frame.size(), deadline)) {
       c.closing = true;
-      c.close_reason = "could not send to it (connection lost)";
+      c.close_reason = "was lost (a send to it failed)";
     }
   }
 
@@ -99,15 +102,21 @@ struct RendezvousServer::State {
     c.close_reason = "rejected: " + reason;
   }
 
+  // "rank 2 (host vm, pid 4242)": the words every message about a rank uses.
+  std::string who(int rank) const {
+    return fmt::format("rank {} (host {}, pid {})", rank, hosts[rank], pids[rank]);
+  }
+
   // Marks the job failed because of `rank` and tells every other live rank.
-  void fail(int rank, ErrorKind kind, const std::string& reason) {
-    if (rank >= 0 && rank < cfg.world_size && rank_state[rank] == RankState::kJoined)
-      rank_state[rank] = RankState::kDead;
+  void fail(int rank, ErrorKind kind, FailureCause cause, const std::string& reason) {
+    const bool known = rank >= 0 && rank < cfg.world_size;
+    if (known && rank_state[rank] == RankState::kJoined) rank_state[rank] = RankState::kDead;
     if (failed) return;  // the first failure is the one reported
     failed = true;
     CONVEYOR_LOG_ERROR("rendezvous: job failed: {}", reason);
     ByteWriter w;
     w.i32(rank).u32(static_cast<uint32_t>(kind)).str(reason);
+    w.u32(static_cast<uint32_t>(cause)).str(known ? hosts[rank] : "").i32(known ? pids[rank] : 0);
     failure_frame = wire::encode_frame(MsgType::kFailure, w.buffer());
     for (int r = 0; r < cfg.world_size; ++r) {
       if (r != rank && by_rank[r] && rank_state[r] == RankState::kJoined)
@@ -161,10 +170,12 @@ struct RendezvousServer::State {
           rank, fingerprint, cfg.fingerprint);
     if (!problem.empty()) {
       reject(c, ErrorKind::kUsage, problem);
-      fail(-1, ErrorKind::kUsage, problem);
+      fail(-1, ErrorKind::kUsage, FailureCause::kOther, problem);
       return;
     }
     c.rank = rank;
+    hosts[rank] = host;
+    pids[rank] = pid;
     by_rank[rank] = &c;
     rank_state[rank] = RankState::kJoined;
     addresses[rank] = std::move(address);
@@ -199,7 +210,7 @@ struct RendezvousServer::State {
     if (pc.op != op || pc.root != root || (size_matters && pc.size != data.size()) ||
         !pc.contributions[c.rank].empty() ||
         (op == CollectiveOp::kAllReduceSum && data.size() % 8)) {
-      fail(-1, ErrorKind::kRuntime,
+      fail(-1, ErrorKind::kRuntime, FailureCause::kOther,
            fmt::format("ranks disagree on collective #{}: rank {} called {}(root {}, {} bytes), "
                        "rank {} called {}(root {}, {} bytes); every rank must call the same "
                        "collectives in the same order",
@@ -226,7 +237,7 @@ struct RendezvousServer::State {
       if (pc.size > 0) std::memcpy(result.data(), sum.data(), pc.size);
     } else if (op == CollectiveOp::kBroadcast) {
       if (root < 0 || root >= cfg.world_size) {
-        fail(-1, ErrorKind::kUsage,
+        fail(-1, ErrorKind::kUsage, FailureCause::kOther,
              fmt::format("broadcast from root {}, outside 0..{}", root, cfg.world_size - 1));
         return;
       }
@@ -260,9 +271,13 @@ struct RendezvousServer::State {
       case MsgType::kAbort: {
         ByteReader rd(f.payload);
         std::string reason = rd.str();
-        fail(c.rank, ErrorKind::kPeerFailed, fmt::format("rank {} aborted: {}", c.rank, reason));
+        fail(c.rank, ErrorKind::kPeerFailed, FailureCause::kAborted,
+             fmt::format("{} aborted: {}", who(c.rank), reason));
         return;
       }
+      case MsgType::kRosterQuery:
+        send(c, roster());
+        return;
       case MsgType::kBye:
         rank_state[c.rank] = RankState::kDeparted;
         CONVEYOR_LOG_DEBUG("rendezvous: rank {} said goodbye", c.rank);
@@ -275,13 +290,31 @@ struct RendezvousServer::State {
     }
   }
 
+  // The ranks that have joined so far (kRoster), for a rank that is about to give up.
+  std::vector<uint8_t> roster() const {
+    ByteWriter w;
+    int count = 0;
+    for (auto st : rank_state) count += st != RankState::kAbsent;
+    w.i32(cfg.world_size).i32(count);
+    for (int r = 0; r < cfg.world_size; ++r)
+      if (rank_state[r] != RankState::kAbsent) w.i32(r).str(hosts[r]).i32(pids[r]);
+    return wire::encode_frame(MsgType::kRoster, w.buffer());
+  }
+
   // Drops a connection; an admitted rank that was still working is declared dead.
   void drop(Conn& c) {
     if (c.rank >= 0 && rank_state[c.rank] == RankState::kJoined) {
-      fail(c.rank, ErrorKind::kPeerFailed,
-           fmt::format("rank {} died: its connection to the rendezvous service {} (the process "
-                       "exited, crashed or was killed)",
-                       c.rank, c.close_reason.empty() ? "closed" : c.close_reason));
+      if (c.close_cause == FailureCause::kSilent) {
+        fail(c.rank, ErrorKind::kPeerFailed, FailureCause::kSilent,
+             fmt::format("{} went silent: no heartbeat for {:.1f} s (the process is hung or "
+                         "stopped, or its host is unreachable)",
+                         who(c.rank), cfg.heartbeat_timeout_s));
+      } else {
+        fail(c.rank, ErrorKind::kPeerFailed, FailureCause::kDied,
+             fmt::format("{} died: its connection to the rendezvous service {} (the process "
+                         "exited, crashed or was killed)",
+                         who(c.rank), c.close_reason.empty() ? "closed" : c.close_reason));
+      }
     } else if (c.rank < 0 && !c.close_reason.empty()) {
       CONVEYOR_LOG_WARN("rendezvous: dropped a connection that {}", c.close_reason);
     }
@@ -295,6 +328,8 @@ RendezvousServer::RendezvousServer(int port, ServiceConfig config) : state_(new 
   state_->by_rank.assign(state_->cfg.world_size, nullptr);
   state_->rank_state.assign(state_->cfg.world_size, RankState::kAbsent);
   state_->addresses.resize(state_->cfg.world_size);
+  state_->hosts.resize(state_->cfg.world_size);
+  state_->pids.assign(state_->cfg.world_size, 0);
   thread_ = std::thread([this] { serve(); });
 }
 
@@ -303,9 +338,10 @@ RendezvousServer::~RendezvousServer() {
   if (thread_.joinable()) thread_.join();
 }
 
-void RendezvousServer::fail_job(int rank, ErrorKind kind, const std::string& reason) {
+void RendezvousServer::fail_job(int rank, ErrorKind kind, FailureCause cause,
+                                const std::string& reason) {
   std::lock_guard lock(state_->mu);
-  state_->fail(rank, kind, reason);
+  state_->fail(rank, kind, cause, reason);
 }
 
 bool RendezvousServer::wait_all_departed(Deadline deadline) {
@@ -381,9 +417,7 @@ void RendezvousServer::serve() {
       } else if (c->rank >= 0 && s.rank_state[c->rank] == RankState::kJoined &&
                  now - c->last_heard > hb_timeout) {
         c->closing = true;
-        c->close_reason =
-            fmt::format("went silent (no heartbeat for {:.1f} s; hung or unreachable)",
-                        s.cfg.heartbeat_timeout_s);
+        c->close_cause = FailureCause::kSilent;
       }
     }
     if (now - s.last_heartbeat_sent >= hb_interval) {

@@ -5,7 +5,9 @@
 // fingerprint, hands every rank the UCX worker addresses of all ranks once all have
 // joined, serves the collectives (gather, combine in rank order, send the same bytes to
 // all), and watches every rank: a closed connection, an abort or missing heartbeats
-// make it tell every other rank "rank N failed" (kFailure), within a heartbeat timeout.
+// make it tell every other rank "rank N failed" (kFailure), within a heartbeat timeout,
+// naming its host and pid and whether it died, went silent or aborted. A rank about to give
+// up waiting for the others may ask who has joined (kRosterQuery).
 //
 // A connection that sends garbage, an oversized length, a wrong token or nothing at all
 // is closed and logged; the job carries on. A connection with the right token but a
@@ -24,6 +26,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "transport/job_failure.h"
 
 namespace conveyor::transport {
 
@@ -46,7 +49,7 @@ class RendezvousServer {
 
   // Declares the job failed because of `rank` and tells every other rank, synchronously
   // (rank 0's own abort uses this so the news leaves before the process exits).
-  void fail_job(int rank, ErrorKind kind, const std::string& reason);
+  void fail_job(int rank, ErrorKind kind, FailureCause cause, const std::string& reason);
 
   // Blocks until every rank has said goodbye (or the job failed), or the deadline.
   // Returns true if all said goodbye.

@@ -22,10 +22,11 @@
 //
 // Failure model
 //   The bootstrap service keeps a TCP connection to every rank. When a rank dies (its
-//   process exits, or it stops sending heartbeats) or calls abort(), every other rank
-//   learns it within about a second; from then on every call on this Transport throws
-//   Error(kPeerFailed, "rank N ...") (exit code 3), and outstanding receives are cancelled.
-//   A deadline passing throws Error(kRuntime).
+//   process exits: at once), goes silent (no heartbeat for heartbeat_timeout_s) or calls
+//   abort(), every other rank learns it; from then on every call on this Transport throws
+//   Error(kPeerFailed, "rank N (host H, pid P) ...") (exit code 3), and outstanding
+//   receives are cancelled. A deadline passing throws Error(kRuntime). After a failure,
+//   destruction does not tear UCX down (see the destructor).
 //
 // Collectives (all_reduce_sum, barrier, broadcast)
 //   Run over the bootstrap TCP connections, not UCX: rank 0's service gathers every
@@ -77,11 +78,15 @@ struct Options {
   // disables UCX's shared-memory transports (intra-node traffic falls back to TCP
   // loopback). Dead peers are detected through the bootstrap connection either way.
   bool ucx_peer_error_mode = false;
+  // Where to report "the job failed because of rank N" to the local supervisor: a datagram
+  // socket `conveyor launch` hands every rank (transport/job_failure.h). -1: nowhere.
+  int failure_report_fd = -1;
 };
 
 // Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the Slurm /
 // Open MPI equivalents SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/_SIZE for rank and
-// size), CONVEYOR_CONNECT_TIMEOUT, CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE.
+// size), CONVEYOR_CONNECT_TIMEOUT, CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE,
+// CONVEYOR_FAILURE_REPORT_FD.
 // Without RANK/WORLD_SIZE (or equivalents) it is a single-rank job. MASTER_ADDR defaults
 // to 127.0.0.1 and MASTER_PORT to 29500 for single-host runs. Throws Error(kUsage) for a
 // missing or invalid value (multi-rank job without CONVEYOR_JOB_TOKEN, rank >= size, ...).
@@ -132,7 +137,10 @@ class Transport {
   static std::unique_ptr<Transport> create(const Options& options);
 
   // Without a prior shutdown(), destruction tells the others this rank is failing
-  // (like abort()) and tears down without waiting.
+  // (like abort(); not when the job has already failed) and does not wait: the UCX
+  // context, worker and whatever requests UCX still holds are left for the process exit,
+  // because UCX cannot release them while a peer is gone (docs/TRANSPORT.md, "After a
+  // failure"; with ucx_peer_error_mode they are force-closed and destroyed).
   virtual ~Transport() = default;
 
   virtual int rank() const = 0;
@@ -173,7 +181,8 @@ class Transport {
   virtual void broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) = 0;
 
   // Tells the bootstrap service this rank is failing: every other rank then fails with
-  // Error(kPeerFailed, "rank <us> aborted: <reason>"). Non-blocking, never throws.
+  // Error(kPeerFailed, "rank <us> (host H, pid P) aborted: <reason>"). Non-blocking, never
+  // throws.
   virtual void abort(const std::string& reason) = 0;
 
   // Clean end of the job: a barrier (no rank still sends to us), endpoints flushed and

@@ -41,8 +41,7 @@ std::optional<Frame> FrameDecoder::next(uint64_t max_payload) {
   if (get_le(h, 4) != kMagic)
     throw Error(ErrorKind::kRuntime, "bootstrap: bad frame magic (not a conveyor peer)");
   uint32_t type = static_cast<uint32_t>(get_le(h + 4, 4));
-  if (type < static_cast<uint32_t>(MsgType::kHello) ||
-      type > static_cast<uint32_t>(MsgType::kByeAck))
+  if (type < static_cast<uint32_t>(MsgType::kHello) || type > static_cast<uint32_t>(MsgType::kLast))
     throw Error(ErrorKind::kRuntime, fmt::format("bootstrap: unknown message type {}", type));
   uint64_t length = get_le(h + 8, 8);
   if (length > max_payload)

@@ -12,12 +12,16 @@
 //                      kCollective seq, op, root, payload
 //                      kAbort      reason
 //                      kBye        (empty): clean exit, do not report this rank as dead
+//                      kRosterQuery (empty): who has joined? (a rank about to give up)
 //   service -> client  kWelcome    world_size, ucx address of every rank
 //                      kReject     error kind, reason (connection refused; closed after)
 //                      kHeartbeat  (empty)
 //                      kResult     seq, payload
-//                      kFailure    rank, error kind, reason (the job is over)
+//                      kFailure    rank, error kind, reason, cause, host, pid (the job is
+//                                  over; cause, host and pid as in job_failure.h)
 //                      kByeAck     (empty): every rank said goodbye; the service stops
+//                      kRoster     world_size, count, then count x (rank, host, pid): the
+//                                  ranks that have joined so far
 #pragma once
 
 #include <cstdint>
@@ -29,7 +33,7 @@
 namespace conveyor::transport::wire {
 
 inline constexpr uint32_t kMagic = 0x31564E43;  // "CNV1" as little-endian bytes
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr size_t kHeaderBytes = 16;
 // Before a connection has presented the token it may send only a small hello.
 inline constexpr uint64_t kMaxHelloPayload = 64 * 1024;
@@ -47,6 +51,9 @@ enum class MsgType : uint32_t {
   kFailure,
   kBye,
   kByeAck,
+  kRosterQuery,
+  kRoster,
+  kLast = kRoster,  // readers refuse types above this
 };
 
 enum class CollectiveOp : uint32_t { kAllReduceSum = 1, kBarrier = 2, kBroadcast = 3 };

@@ -1,6 +1,6 @@
 // `conveyor launch`: the ranks' environment, prefixed output, and failure handling: one
 // failing rank stops the group (no rank outlives launch), a killed rank is named by the
-// survivors, and Ctrl-C reaches every rank.
+// survivors, a frozen rank is named first and killed, and Ctrl-C reaches every rank.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -155,6 +155,59 @@ TEST_CASE("a rank killed during training ends the job mid-training and is named"
     INFO("survivor rank " << survivor);
     CHECK(named);
   }
+}
+
+TEST_CASE("a rank frozen during training is named first by launch, killed, and the job ends",
+          "[launch]") {
+  TempDir dir;
+  const auto metrics = (dir / "m.jsonl").string();
+  // Rank 2 is stopped with SIGSTOP (alive but silent: no heartbeats, no progress) once the
+  // first step is done. The activations (128 x 128 floats) are large enough for UCX's
+  // rendezvous protocol, so its neighbours have sends to it in flight when they give up.
+  std::string train = quoted(CONVEYOR_BIN) +
+                      " train --stages 4 --layers 4 --dim 128 --heads 2 --seq 128"
+                      " --microbatches 4 --micro-batch-size 1 --steps 100 --print-every 0"
+                      " --sleep-f-ms 50 --metrics " +
+                      quoted(metrics);
+  std::string script = "if [ \"$RANK\" = 2 ]; then echo $$ > " + quoted(dir.str()) +
+                       "/pid.2; ( until [ -s " + quoted(metrics) +
+                       " ]; do sleep 0.05; done; kill -STOP $$ ) & fi; exec " + train;
+  auto r = run_conveyor({"launch", "--nproc", "4", "--", "sh", "-c", script}, {}, 120);
+  INFO(r.output);
+  CHECK(r.output.find("[test harness: killed after timeout]") == std::string::npos);
+  // launch's own first line names the rank that went silent, not a survivor that exited 3.
+  std::string first_launch_line;
+  for (const auto& line : lines_of(r.output)) {
+    if (line.rfind("conveyor launch: ", 0) == 0) {
+      first_launch_line = line;
+      break;
+    }
+  }
+  CHECK(first_launch_line.rfind("conveyor launch: rank 2 (host ", 0) == 0);
+  CHECK(first_launch_line.find("went silent") != std::string::npos);
+  CHECK(r.exit_code == 128 + SIGKILL);  // launch killed the frozen rank
+  CHECK(lines_of(read_file(metrics)).size() < 100);
+  // Every survivor says which rank went silent, and where; no survivor leaves UCX
+  // complaining (request pool warnings, failed assertions) on its way out.
+  for (int survivor : {0, 1, 3}) {
+    bool named = false;
+    for (const auto& line : lines_of(r.output)) {
+      int rank = -1;
+      const auto text = strip_rank_prefix(line, &rank);
+      named |= rank == survivor && text.find("rank 2 (host ") != std::string::npos &&
+               text.find("went silent") != std::string::npos;
+    }
+    INFO("survivor rank " << survivor);
+    CHECK(named);
+  }
+  CHECK(r.output.find("was not returned to mpool") == std::string::npos);
+  CHECK(r.output.find("Assertion") == std::string::npos);
+  CHECK(r.output.find("backtrace") == std::string::npos);
+  // The frozen rank does not outlive launch.
+  const pid_t pid = std::stoi(read_file(dir / "pid.2"));
+  const bool alive = kill(pid, 0) == 0;
+  if (alive) kill(pid, SIGKILL);
+  CHECK_FALSE(alive);
 }
 
 TEST_CASE("Ctrl-C on launch stops every rank", "[launch]") {

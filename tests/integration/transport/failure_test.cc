@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "common/error.h"
@@ -25,6 +26,45 @@ Tag tag(uint32_t step, uint16_t mb) {
   return (Tag{mb} << 24) | (step & 0xFFFFFF);
 }
 
+std::string this_host() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// The lines of a rank's output in which UCX complains (warnings, errors, failed assertions):
+// after a peer failure a survivor must end without any.
+std::string ucx_complaints(const std::string& output) {
+  std::string found, line;
+  std::istringstream in(output);
+  while (std::getline(in, line)) {
+    if (line.find(" UCX ") != std::string::npos || line.find("Assertion") != std::string::npos ||
+        line.find("mpool") != std::string::npos)
+      found += line + "\n";
+  }
+  return found;
+}
+
+// Only what UCX says while it is torn down (request pool leaks, failed assertions, flushes
+// that fail, endpoints left over). When a peer is killed under UCX_TLS=tcp, UCX may also log
+// its own failed attempt to reconnect to it ("connect(...) failed: Connection refused"),
+// during progress and before the bootstrap has told this rank; that is UCX reporting the
+// death, not the teardown.
+std::string ucx_teardown_complaints(const std::string& output) {
+  std::string found, line;
+  std::istringstream in(output);
+  while (std::getline(in, line)) {
+    for (const char* sign :
+         {"mpool", "Assertion", "flush", "were not destroyed", "were not flushed", "backtrace"}) {
+      if (line.find(sign) != std::string::npos) {
+        found += line + "\n";
+        break;
+      }
+    }
+  }
+  return found;
+}
+
 }  // namespace
 
 TEST_CASE("a killed peer makes every survivor fail as a peer failure, naming it", "[transport]") {
@@ -35,6 +75,7 @@ TEST_CASE("a killed peer makes every survivor fail as a peer failure, naming it"
   spec.ucx_tls = tls;
   spec.world = 3;
   spec.timeout_s = 40;
+  spec.capture_output = true;
   auto out = run_job(spec, [&](int rank, Options o) -> std::string {
     if (rank == victim) {
       auto t = Transport::create(o);
@@ -66,6 +107,52 @@ TEST_CASE("a killed peer makes every survivor fail as a peer failure, naming it"
     REQUIRE(out[r].exit_code == 0);
     CHECK(out[r].text.rfind("peer failed: ", 0) == 0);
     CHECK(out[r].text.find(fmt::format("rank {}", victim)) != std::string::npos);
+    CHECK(ucx_teardown_complaints(out[r].output) == "");
+  }
+}
+
+TEST_CASE("a frozen peer is named with its host, and survivors end with nothing left to UCX",
+          "[transport]") {
+  const std::string tls = GENERATE("sm", "tcp");
+  const int victim = GENERATE(2, 0);  // a plain rank, and rank 0 (which hosts the service)
+  INFO("UCX_TLS=" << tls << " victim=rank " << victim);
+  JobSpec spec;
+  spec.ucx_tls = tls;
+  spec.world = 3;
+  spec.timeout_s = 40;
+  spec.capture_output = true;
+  auto out = run_job(spec, [&](int rank, Options o) -> std::string {
+    std::unique_ptr<Transport> t;  // outlives the catch
+    // Large enough for UCX's rendezvous protocol: the send to the frozen rank stays in
+    // flight, waiting for a receive that never comes, when the survivor gives up.
+    std::vector<uint8_t> out_buf(1 << 20), in_buf(1 << 20);
+    try {
+      t = Transport::create(o);
+      if (rank == victim) ::raise(SIGSTOP);  // alive, but silent: no heartbeats, no progress
+      const int other = 3 - rank - victim;
+      std::vector<Request> rs{t->isend(victim, tag(1, 0), out_buf.data(), out_buf.size()),
+                              t->irecv(victim, tag(1, 0), in_buf.data(), in_buf.size()),
+                              t->irecv(other, tag(2, 0), in_buf.data(), 8)};
+      t->wait_all(rs, Deadline::after_seconds(30));
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::kPeerFailed) return "wrong kind: " + describe(e);
+      return "peer failed: " + describe(e);
+    }
+    return std::string("wait_all returned although a peer froze");
+  });
+  CHECK(out[victim].stopped);
+  // Rank 0's peers know it by MASTER_ADDR; the service knows every other rank's host name.
+  const std::string named = victim == 0 ? std::string("rank 0 (host 127.0.0.1, ")
+                                        : fmt::format("rank 2 (host {}, pid ", this_host());
+  for (int r = 0; r < 3; ++r) {
+    if (r == victim) continue;
+    INFO("rank " << r << ": " << out[r].text << "\noutput:\n" << out[r].output);
+    // A crash in UCX's teardown would show as a signal here (abort: 134).
+    REQUIRE(out[r].exit_code == 0);
+    CHECK(out[r].text.rfind("peer failed: ", 0) == 0);
+    CHECK(out[r].text.find(named) != std::string::npos);
+    CHECK(out[r].text.find("went silent") != std::string::npos);
+    CHECK(ucx_complaints(out[r].output) == "");
   }
 }
 
@@ -88,7 +175,8 @@ TEST_CASE("abort() makes the other ranks fail with exit code 3 naming the aborti
   for (int r : {0, 2}) {
     INFO(out[r].text);
     CHECK(out[r].exit_code == 3);
-    CHECK(out[r].text.find("rank 1 aborted: disk full") != std::string::npos);
+    CHECK(out[r].text.find(fmt::format("rank 1 (host {}, pid ", this_host())) != std::string::npos);
+    CHECK(out[r].text.find(") aborted: disk full") != std::string::npos);
   }
 }
 
@@ -225,6 +313,29 @@ TEST_CASE("a rank with the wrong token is refused with a usage error", "[transpo
   INFO(out[0].text);
   CHECK(out[0].exit_code == 1);  // rank 0 timed out waiting, naming the rendezvous
   CHECK(out[0].text.find("joined") != std::string::npos);
+}
+
+TEST_CASE("a rank missing at start-up is named, with the ranks that joined and their hosts",
+          "[transport]") {
+  JobSpec spec;
+  spec.world = 2;  // ranks 0 and 1 of a 3-rank job start; rank 2 never does
+  auto out = run_job(spec, [](int, Options o) -> std::string {
+    o.world_size = 3;
+    o.connect_timeout_s = 2;
+    auto t = Transport::create(o);
+    return "created";
+  });
+  const std::string host = this_host();
+  // The rank whose wait ends first gives up (exit 1) and tells the other why (exit 3).
+  CHECK(((out[0].exit_code == 1 && out[1].exit_code == 3) ||
+         (out[0].exit_code == 3 && out[1].exit_code == 1) ||
+         (out[0].exit_code == 1 && out[1].exit_code == 1)));
+  for (int r : {0, 1}) {
+    INFO("rank " << r << ": " << out[r].text);
+    CHECK(out[r].text.find("rank 2 never joined") != std::string::npos);
+    CHECK(out[r].text.find(fmt::format("rank 0 (host {}, pid ", host)) != std::string::npos);
+    CHECK(out[r].text.find(fmt::format("rank 1 (host {}, pid ", host)) != std::string::npos);
+  }
 }
 
 TEST_CASE("MASTER_PORT already in use gives a clear error", "[transport]") {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -28,14 +29,23 @@ std::vector<RankOutcome> run_job(const JobSpec& spec, const RankBody& body) {
   int go[2];
   if (pipe(go) != 0) throw std::runtime_error("pipe");
   std::vector<pid_t> pids(spec.world);
-  std::vector<int> fds(spec.world);
+  // Per child: its result pipe and, with capture_output, its output pipe (-1 once closed).
+  std::vector<int> fds(spec.world), out_fds(spec.world, -1);
   for (int r = 0; r < spec.world; ++r) {
-    int p[2];
+    int p[2], o[2] = {-1, -1};
     if (pipe(p) != 0) throw std::runtime_error("pipe");
+    if (spec.capture_output && pipe(o) != 0) throw std::runtime_error("pipe");
     pid_t pid = fork();
     if (pid == 0) {
       ::close(p[0]);
       ::close(go[1]);
+      if (spec.capture_output) {
+        ::close(o[0]);
+        ::dup2(o[1], 1);
+        ::dup2(o[1], 2);
+        ::close(o[1]);
+        std::setvbuf(stdout, nullptr, _IOLBF, 0);  // nothing lost if UCX aborts the process
+      }
       g_go_fd = spec.parent_action ? go[0] : -1;
       setenv("UCX_TLS", spec.ucx_tls.c_str(), 1);
       transport::Options o;
@@ -59,11 +69,15 @@ std::vector<RankOutcome> run_job(const JobSpec& spec, const RankBody& body) {
       }
       (void)!::write(p[1], text.data(), text.size());
       ::close(p[1]);
+      std::fflush(stdout);
+      std::fflush(stderr);
       _exit(code);
     }
     ::close(p[1]);
+    if (spec.capture_output) ::close(o[1]);
     pids[r] = pid;
     fds[r] = p[0];
+    out_fds[r] = o[0];
   }
   ::close(go[0]);
   if (spec.parent_action) {
@@ -85,33 +99,55 @@ std::vector<RankOutcome> run_job(const JobSpec& spec, const RankBody& body) {
                   std::chrono::milliseconds(static_cast<long>(spec.timeout_s * 1000));
   int left = spec.world;
   char buf[4096];
+  // Reads what is there now; closes the pipe at its end.
+  auto drain = [&](int& fd, std::string& into) {
+    pollfd p{fd, POLLIN, 0};
+    while (fd >= 0 && ::poll(&p, 1, 0) == 1) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(fd);
+        fd = -1;
+        break;
+      }
+      into.append(buf, static_cast<size_t>(n));
+    }
+  };
   while (left > 0) {
     // Drain the pipes so a chatty child never blocks on a full pipe.
     std::vector<pollfd> pfds;
-    for (int r = 0; r < spec.world; ++r)
+    for (int r = 0; r < spec.world; ++r) {
       if (fds[r] >= 0) pfds.push_back({fds[r], POLLIN, 0});
+      if (out_fds[r] >= 0) pfds.push_back({out_fds[r], POLLIN, 0});
+    }
     ::poll(pfds.data(), pfds.size(), 20);
     for (int r = 0; r < spec.world; ++r) {
-      if (fds[r] < 0) continue;
-      pollfd p{fds[r], POLLIN, 0};
-      while (::poll(&p, 1, 0) == 1) {
-        ssize_t n = ::read(fds[r], buf, sizeof buf);
-        if (n <= 0) {
-          ::close(fds[r]);
-          fds[r] = -1;
-          break;
-        }
-        out[r].text.append(buf, static_cast<size_t>(n));
-      }
+      drain(fds[r], out[r].text);
+      drain(out_fds[r], out[r].output);
     }
+    int stopped = 0;
     for (int r = 0; r < spec.world; ++r) {
       if (reaped[r]) continue;
       int status = 0;
-      if (waitpid(pids[r], &status, WNOHANG) == pids[r]) {
+      pid_t got = waitpid(pids[r], &status, WNOHANG | WUNTRACED);
+      if (got == pids[r] && WIFSTOPPED(status)) {
+        out[r].stopped = true;
+      } else if (got == pids[r]) {
         reaped[r] = true;
         --left;
         out[r].exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       }
+      stopped += !reaped[r] && out[r].stopped;
+    }
+    // Only stopped children are left: nobody will wake them.
+    if (left > 0 && stopped == left) {
+      for (int r = 0; r < spec.world; ++r) {
+        if (reaped[r]) continue;
+        kill(pids[r], SIGKILL);
+        waitpid(pids[r], nullptr, 0);
+        reaped[r] = true;
+        out[r].exit_code = 128 + SIGKILL;
+      }
+      break;
     }
     if (std::chrono::steady_clock::now() > deadline) {
       for (int r = 0; r < spec.world; ++r) {
@@ -126,11 +162,12 @@ std::vector<RankOutcome> run_job(const JobSpec& spec, const RankBody& body) {
     }
   }
   for (int r = 0; r < spec.world; ++r) {
-    if (fds[r] < 0) continue;
-    ssize_t n;
-    while ((n = ::read(fds[r], buf, sizeof buf)) > 0)
-      out[r].text.append(buf, static_cast<size_t>(n));
-    ::close(fds[r]);
+    for (auto [fd, into] : {std::pair{&fds[r], &out[r].text}, {&out_fds[r], &out[r].output}}) {
+      if (*fd < 0) continue;
+      ssize_t n;
+      while ((n = ::read(*fd, buf, sizeof buf)) > 0) into->append(buf, static_cast<size_t>(n));
+      ::close(*fd);
+    }
   }
   return out;
 }

@@ -1,10 +1,14 @@
 // In-process pieces of the transport: tag packing, the launch environment, the wire
-// codec's defences, RDMA discovery, the UCX probe.
+// codec's defences, the failure report, RDMA discovery, the UCX probe.
 #include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
 #include "common/error.h"
+#include "transport/job_failure.h"
 #include "transport/rdma.h"
 #include "transport/tag.h"
 #include "transport/transport.h"
@@ -33,9 +37,10 @@ namespace {
 class ScopedEnv {
  public:
   ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
-    for (const char* n : {"RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
-                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "MASTER_ADDR",
-                          "MASTER_PORT", "CONVEYOR_JOB_TOKEN", "CONVEYOR_UCX_PEER_ERROR_MODE"}) {
+    for (const char* n :
+         {"RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "OMPI_COMM_WORLD_RANK",
+          "OMPI_COMM_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
+          "CONVEYOR_UCX_PEER_ERROR_MODE", "CONVEYOR_FAILURE_REPORT_FD"}) {
       const char* v = std::getenv(n);
       saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
       unsetenv(n);
@@ -60,6 +65,7 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
     CHECK(o.rank == 0);
     CHECK(o.world_size == 1);
     CHECK(o.fingerprint == "fp");
+    CHECK(o.failure_report_fd == -1);
   }
   SECTION("torchrun names") {
     ScopedEnv env({{"RANK", "3"},
@@ -67,7 +73,8 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
                    {"MASTER_ADDR", "node7"},
                    {"MASTER_PORT", "1234"},
                    {"CONVEYOR_JOB_TOKEN", "s3cret"},
-                   {"CONVEYOR_UCX_PEER_ERROR_MODE", "1"}});
+                   {"CONVEYOR_UCX_PEER_ERROR_MODE", "1"},
+                   {"CONVEYOR_FAILURE_REPORT_FD", "3"}});
     auto o = options_from_env("fp");
     CHECK(o.rank == 3);
     CHECK(o.world_size == 4);
@@ -75,6 +82,7 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
     CHECK(o.master_port == 1234);
     CHECK(o.job_token == "s3cret");
     CHECK(o.ucx_peer_error_mode);
+    CHECK(o.failure_report_fd == 3);
   }
   SECTION("Slurm") {
     ScopedEnv env({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}});
@@ -120,6 +128,49 @@ TEST_CASE("options_from_env rejects bad values with usage errors", "[transport]"
   usage_error({{"RANK", "0"}}, "no world size");
   usage_error({{"MASTER_PORT", "70000"}}, "MASTER_PORT");
   usage_error({{"CONVEYOR_UCX_PEER_ERROR_MODE", "yes"}}, "must be 0 or 1");
+  usage_error({{"CONVEYOR_FAILURE_REPORT_FD", "-1"}}, "CONVEYOR_FAILURE_REPORT_FD");
+}
+
+TEST_CASE("a failure report reaches the supervisor's socket intact, and junk is refused",
+          "[transport]") {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) == 0);
+  JobFailure f;
+  f.rank = 2;
+  f.kind = ErrorKind::kPeerFailed;
+  f.cause = FailureCause::kSilent;
+  f.host = "node7";
+  f.pid = 4242;
+  f.reason = "rank 2 (host node7, pid 4242) went silent";
+  send_failure_report(sv[1], f);
+  uint8_t buf[4096];
+  const ssize_t n = ::recv(sv[0], buf, sizeof buf, MSG_DONTWAIT);
+  REQUIRE(n > 0);
+  auto got = decode_failure_report({buf, static_cast<size_t>(n)});
+  REQUIRE(got);
+  CHECK(got->rank == 2);
+  CHECK(got->kind == ErrorKind::kPeerFailed);
+  CHECK(got->cause == FailureCause::kSilent);
+  CHECK(got->host == "node7");
+  CHECK(got->pid == 4242);
+  CHECK(got->reason == f.reason);
+  // Truncated, trailing bytes, another magic, an unknown cause: all refused.
+  auto bytes = encode_failure_report(f);
+  CHECK_FALSE(decode_failure_report({bytes.data(), bytes.size() - 1}));
+  auto longer = bytes;
+  longer.push_back(0);
+  CHECK_FALSE(decode_failure_report(longer));
+  auto other = bytes;
+  other[0] ^= 1;
+  CHECK_FALSE(decode_failure_report(other));
+  JobFailure odd = f;
+  odd.cause = static_cast<FailureCause>(99);
+  CHECK_FALSE(decode_failure_report(encode_failure_report(odd)));
+  // Nobody listening (the supervisor is gone): sending neither blocks nor raises SIGPIPE.
+  ::close(sv[0]);
+  send_failure_report(sv[1], f);
+  send_failure_report(-1, f);
+  ::close(sv[1]);
 }
 
 TEST_CASE("the frame decoder refuses garbage and oversized lengths before allocating",
