@@ -6,8 +6,10 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <system_error>
+#include <utility>
 
 #include "common/error.h"
 #include "data/token_file.h"
@@ -37,8 +39,20 @@ std::string human_count(uint64_t n) {
   return fmt::format("{:.1f}B", n / 1e9);
 }
 
+// llm.c names its shards NAME_train_000001.bin / NAME_val_000000.bin (or NAME_train.bin):
+// the split is "_train" or "_val" followed by '_' or '.'.
+std::optional<Split> split_of(const std::string& name) {
+  for (auto [tag, split] : {std::pair{"_train", Split::kTrain}, std::pair{"_val", Split::kVal}}) {
+    for (size_t at = name.find(tag); at != std::string::npos; at = name.find(tag, at + 1)) {
+      const size_t end = at + std::strlen(tag);
+      if (end < name.size() && (name[end] == '_' || name[end] == '.')) return split;
+    }
+  }
+  return std::nullopt;
+}
+
 // The files a --data path stands for, in reading order.
-std::vector<fs::path> list_inputs(const std::string& path) {
+std::vector<fs::path> list_inputs(const std::string& path, Split split) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (!fs::exists(st)) {
@@ -73,6 +87,24 @@ std::vector<fs::path> list_inputs(const std::string& path) {
   std::sort(files.begin(), files.end(),
             [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
 
+  // A folder of llm.c shards holds both splits: read the one asked for.
+  const bool has_val = std::any_of(files.begin(), files.end(), [](const fs::path& f) {
+    return split_of(f.filename().string()) == Split::kVal;
+  });
+  if (has_val) {
+    std::erase_if(files, [&](const fs::path& f) {
+      const auto s = split_of(f.filename().string());
+      return s.has_value() && *s != split;
+    });
+    if (files.empty()) {
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("data folder {} has llm.c validation shards (*_val_*) but no "
+                              "training shards (*_train_*)",
+                              path),
+                  "pass the folder as --val-data, and training data as --data");
+    }
+  }
+
   // A file reachable under two names (fortunes ships "art.u8" -> "art") is read once.
   std::set<fs::path> seen;
   std::vector<fs::path> unique;
@@ -92,25 +124,29 @@ std::vector<fs::path> list_inputs(const std::string& path) {
 
 // `tokens` holds n little-endian uint16 tokens (a mapped file: not necessarily aligned).
 void require_tokens_below_vocab(const uint8_t* tokens, size_t n, int vocab,
-                                const std::string& where) {
+                                const std::string& where, const OpenOptions& source) {
   for (size_t i = 0; i < n; ++i) {
     uint16_t token;
     std::memcpy(&token, tokens + 2 * i, sizeof token);
     if (token >= vocab) {
       throw Error(ErrorKind::kUsage,
-                  fmt::format("{}: token {} at index {} is >= --vocab {}", where, token, i, vocab),
-                  fmt::format("pass --vocab {} or more, or regenerate the data with the "
-                              "tokenizer the model is meant for",
-                              token + 1));
+                  fmt::format("{}: token {} at index {} is >= {} {}", where, token, i,
+                              source.vocab_name, vocab),
+                  source.vocab_is_flag
+                      ? fmt::format("pass --vocab {} or more, or regenerate the data "
+                                    "with the tokenizer the model is meant for",
+                                    token + 1)
+                      : std::string("use data made with the model's tokenizer"));
     }
   }
 }
 
 }  // namespace
 
-Dataset Dataset::open(const std::string& path, int vocab) {
+Dataset Dataset::open(const std::string& path, int vocab, const OpenOptions& options) {
+  const OpenOptions& source = options;
   CONVEYOR_REQUIRE(vocab >= 1, "--vocab {} must be at least 1", vocab);
-  const std::vector<fs::path> files = list_inputs(path);
+  const std::vector<fs::path> files = list_inputs(path, options.split);
   const size_t num_bin = static_cast<size_t>(std::count_if(
       files.begin(), files.end(), [](const fs::path& f) { return ends_with(f.string(), ".bin"); }));
   if (num_bin != 0 && num_bin != files.size()) {
@@ -163,7 +199,7 @@ Dataset Dataset::open(const std::string& path, int vocab) {
                     "the file is truncated or corrupt; regenerate it");
       }
       const uint8_t* body = file->data() + kTokenFileHeaderBytes;
-      require_tokens_below_vocab(body, static_cast<size_t>(count), vocab, name);
+      require_tokens_below_vocab(body, static_cast<size_t>(count), vocab, name, source);
       d.add_segment(body, static_cast<size_t>(count));
       d.files_.push_back(std::move(file));
     }
@@ -175,9 +211,10 @@ Dataset Dataset::open(const std::string& path, int vocab) {
         for (size_t i = 0; i < file->size(); ++i) {
           if (file->data()[i] >= vocab) {
             throw Error(ErrorKind::kUsage,
-                        fmt::format("{}: byte {} at index {} is >= --vocab {}", f.string(),
-                                    file->data()[i], i, vocab),
-                        "byte-level text needs --vocab 256 (or more)");
+                        fmt::format("{}: byte {} at index {} is >= {} {}", f.string(),
+                                    file->data()[i], i, source.vocab_name, vocab),
+                        source.vocab_is_flag ? "byte-level text needs --vocab 256 (or more)"
+                                             : "the model is not byte-level: use its token files");
           }
         }
       }
@@ -214,7 +251,7 @@ Dataset Dataset::from_tokens(const std::vector<uint16_t>& tokens, int vocab,
   d.is_token_file_ = true;
   d.owned_ = std::make_shared<const std::vector<uint16_t>>(tokens);
   const auto* base = reinterpret_cast<const uint8_t*>(d.owned_->data());
-  require_tokens_below_vocab(base, tokens.size(), vocab, name);
+  require_tokens_below_vocab(base, tokens.size(), vocab, name, OpenOptions{});
   d.add_segment(base, tokens.size());
   d.description_ = fmt::format("{}: {} tokens (uint16, in memory)", name, human_count(d.size()));
   return d;

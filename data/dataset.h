@@ -23,6 +23,19 @@ namespace conveyor::data {
 // Used when --data is not given.
 inline constexpr const char* kDefaultCorpus = "/usr/share/games/fortunes";
 
+enum class Split { kTrain, kVal };
+
+struct OpenOptions {
+  // Where the vocabulary size comes from, for error messages: the --vocab flag (train) or a
+  // checkpoint's model (eval: there is no flag to change).
+  const char* vocab_name = "--vocab";
+  bool vocab_is_flag = true;
+  // In a folder of llm.c shards (names with "_train_"/"_train." and "_val_"/"_val."), the
+  // split to read; files whose name has neither are read for both. No effect elsewhere.
+  Split split = Split::kTrain;
+};
+inline constexpr OpenOptions kCheckpointVocab{"the checkpoint's vocabulary", false};
+
 class Dataset {
  public:
   // Opens `path`: a regular file or a folder. A folder means all regular files directly in it
@@ -30,6 +43,8 @@ class Dataset {
   // (fortune's index files are binary), so are hidden files (names starting with '.'), and a
   // file reached twice (e.g. fortunes' "art.u8" symlink to "art") is read once, under the first
   // name.
+  // A folder of llm.c shards that has validation shards (*_val_*) reads only the split
+  // options.split names (training shards by default; see OpenOptions).
   // A path ending in ".bin", or a folder whose files all end in ".bin", is read as llm.c token
   // files; anything else is byte-level text (one token per byte).
   // Blocking: maps every file and reads it once to check its tokens against `vocab`.
@@ -38,7 +53,7 @@ class Dataset {
   // no usable files, a folder mixing .bin and text files, no data at all, bad .bin magic or
   // version, a .bin whose size does not match its header's count, or a token >= vocab (names
   // the file and the token's index in it). Throws kRuntime if a file cannot be read.
-  static Dataset open(const std::string& path, int vocab);
+  static Dataset open(const std::string& path, int vocab, const OpenOptions& options = {});
 
   // Builds a dataset from tokens in memory (tests, benchmarks). Same checks as open():
   // kUsage if empty or a token >= vocab. `name` only appears in description() and errors.

@@ -27,7 +27,7 @@ EvalResult evaluate(const std::string& ckpt, const std::string& data_path, int64
   const auto config = model::ModelConfig::from_json(saved["model"]);
   config.validate();
 
-  const auto data = data::Dataset::open(data_path, config.vocab);
+  const auto data = data::Dataset::open(data_path, config.vocab, data::kCheckpointVocab);
   const size_t available = data::num_eval_windows(data, config.seq);
   CONVEYOR_REQUIRE(available > 0,
                    "--data {} has {} tokens, fewer than one window of {} + 1 (the checkpoint's "

@@ -218,7 +218,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   int64_t val_windows = 0;
   if (!config.val_data.empty()) {
     if (model.holds_embedding() || model.holds_head()) {
-      val = data::Dataset::open(config.val_data, config.model.vocab);
+      val = data::Dataset::open(config.val_data, config.model.vocab, {.split = data::Split::kVal});
       const int64_t available = int64_t(data::num_eval_windows(*val, config.model.seq));
       CONVEYOR_REQUIRE(available > 0,
                        "--val-data {} has {} tokens, fewer than one window of --seq {} + 1; use "
@@ -250,6 +250,12 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     tied_scratch = backend->alloc<float>(size_t(config.model.vocab) * config.model.dim);
 
   const int64_t end_step = config.exit_at_step > 0 ? config.exit_at_step : config.steps;
+  if (coordinator && end_step < config.steps) {
+    CONVEYOR_LOG_INFO(
+        "stopping after step {} of {} (--exit-at-step); progress and ETA count "
+        "to step {}",
+        end_step, config.steps, end_step);
+  }
   const float loss_scale = 1.0f / static_cast<float>(config.tokens_per_step());
   const size_t num_params = model::parameter_table(config.model).size();
   TrainSummary summary;
@@ -321,7 +327,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
       if (config.print_every > 0 &&
           ((step + 1) % config.print_every == 0 || step == start_step || step + 1 == end_step)) {
         const double eta = elapsed / double(step + 1 - start_step) * double(end_step - step - 1);
-        std::printf("%s\n", progress_line(m, config.steps, eta).c_str());
+        std::printf("%s\n", progress_line(m, end_step, eta).c_str());
         std::fflush(stdout);
       }
     }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/token_file.h"
 #include "tests/test_util.h"
 
 using namespace conveyor::test;
@@ -205,4 +206,18 @@ TEST_CASE("a data file larger than memory is mapped, not read in", "[cli][harden
   INFO(r.output);
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("68.7 GB") != std::string::npos);  // the description names its size
+}
+
+TEST_CASE("eval names the checkpoint's vocabulary, not a flag it does not have",
+          "[cli][hardening]") {
+  TempDir dir;
+  const auto ckpt = dir / "ckpt";
+  auto trained = run_conveyor(tiny({"--steps", "1", "--ckpt-dir", ckpt.string()}));
+  REQUIRE(trained.exit_code == 0);
+  conveyor::data::write_token_file((dir / "gpt2.bin").string(), std::vector<uint16_t>(40, 300));
+  auto r = run_conveyor({"eval", "--ckpt", ckpt.string(), "--data", (dir / "gpt2.bin").string()});
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is >= the checkpoint's vocabulary 256") != std::string::npos);
+  CHECK(r.output.find("--vocab") == std::string::npos);
 }

@@ -123,6 +123,32 @@ TEST_CASE("token files round trip, alone and as a folder", "[data]") {
   CHECK_THAT(both.description(), Catch::Contains("2 files") && Catch::Contains("token"));
 }
 
+TEST_CASE("a folder of llm.c shards reads its train or val split, not both", "[data]") {
+  using conveyor::data::Split;
+  TempDir dir;
+  write_token_file((dir / "fineweb_train_000001.bin").string(), {1, 2, 3});
+  write_token_file((dir / "fineweb_train_000002.bin").string(), {4, 5});
+  write_token_file((dir / "fineweb_val_000000.bin").string(), {9, 8, 7, 6});
+  CHECK(tokens_of(Dataset::open(dir.str(), 256)) == std::vector<uint16_t>{1, 2, 3, 4, 5});
+  CHECK(tokens_of(Dataset::open(dir.str(), 256, {.split = Split::kVal})) ==
+        std::vector<uint16_t>{9, 8, 7, 6});
+
+  // Only validation shards: --data names what is missing.
+  TempDir val_only;
+  write_token_file((val_only / "shakespeare_val.bin").string(), {1, 2});
+  usage_error(val_only.str(), 256, "no training shards");
+}
+
+TEST_CASE("a window that spans two files of a folder reads both", "[data]") {
+  TempDir dir;
+  write_file(dir / "a.txt", "abc");
+  write_file(dir / "b.txt", "defg");
+  const Dataset d = Dataset::open(dir.str(), 256);
+  std::vector<int32_t> out(5);
+  d.read(1, 5, out.data());
+  CHECK(out == std::vector<int32_t>{'b', 'c', 'd', 'e', 'f'});
+}
+
 TEST_CASE("bad token files are usage errors naming the file", "[data]") {
   TempDir dir;
   const std::string path = (dir / "x.bin").string();
