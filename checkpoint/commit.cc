@@ -1,6 +1,7 @@
 #include "checkpoint/commit.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "checkpoint/fault_injection.h"
@@ -144,6 +145,44 @@ std::vector<int64_t> apply_retention(const fs::path& root, int keep, int64_t pro
   }
   if (!deleted.empty()) fsync_dir(root);
   return deleted;
+}
+
+std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) {
+  std::vector<int64_t> moved;
+  for (int64_t newer : list_committed_steps(root)) {  // newest first
+    if (newer <= step) break;
+    const auto dir = root / step_dir_name(newer);
+    const auto aside = root / kAbandonedDir;
+    std::error_code ec;
+    fs::create_directories(aside, ec);
+    fs::path target = aside / step_dir_name(newer);
+    for (int n = 1; fs::exists(target, ec); ++n) {
+      target = aside / fmt::format("{}.{}", step_dir_name(newer), n);
+    }
+    rename_path(dir, target);
+    CONVEYOR_LOG_WARN(
+        "moved checkpoint {} aside to {}: it is newer than step {}, which this run continues "
+        "from, so it belongs to an abandoned timeline (delete it when it is not needed)",
+        dir.string(), target.string(), step);
+    moved.push_back(newer);
+  }
+  if (moved.empty()) return moved;
+  std::error_code ec;
+  const auto latest = root / kLatestFile;
+  if (fs::is_regular_file(latest, ec)) {
+    std::string text = read_text_file(latest);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    auto named = parse_step_dir_name(text);
+    if (named && std::find(moved.begin(), moved.end(), *named) != moved.end()) {
+      if (fs::is_directory(root / step_dir_name(step), ec)) {
+        write_file_atomic(latest, step_dir_name(step) + "\n");
+      } else {
+        fs::remove(latest, ec);
+      }
+    }
+  }
+  fsync_dir(root);
+  return moved;
 }
 
 int remove_stale_temp_dirs(const fs::path& root) {

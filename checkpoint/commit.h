@@ -29,6 +29,14 @@ void commit_step(const std::filesystem::path& root, int64_t step, int num_stages
 // step_N that looks committed. Returns the deleted steps.
 std::vector<int64_t> apply_retention(const std::filesystem::path& root, int keep, int64_t protect);
 
+// Moves every committed step newer than `step` to <root>/abandoned/step_NNNNNNNNN (adding
+// ".1", ".2", ... when that name is taken), logging a warning for each: a run that resumes
+// from `step` (0: starts afresh) continues another timeline, and a later fallback must never
+// land in the abandoned one. If LATEST named a moved step it is pointed at `step` (or removed
+// when <root> has no such step). Call from one process, at start-up, before any stage saves.
+// Returns the steps moved. Throws Error(kRuntime) when a rename fails.
+std::vector<int64_t> move_aside_steps_after(const std::filesystem::path& root, int64_t step);
+
 // Removes everything under root whose name starts with ".tmp-" (steps whose commit never
 // happened, steps being deleted) and a stray LATEST.tmp. Call once at start-up, from one
 // process, before any stage calls begin_step(). Returns how many entries it removed.

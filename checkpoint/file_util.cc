@@ -83,6 +83,20 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& tex
   fsync_dir(parent.empty() ? std::filesystem::path(".") : parent);
 }
 
+std::string printable(const std::string& text, size_t max_bytes) {
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < max_bytes; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  if (text.size() > max_bytes) out += "...";
+  return out;
+}
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -22,5 +22,8 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& tex
 std::string read_text_file(const std::filesystem::path& path);
 // rename(2) with an Error naming both paths.
 void rename_path(const std::filesystem::path& from, const std::filesystem::path& to);
+// `text` with every byte outside printable ASCII written as \xNN, cut to `max_bytes` (and
+// then ending in "..."): for quoting a file's content in a log line or message.
+std::string printable(const std::string& text, size_t max_bytes = 64);
 
 }  // namespace conveyor::checkpoint

@@ -1,6 +1,8 @@
 #include "checkpoint/hdf5_file.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 
@@ -12,10 +14,19 @@ namespace {
 
 constexpr const char* kChecksumAttr = "xxh3";
 
+// Set once an H5Fclose has failed (see quiet()).
+std::atomic<bool> g_file_close_failed{false};
+
+void shut_down_hdf5() {
+  if (!g_file_close_failed.load()) H5close();
+}
+
 herr_t collect(unsigned n, const H5E_error2_t* err, void* client) {
   auto* lines = static_cast<std::vector<std::string>*>(client);
   std::string line = err->desc ? err->desc : "";
   if (err->func_name) line = fmt::format("{}: {}", err->func_name, line);
+  // Some descriptions embed ctime() text, newline included: keep the message on one line.
+  std::replace(line.begin(), line.end(), '\n', ' ');
   lines->push_back(std::move(line));
   return 0;
 }
@@ -95,6 +106,7 @@ bool Handle::close() {
   switch (H5Iget_type(id_)) {
     case H5I_FILE:
       rc = H5Fclose(id_);
+      if (rc < 0) g_file_close_failed.store(true);  // its ID now dangles: see quiet()
       break;
     case H5I_GROUP:
       rc = H5Gclose(id_);
@@ -124,7 +136,18 @@ bool Handle::close() {
 
 void quiet() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // HDF5 1.10 (Debian 12 ships 1.10.8) frees a file whose final flush failed (disk full,
+    // file too large) but leaves its ID in the ID table: the fd is closed and nothing can be
+    // done with the ID, yet the library's exit-time clean-up (H5_term_library) closes it
+    // again and crashes (SIGSEGV in H5F__close_cb; HDF5 fixed it in 1.14.1). So the library
+    // does not register its own clean-up: ours runs H5close() at exit unless an H5Fclose
+    // failed, in which case the process leaves HDF5's memory to the kernel. Must come before
+    // the first HDF5 call of the process (it is, in this library).
+    H5dont_atexit();
+    std::atexit(shut_down_hdf5);
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 
 std::string error_stack() {
@@ -203,6 +226,7 @@ void write_attr_i64(hid_t obj, const std::string& name, int64_t value,
 }
 
 Handle string_type(size_t size) {
+  quiet();
   Handle type(H5Tcopy(H5T_C_S1));
   if (!type.valid() || H5Tset_size(type.get(), size == 0 ? 1 : size) < 0 ||
       H5Tset_strpad(type.get(), H5T_STR_NULLPAD) < 0) {

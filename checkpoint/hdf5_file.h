@@ -47,7 +47,8 @@ class Handle {
 
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
-  // Closes now; returns false if HDF5 reported an error (for files, a failed final flush).
+  // Closes now; returns false if HDF5 reported an error (for files, a failed final flush:
+  // HDF5 has then closed the file descriptor and freed the file anyway, see quiet()).
   bool close();
   void reset() { (void)close(); }
 
@@ -55,7 +56,9 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
-// Switches off HDF5's error printing (once per process). Called by every entry point below.
+// Once per process: switches off HDF5's error printing, and replaces HDF5's exit-time clean-up
+// by one that is skipped after a failed file close (which would crash it in HDF5 1.10).
+// Called by every entry point below, before any other HDF5 call.
 void quiet();
 
 // HDF5's error stack, innermost message first, as one line ("" when empty).

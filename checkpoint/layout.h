@@ -6,6 +6,8 @@
 //   <root>/.tmp-step_000001200/     step being written; the fixed name lets every stage find
 //                                   it without talking to the others
 //   <root>/LATEST                   "step_000001200\n", replaced atomically after a commit
+//   <root>/.lock                    held (flock) by the job using the directory (dir_lock.h)
+//   <root>/abandoned/step_...       steps newer than the one a run resumed from, moved aside
 //
 // Anything whose name starts with ".tmp-" is garbage after a crash and may be deleted.
 #pragma once
@@ -21,6 +23,8 @@ namespace conveyor::checkpoint {
 inline constexpr const char* kLatestFile = "LATEST";
 inline constexpr const char* kManifestFile = "manifest.json";
 inline constexpr const char* kTempPrefix = ".tmp-";
+inline constexpr const char* kLockFile = ".lock";
+inline constexpr const char* kAbandonedDir = "abandoned";
 
 std::string step_dir_name(int64_t step);   // "step_000001200"
 std::string temp_dir_name(int64_t step);   // ".tmp-step_000001200"

@@ -42,10 +42,70 @@ std::optional<int64_t> read_latest(const fs::path& root) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   auto step = parse_step_dir_name(text);
   if (!step) {
+    // Quoted escaped and cut short: a damaged LATEST may hold anything, terminal escapes too.
     CONVEYOR_LOG_WARN("{} does not name a step directory (\"{}\"); scanning for committed steps",
-                      path.string(), text);
+                      path.string(), printable(text));
   }
   return step;
+}
+
+// "…/step_000000006" and "…/step_000000006/" both give "step_000000006".
+std::string dir_name(const fs::path& dir) {
+  fs::path p = dir;
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+// The manifest against its directory and its shards' entries, and (given `expected`)
+// against the model it claims to hold. See verify() in verify.h.
+void check_consistency(const fs::path& step_dir, const Manifest& m,
+                       const ExpectedParams& expected) {
+  auto bad = [&](const std::string& what) {
+    throw Error(ErrorKind::kUsage, fmt::format("checkpoint {}: {}", step_dir.string(), what),
+                "the checkpoint was edited, renamed or mixed with another; resume from an "
+                "older step (--resume PATH) or restore it");
+  };
+  if (auto named = parse_step_dir_name(dir_name(step_dir)); named && *named != m.step) {
+    bad(fmt::format("the directory is named for step {} but its manifest.json is of step {}",
+                    *named, m.step));
+  }
+  for (const auto& shard : m.shards) {
+    if (shard.step != m.step || shard.num_stages != m.num_stages) {
+      bad(
+          fmt::format("manifest.json is of step {} with {} stage(s) but lists shard {} as step "
+                      "{} of {} stage(s)",
+                      m.step, m.num_stages, shard.file, shard.step, shard.num_stages));
+    }
+  }
+  for (size_t layer = 0; layer < m.layer_stages.size(); ++layer) {
+    if (m.layer_stages[layer] < 0) {
+      bad(fmt::format("block {} has no parameters in any shard, though block {} has", layer,
+                      m.layer_stages.size() - 1));
+    }
+  }
+  if (!expected) return;
+  const auto want = expected(m);
+  for (const auto& [name, shape] : want) {
+    auto it = m.params.find(name);
+    if (it == m.params.end()) {
+      bad(
+          fmt::format("parameter {} of the saved model is in no shard ({} of its {} parameters "
+                      "are)",
+                      name, m.params.size(), want.size()));
+    }
+    if (it->second.shape != shape) {
+      bad(fmt::format("parameter {} has shape {} but the saved model configuration needs {}", name,
+                      shape_text(it->second.shape), shape_text(shape)));
+    }
+  }
+  if (!want.empty()) {
+    for (const auto& [name, loc] : m.params) {
+      if (want.count(name) == 0) {
+        bad(fmt::format("{} holds parameter {}, which the saved model does not have", loc.file,
+                        name));
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -72,6 +132,12 @@ void check_shard_header(hid_t file, const fs::path& shard_path, const ShardInfo&
                                     "stage {}",
                                     *step, *stage, shard.step, shard.stage));
   }
+  // Every format-1 shard has it; a shard without it is still read (the check is skipped).
+  auto num_stages = h5::read_root_attr_i64(file, "num_stages", shard_path);
+  if (num_stages && *num_stages != shard.num_stages) {
+    corrupt(shard_path, fmt::format("was written as one of {} stages, but the manifest says {}",
+                                    *num_stages, shard.num_stages));
+  }
 }
 
 void check_dataset_sum(const fs::path& shard_path, const std::string& dataset, uint64_t data_sum,
@@ -84,8 +150,9 @@ void check_dataset_sum(const fs::path& shard_path, const std::string& dataset, u
                       checksum_hex(manifest_sum)));
 }
 
-VerifyResult verify(const fs::path& step_dir, VerifyLevel level) {
+VerifyResult verify(const fs::path& step_dir, VerifyLevel level, const ExpectedParams& expected) {
   Manifest m = read_manifest(step_dir);
+  check_consistency(step_dir, m, expected);
   VerifyResult result;
   result.step = m.step;
   for (const auto& shard : m.shards) {
@@ -111,7 +178,8 @@ VerifyResult verify(const fs::path& step_dir, VerifyLevel level) {
   return result;
 }
 
-std::optional<fs::path> find_latest(const fs::path& root, VerifyLevel level) {
+std::optional<fs::path> find_latest(const fs::path& root, VerifyLevel level,
+                                    const ExpectedParams& expected) {
   auto steps = list_committed_steps(root);  // newest first
   if (auto latest = read_latest(root)) {
     std::erase_if(steps, [&](int64_t s) { return s > *latest; });
@@ -123,7 +191,7 @@ std::optional<fs::path> find_latest(const fs::path& root, VerifyLevel level) {
   for (int64_t step : steps) {
     auto dir = root / step_dir_name(step);
     try {
-      verify(dir, level);
+      verify(dir, level, expected);
       return dir;
     } catch (const Error& e) {
       CONVEYOR_LOG_WARN("skipping checkpoint {}: {}", dir.string(), describe(e));

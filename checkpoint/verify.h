@@ -5,7 +5,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "checkpoint/manifest.h"
 
@@ -13,7 +17,8 @@ namespace conveyor::checkpoint {
 
 enum class VerifyLevel {
   kStructure,  // manifest, every shard present with its size, opens as HDF5, datasets exist
-               // with the manifest's shapes. Reads metadata only.
+               // with the manifest's shapes; the manifest agrees with the shards and its step
+               // directory (see verify()). Reads metadata only.
   kFull,       // kStructure, plus every dataset's bytes hash to its "xxh3" attribute and to the
                // manifest. Reads the whole checkpoint.
 };
@@ -24,16 +29,36 @@ struct VerifyResult {
   size_t datasets = 0;
 };
 
-// Throws Error(kUsage) describing the first problem found.
-VerifyResult verify(const std::filesystem::path& step_dir, VerifyLevel level = VerifyLevel::kFull);
+// What a complete checkpoint must hold, worked out from its manifest: parameter name ->
+// shape. The checkpoint library knows no model; the trainer derives this from the model
+// configuration saved in the manifest (pipeline/stage_checkpoint.h: saved_model_params).
+// An empty map means "cannot tell" (the manifest has no model configuration). May throw
+// Error(kUsage) for a manifest whose saved configuration is malformed.
+using ExpectedParams =
+    std::function<std::map<std::string, std::vector<int64_t>>(const Manifest& manifest)>;
+
+// Throws Error(kUsage) describing the first problem found. Besides the files (VerifyLevel),
+// checks that the manifest agrees with the shards and the directory:
+//   - a directory named step_NNNNNNNNN holds that step (a step copied or renamed over
+//     another is refused);
+//   - every shard, in the manifest and in its own header (root attributes step, stage,
+//     num_stages), is of the manifest's step and stage count (a manifest cut to fewer
+//     stages is refused);
+//   - transformer blocks 0..n-1 each have parameters in some shard (no gaps);
+//   - when `expected` is given and knows the model: every parameter of it is present, with
+//     its shape, and no other.
+VerifyResult verify(const std::filesystem::path& step_dir, VerifyLevel level = VerifyLevel::kFull,
+                    const ExpectedParams& expected = {});
 
 // The newest committed step under root that passes verify(level): the step LATEST names
 // first; if that fails (or LATEST is missing or garbled), older committed steps, newest first,
 // each failure logged as a warning. nullopt when there is none (or root does not exist).
 // Steps newer than LATEST's are not considered: they are leftovers of an older timeline
 // (a run that fell back past them), or a commit whose LATEST update did not happen.
+// `expected` is passed on to verify().
 std::optional<std::filesystem::path> find_latest(const std::filesystem::path& root,
-                                                 VerifyLevel level = VerifyLevel::kFull);
+                                                 VerifyLevel level = VerifyLevel::kFull,
+                                                 const ExpectedParams& expected = {});
 
 // `dir` itself if it holds manifest.json; else the step named by dir/LATEST. Throws
 // Error(kUsage) when it is neither (for `conveyor ckpt`, which accepts both).

@@ -51,6 +51,23 @@ std::optional<Split> split_of(const std::string& name) {
   return std::nullopt;
 }
 
+// A checkpoint directory's own files at its top level (checkpoint/layout.h; data/ sits below
+// checkpoint/ and does not link it). Only skipped where the folder holds a committed step,
+// so a data file that happens to be called LATEST is still read elsewhere.
+bool is_checkpoint_pointer(const fs::path& folder, const std::string& name) {
+  if (name != "LATEST" && name != "LATEST.tmp") return false;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder, ec)) {
+    const std::string sub = entry.path().filename().string();
+    if (sub.size() >= 14 && sub.rfind("step_", 0) == 0 &&
+        std::all_of(sub.begin() + 5, sub.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        entry.is_directory(ec)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // The files a --data path stands for, in reading order.
 std::vector<fs::path> list_inputs(const std::string& path, Split split) {
   std::error_code ec;
@@ -78,6 +95,7 @@ std::vector<fs::path> list_inputs(const std::string& path, Split split) {
   for (const fs::directory_entry& entry : it) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.' || ends_with(name, ".dat")) continue;
+    if (is_checkpoint_pointer(path, name)) continue;
     std::error_code entry_ec;
     if (!fs::is_regular_file(entry.path(), entry_ec)) continue;  // follows symlinks
     files.push_back(entry.path());
@@ -240,6 +258,10 @@ Dataset Dataset::open(const std::string& path, int vocab, const OpenOptions& opt
         fmt::format("{}: {}, {}, byte-level", path, files_text, human_bytes(total_bytes));
   }
   return d;
+}
+
+std::vector<fs::path> Dataset::input_files(const std::string& path, Split split) {
+  return list_inputs(path, split);
 }
 
 Dataset Dataset::from_tokens(const std::vector<uint16_t>& tokens, int vocab,

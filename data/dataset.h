@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -42,9 +43,11 @@ class Dataset {
   // (not recursive), sorted by name, concatenated. In a folder, files ending in .dat are skipped
   // (fortune's index files are binary), so are hidden files (names starting with '.'), and a
   // file reached twice (e.g. fortunes' "art.u8" symlink to "art") is read once, under the first
-  // name.
-  // A folder of llm.c shards that has validation shards (*_val_*) reads only the split
-  // options.split names (training shards by default; see OpenOptions).
+  // name. A folder of llm.c shards that has validation shards (*_val_*) reads only the split
+  // options.split names (training shards by default; see OpenOptions). A folder that is also a checkpoint directory (--ckpt-dir inside or equal to the data
+  // folder) gives no checkpoint file: the checkpoint's step folders are sub-folders, its lock
+  // and temporary files are hidden, and its LATEST and LATEST.tmp are skipped in any folder
+  // that holds a step_NNNNNNNNN sub-folder (a committed checkpoint step).
   // A path ending in ".bin", or a folder whose files all end in ".bin", is read as llm.c token
   // files; anything else is byte-level text (one token per byte).
   // Blocking: maps every file and reads it once to check its tokens against `vocab`.
@@ -54,6 +57,11 @@ class Dataset {
   // version, a .bin whose size does not match its header's count, or a token >= vocab (names
   // the file and the token's index in it). Throws kRuntime if a file cannot be read.
   static Dataset open(const std::string& path, int vocab, const OpenOptions& options = {});
+
+  // The files open(path) reads, in reading order, by the same rules and with the same errors
+  // for the path and the folder (reads no file; e.g. to fingerprint the data cheaply).
+  static std::vector<std::filesystem::path> input_files(const std::string& path,
+                                                        Split split = Split::kTrain);
 
   // Builds a dataset from tokens in memory (tests, benchmarks). Same checks as open():
   // kUsage if empty or a token >= vocab. `name` only appears in description() and errors.

@@ -1,5 +1,7 @@
 // `conveyor ckpt verify|inspect DIR`: check or describe a checkpoint step. DIR is a step
 // directory (step_NNNNNNNNN) or a checkpoint root, in which case LATEST names the step.
+// verify checks what resuming checks: the files, and that the manifest agrees with its
+// shards, its directory and the model it saved (every parameter, with its shape).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -10,6 +12,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "launcher/commands.h"
+#include "pipeline/stage_checkpoint.h"
 
 namespace conveyor::cli {
 
@@ -18,7 +21,8 @@ namespace {
 int run_verify(const std::string& dir, bool quick) {
   auto step_dir = checkpoint::resolve_step_dir(dir);
   auto result = checkpoint::verify(
-      step_dir, quick ? checkpoint::VerifyLevel::kStructure : checkpoint::VerifyLevel::kFull);
+      step_dir, quick ? checkpoint::VerifyLevel::kStructure : checkpoint::VerifyLevel::kFull,
+      pipeline::saved_model_params);
   fmt::print("ok: step {}, {} shards, {} datasets {}\n", result.step, result.shards,
              result.datasets, quick ? "present (checksums not read)" : "verified");
   return kExitOk;

@@ -147,6 +147,9 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--keep", c.keep, "committed checkpoints to keep (0: all)")->capture_default_str();
   set.add("--resume", c.resume, "auto | none | PATH (default auto with --ckpt-dir)");
   set.add("--async-save", c.async_save, "write checkpoints in a background thread");
+  set.add("--allow-data-change", c.allow_data_change,
+          "resume even if --data, --micro-batch-size or --microbatches differ from the "
+          "checkpoint's");
   set.add("--val-data", c.val_data, "held-out file or folder scored during training");
   set.add("--eval-every", c.eval_every, "validation loss every N steps (0: after the last only)")
       ->capture_default_str();

@@ -4,8 +4,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
@@ -13,6 +17,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "data/dataset.h"
+#include "model/param_table.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -33,6 +39,65 @@ std::string from_bytes(const std::vector<uint8_t>& b) {
 }
 
 }  // namespace
+
+nlohmann::json data_identity(const std::string& path) {
+  constexpr size_t kEdge = 64 * 1024;  // bytes hashed at each end of every file
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                 &XXH3_freeState);
+  XXH3_64bits_reset(state.get());
+  const auto files = data::Dataset::input_files(path);
+  uint64_t total = 0;
+  std::vector<char> buffer;
+  for (const auto& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    std::error_code ec;
+    const uint64_t size = fs::file_size(file, ec);
+    if (!in || ec) {
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("cannot read data file {}: {}", file.string(),
+                              ec ? ec.message() : "open failed"),
+                  "check that it exists and is readable");
+    }
+    const std::string name = file.filename().string();
+    XXH3_64bits_update(state.get(), name.data(), name.size() + 1);  // with its NUL
+    XXH3_64bits_update(state.get(), &size, sizeof size);
+    // The head, and the tail where the file is longer than the head.
+    for (const uint64_t offset :
+         {uint64_t(0), size > kEdge ? std::max(kEdge, size - kEdge) : size}) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kEdge, size - offset));
+      if (n == 0) continue;
+      buffer.resize(n);
+      in.seekg(static_cast<std::streamoff>(offset));
+      in.read(buffer.data(), static_cast<std::streamsize>(n));
+      if (!in) {
+        throw Error(ErrorKind::kRuntime, fmt::format("reading data file {} failed", file.string()),
+                    "was the file changed while conveyor read it?");
+      }
+      XXH3_64bits_update(state.get(), buffer.data(), n);
+    }
+    total += size;
+  }
+  return {{"files", files.size()},
+          {"bytes", total},
+          {"xxh3", fmt::format("{:016x}", XXH3_64bits_digest(state.get()))}};
+}
+
+std::map<std::string, std::vector<int64_t>> saved_model_params(const checkpoint::Manifest& m) {
+  std::map<std::string, std::vector<int64_t>> params;
+  if (!m.config.is_object() || !m.config.contains("model")) return params;
+  model::ModelConfig saved;
+  try {
+    saved = model::ModelConfig::from_json(m.config.at("model"));
+    saved.validate();
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("the model configuration in the manifest of step {} is malformed: {}",
+                            m.step, e.what()),
+                "the checkpoint is damaged; resume from an older step or restore it");
+  }
+  for (const auto& spec : model::parameter_table(saved)) params.emplace(spec.name, spec.shape);
+  return params;
+}
 
 // Host copies of the store's buffers, taken at a step boundary for an async save.
 struct StageCheckpoint::Snapshot {
@@ -66,38 +131,132 @@ nlohmann::json StageCheckpoint::state_json(int64_t steps_done) const {
           {"config", config_.to_json()}};
 }
 
+void StageCheckpoint::open_directory() {
+  // Before anything reads or writes the directory: refuse now a directory no save could be
+  // committed to (not after the last step), and keep every other job out of it.
+  lock_ = checkpoint::DirLock::acquire(config_.ckpt_dir);
+  const fs::path latest = fs::path(config_.ckpt_dir) / checkpoint::kLatestFile;
+  std::error_code ec;
+  const auto status = fs::status(latest, ec);
+  CONVEYOR_REQUIRE(!fs::exists(status) || fs::is_regular_file(status),
+                   "{} is not a file (a directory?): it is where the checkpoint directory names "
+                   "its newest step, and no commit could replace it; remove or rename it",
+                   latest.string());
+  const int removed = checkpoint::remove_stale_temp_dirs(config_.ckpt_dir);
+  if (removed > 0) {
+    CONVEYOR_LOG_INFO("removed {} unfinished checkpoint director{} in {}", removed,
+                      removed == 1 ? "y" : "ies", config_.ckpt_dir);
+  }
+}
+
+std::string StageCheckpoint::choose_step(const std::string& mode) const {
+  if (mode == "auto") {
+    CONVEYOR_REQUIRE(enabled(), "--resume auto needs --ckpt-dir to say where to look");
+    if (auto latest = checkpoint::find_latest(config_.ckpt_dir, checkpoint::VerifyLevel::kFull,
+                                              saved_model_params)) {
+      return latest->string();
+    }
+    if (fs::is_directory(config_.ckpt_dir)) {
+      // Committed steps that all fail verification: starting over would silently throw the
+      // run away and then commit steps that look like its continuation.
+      for (const auto& entry : fs::directory_iterator(config_.ckpt_dir)) {
+        const std::string name = entry.path().filename().string();
+        CONVEYOR_REQUIRE(!(entry.is_directory() && checkpoint::parse_step_dir_name(name)),
+                         "--ckpt-dir {} holds committed checkpoints but none of them verifies "
+                         "(see the warnings above); repair or remove them, pick one with "
+                         "--resume PATH, or start over with --resume none",
+                         config_.ckpt_dir);
+      }
+    }
+    return {};
+  }
+  if (mode == "none") return {};
+  CONVEYOR_REQUIRE(fs::exists(mode), "--resume {}: no such file or directory", mode);
+  fs::path dir = checkpoint::resolve_step_dir(mode);
+  checkpoint::verify(dir, checkpoint::VerifyLevel::kFull, saved_model_params);
+  return dir.string();
+}
+
+namespace {
+
+// "3 files, 20480 bytes, xxh3 0123456789abcdef"
+std::string identity_text(const nlohmann::json& id) {
+  if (!id.is_object()) return fmt::format("unrecognised identity {}", id.dump());
+  return fmt::format("{} file(s), {} bytes, xxh3 {}", id.value("files", int64_t(-1)),
+                     id.value("bytes", int64_t(-1)), id.value("xxh3", std::string("?")));
+}
+
+bool same_identity(const nlohmann::json& a, const nlohmann::json& b) {
+  for (const char* key : {"files", "bytes", "xxh3"}) {
+    if (!a.is_object() || !b.is_object() || !a.contains(key) || !b.contains(key) ||
+        a[key] != b[key]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void StageCheckpoint::check_same_data(const checkpoint::Manifest& m,
+                                      const std::string& chosen) const {
+  const nlohmann::json& saved = m.config;
+  const nlohmann::json mine = config_.to_json();
+  std::vector<std::string> changed, unknown;
+  // The batches a step samples depend on these (and on --seq, a model field checked with the
+  // model's shape); --stages, --schedule and the rest may change.
+  for (const auto& [key, flag] : {std::pair{"micro_batch_size", "--micro-batch-size"},
+                                  std::pair{"microbatches", "--microbatches"}}) {
+    if (!saved.is_object() || !saved.contains(key)) {
+      unknown.push_back(flag);
+    } else if (saved[key] != mine[key]) {
+      changed.push_back(
+          fmt::format("{} {} (the checkpoint's: {})", flag, mine[key].dump(), saved[key].dump()));
+    }
+  }
+  if (!saved.is_object() || !saved.contains(kDataIdentityKey)) {
+    unknown.push_back("--data");
+  } else if (!same_identity(saved[kDataIdentityKey], data_identity_)) {
+    changed.push_back(fmt::format(
+        "--data {}: {} (the checkpoint's: {}: {})", config_.data, identity_text(data_identity_),
+        saved.is_object() && saved.contains("data") && saved["data"].is_string()
+            ? saved["data"].get<std::string>()
+            : std::string("?"),
+        identity_text(saved[kDataIdentityKey])));
+  }
+  if (!unknown.empty()) {
+    CONVEYOR_LOG_WARN(
+        "checkpoint {} does not record {} (it was written by an older conveyor): cannot check "
+        "that this run continues it with the same",
+        chosen, fmt::join(unknown, ", "));
+  }
+  if (changed.empty()) return;
+  if (config_.allow_data_change) {
+    CONVEYOR_LOG_WARN(
+        "resuming from {} with {}, as --allow-data-change allows: the continuation will not "
+        "match an uninterrupted run",
+        chosen, fmt::join(changed, "; "));
+    return;
+  }
+  throw Error(ErrorKind::kUsage,
+              fmt::format("checkpoint {} was trained on other data or batches: this run has {}",
+                          chosen, fmt::join(changed, "; ")),
+              "resume with the checkpoint's settings, start afresh (--resume none or another "
+              "--ckpt-dir), or pass --allow-data-change to continue with these");
+}
+
 int64_t StageCheckpoint::restore() {
   std::string chosen;  // step directory to load, agreed by every stage
   const std::string mode = config_.resume.empty() ? (enabled() ? "auto" : "none") : config_.resume;
   if (coordinator()) {
     if (enabled()) {
-      const int removed = checkpoint::remove_stale_temp_dirs(config_.ckpt_dir);
-      if (removed > 0) {
-        CONVEYOR_LOG_INFO("removed {} unfinished checkpoint director{} in {}", removed,
-                          removed == 1 ? "y" : "ies", config_.ckpt_dir);
-      }
+      open_directory();
+      data_identity_ = data_identity(config_.data);  // recorded by every commit
     }
-    if (mode == "auto") {
-      CONVEYOR_REQUIRE(enabled(), "--resume auto needs --ckpt-dir to say where to look");
-      if (auto latest = checkpoint::find_latest(config_.ckpt_dir)) {
-        chosen = latest->string();
-      } else if (fs::is_directory(config_.ckpt_dir)) {
-        // Committed steps that all fail verification: starting over would silently throw the
-        // run away and then commit steps that look like its continuation.
-        for (const auto& entry : fs::directory_iterator(config_.ckpt_dir)) {
-          const std::string name = entry.path().filename().string();
-          CONVEYOR_REQUIRE(!(entry.is_directory() && name.rfind("step_", 0) == 0),
-                           "--ckpt-dir {} holds committed checkpoints but none of them verifies "
-                           "(see the warnings above); repair or remove them, pick one with "
-                           "--resume PATH, or start over with --resume none",
-                           config_.ckpt_dir);
-        }
-      }
-    } else if (mode != "none") {
-      CONVEYOR_REQUIRE(fs::exists(mode), "--resume {}: no such file or directory", mode);
-      fs::path dir = checkpoint::resolve_step_dir(mode);
-      checkpoint::verify(dir);
-      chosen = dir.string();
+    chosen = choose_step(mode);
+    if (!chosen.empty()) {
+      if (data_identity_.is_null()) data_identity_ = data_identity(config_.data);
+      check_same_data(checkpoint::read_manifest(chosen), chosen);
     }
   }
   if (transport_) {
@@ -105,7 +264,15 @@ int64_t StageCheckpoint::restore() {
     transport_->broadcast(bytes, topology_.coordinator_rank(), deadline());
     chosen = from_bytes(bytes);
   }
-  if (chosen.empty()) return 0;
+  // A run continues the chosen step's timeline: the steps after it are another's.
+  auto abandon_newer = [&](int64_t steps_done) {
+    if (coordinator() && enabled())
+      checkpoint::move_aside_steps_after(config_.ckpt_dir, steps_done);
+  };
+  if (chosen.empty()) {
+    abandon_newer(0);
+    return 0;
+  }
 
   checkpoint::CheckpointReader reader(chosen);
   const auto& saved = reader.manifest().config;
@@ -120,11 +287,16 @@ int64_t StageCheckpoint::restore() {
                      chosen, key, theirs.contains(key) ? theirs[key].dump() : "(missing)", key,
                      value.dump());
   }
-  if (saved.value("seed", config_.seed) != config_.seed ||
-      saved.value("steps", config_.steps) != config_.steps) {
-    CONVEYOR_LOG_WARN(
-        "resuming with a different --seed or --steps than the checkpoint's: the "
-        "continuation will not match an uninterrupted run");
+  if (coordinator()) {
+    const nlohmann::json run = config_.to_json();
+    for (const auto& [key, flag] : {std::pair{"seed", "--seed"}, std::pair{"steps", "--steps"}}) {
+      if (saved.contains(key) && saved[key] != run[key]) {
+        CONVEYOR_LOG_WARN(
+            "resuming with {} {} where checkpoint {} has {}: the continuation will not match "
+            "an uninterrupted run",
+            flag, run[key].dump(), chosen, saved[key].dump());
+      }
+    }
   }
   auto& store = model_.store();
   auto& k = model_.backend();
@@ -148,12 +320,15 @@ int64_t StageCheckpoint::restore() {
     CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {} stage(s))", chosen, steps_done,
                       reader.manifest().num_stages);
   }
+  abandon_newer(steps_done);
   return steps_done;
 }
 
 void StageCheckpoint::commit(int64_t steps_done) {
   if (coordinator()) {
-    checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config_.to_json(),
+    nlohmann::json config = config_.to_json();
+    if (!data_identity_.is_null()) config[kDataIdentityKey] = data_identity_;
+    checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config,
                             fingerprint_of(config_.model.to_json()), config_.keep);
   }
 }

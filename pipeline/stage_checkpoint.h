@@ -4,8 +4,11 @@
 // with a host snapshot written by a background thread.
 //
 // Collective: every stage calls the same functions at the same steps. The topology's
-// coordinator rank removes stale temporary directories, picks the step to resume from, and
-// commits each save once every stage has written its shard.
+// coordinator rank holds the directory's lock (checkpoint/dir_lock.h) for the job's life,
+// taken in restore() before any rank touches the directory; it removes stale temporary
+// directories, picks the step to resume from and checks that this run may continue it, moves
+// newer steps (an abandoned timeline) aside, and commits each save once every stage has
+// written its shard.
 //
 // An async save is one state machine (AsyncSave below). The training thread starts it and
 // moves it on from the step's reduction; the background thread copies the snapshot and
@@ -20,11 +23,16 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/dir_lock.h"
+#include "checkpoint/manifest.h"
 #include "checkpoint/writer.h"
 #include "model/stage_model.h"
 #include "pipeline/step_reduction.h"
@@ -37,6 +45,22 @@ class Transport;
 
 namespace conveyor::pipeline {
 
+// Where the data's identity is recorded: manifest.json's "config" object (which also holds
+// the run's --data, --micro-batch-size and --microbatches, TrainConfig::to_json()).
+inline constexpr const char* kDataIdentityKey = "data_identity";
+
+// A cheap fingerprint of the training data at `path` (the files data::Dataset::open reads):
+// {"files", "bytes", "xxh3"}, the hash over every file's name (not its folder), size, and
+// first and last 64 KiB. The same data moved or copied elsewhere keeps its identity.
+// Throws Error(kUsage) for a path Dataset::open refuses, kRuntime when a file cannot be read.
+nlohmann::json data_identity(const std::string& path);
+
+// The parameters (name -> shape) of the model configuration saved in a manifest
+// (config.model), which a complete checkpoint must hold: checkpoint::ExpectedParams for
+// verify() and find_latest(). Empty when the manifest saved no model configuration.
+// Throws Error(kUsage) when that configuration is malformed.
+std::map<std::string, std::vector<int64_t>> saved_model_params(const checkpoint::Manifest& m);
+
 class StageCheckpoint {
  public:
   // transport is null with one rank.
@@ -46,10 +70,15 @@ class StageCheckpoint {
 
   bool enabled() const { return !config_.ckpt_dir.empty(); }
 
-  // Applies --resume: loads the chosen checkpoint into the model and returns the number of
-  // steps it had done (0 when starting fresh). Throws Error(kUsage) for a checkpoint that
-  // does not fit the model (naming the field and both values), a PATH with no committed
-  // step, or a checkpoint that fails verification.
+  // Start-up, then --resume: with --ckpt-dir, the coordinator takes the directory's lock and
+  // checks the directory. Then loads the chosen checkpoint into the model and returns the
+  // number of steps it had done (0 when starting fresh); committed steps newer than that are
+  // moved aside (checkpoint::move_aside_steps_after). Throws Error(kUsage) for a --ckpt-dir
+  // that is not a writable directory or whose LATEST is not a file, one locked by another job
+  // (naming it), a checkpoint that does not fit the model (naming the field and both values),
+  // one trained on other data or batch settings (naming the setting; unless
+  // --allow-data-change), a PATH with no committed step, or a checkpoint that fails
+  // verification.
   int64_t restore();
 
   // Saves the state after `steps_done` steps. Async (with --async-save): a background thread
@@ -86,6 +115,13 @@ class StageCheckpoint {
   // Waits for rank 0's background commit; throws Error(kRuntime) if it failed.
   void join_commit();
   nlohmann::json state_json(int64_t steps_done) const;
+  // Coordinator, at start-up: lock and check --ckpt-dir, remove stale temporary directories.
+  void open_directory();
+  // Coordinator: the step directory --resume names ("" to start afresh).
+  std::string choose_step(const std::string& mode) const;
+  // Coordinator: refuses (or with --allow-data-change, warns about) a checkpoint trained on
+  // other data or batch settings than this run's.
+  void check_same_data(const checkpoint::Manifest& m, const std::string& chosen) const;
 
   enum class AsyncSave : int { kIdle, kCopying, kWriting, kWritten, kFailed, kCommitting };
   bool coordinator() const { return rank_ == topology_.coordinator_rank(); }
@@ -103,6 +139,9 @@ class StageCheckpoint {
   std::string writer_error_;       // set by the writer before it enters kFailed
   int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
   std::string commit_error_;       // set by the background commit
+
+  checkpoint::DirLock lock_;      // coordinator with --ckpt-dir: held for the job's life
+  nlohmann::json data_identity_;  // coordinator: data_identity(--data), once needed
 };
 
 }  // namespace conveyor::pipeline

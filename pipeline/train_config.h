@@ -43,6 +43,7 @@ struct TrainConfig {
   int keep = 3;
   std::string resume;  // "auto" | "none" | PATH; empty = auto when ckpt_dir is set
   bool async_save = false;
+  bool allow_data_change = false;  // resume even with other --data or batch settings
 
   // Validation
   std::string val_data;      // scored every eval_every steps (and after the last)

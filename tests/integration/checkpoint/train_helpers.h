@@ -26,10 +26,9 @@ inline std::vector<std::string> tiny_model() {
   return args;
 }
 
-// `conveyor train` on `stages` stages (through `conveyor launch` when more than one) with the
-// tiny model, --steps 20 unless `extra` sets it, then `extra`.
-inline RunResult train(int stages, const std::vector<std::string>& extra,
-                       const std::vector<std::string>& env = {}) {
+// The arguments of `conveyor train` on `stages` stages (through `conveyor launch` when more
+// than one) with the tiny model, --steps 20 unless `extra` sets it, then `extra`.
+inline std::vector<std::string> train_args(int stages, const std::vector<std::string>& extra) {
   std::vector<std::string> args;
   if (stages > 1) args = {"launch", "--nproc", std::to_string(stages), "--", "conveyor"};
   args.push_back("train");
@@ -41,7 +40,13 @@ inline RunResult train(int stages, const std::vector<std::string>& extra,
     args.push_back("20");
   }
   for (const auto& a : extra) args.push_back(a);
-  return run_conveyor(args, env, 60);
+  return args;
+}
+
+// Runs train_args(stages, extra).
+inline RunResult train(int stages, const std::vector<std::string>& extra,
+                       const std::vector<std::string>& env = {}) {
+  return run_conveyor(train_args(stages, extra), env, 60);
 }
 
 // The raw text of each step's loss in a metrics file: %.9g round-trips the float, so equal
