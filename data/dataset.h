@@ -12,8 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,18 +44,18 @@ class Dataset {
   // (fortune's index files are binary), so are hidden files (names starting with '.'), and a
   // file reached twice (e.g. fortunes' "art.u8" symlink to "art") is read once, under the first
   // name. A folder of llm.c shards that has validation shards (*_val_*) reads only the split
-  // options.split names (training shards by default; see OpenOptions). A folder that is also a checkpoint directory (--ckpt-dir inside or equal to the data
-  // folder) gives no checkpoint file: the checkpoint's step folders are sub-folders, its lock
-  // and temporary files are hidden, and its LATEST and LATEST.tmp are skipped in any folder
-  // that holds a step_NNNNNNNNN sub-folder (a committed checkpoint step).
-  // A path ending in ".bin", or a folder whose files all end in ".bin", is read as llm.c token
-  // files; anything else is byte-level text (one token per byte).
-  // Blocking: maps every file and reads it once to check its tokens against `vocab`.
-  // Throws conveyor::Error(kUsage), with a message naming the path and a hint saying how to fix
-  // it, for: vocab < 1, missing path, a path that is neither a file nor a folder, a folder with
-  // no usable files, a folder mixing .bin and text files, no data at all, bad .bin magic or
-  // version, a .bin whose size does not match its header's count, or a token >= vocab (names
-  // the file and the token's index in it). Throws kRuntime if a file cannot be read.
+  // options.split names (training shards by default; see OpenOptions). A folder that is also a
+  // checkpoint directory (--ckpt-dir inside or equal to the data folder) gives no checkpoint file:
+  // the checkpoint's step folders are sub-folders, its lock and temporary files are hidden, and its
+  // LATEST and LATEST.tmp are skipped in any folder that holds a step_NNNNNNNNN sub-folder (a
+  // committed checkpoint step). A path ending in ".bin", or a folder whose files all end in ".bin",
+  // is read as llm.c token files; anything else is byte-level text (one token per byte). Blocking:
+  // maps every file and reads it once to check its tokens against `vocab`. Throws
+  // conveyor::Error(kUsage), with a message naming the path and a hint saying how to fix it, for:
+  // vocab < 1, missing path, a path that is neither a file nor a folder, a folder with no usable
+  // files, a folder mixing .bin and text files, no data at all, bad .bin magic or version, a .bin
+  // whose size does not match its header's count, or a token >= vocab (names the file and the
+  // token's index in it). Throws kRuntime if a file cannot be read.
   static Dataset open(const std::string& path, int vocab, const OpenOptions& options = {});
 
   // The files open(path) reads, in reading order, by the same rules and with the same errors

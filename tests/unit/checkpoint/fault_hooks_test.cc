@@ -41,7 +41,8 @@ TEST_CASE("FaultHooks parse STEP[:STAGE] as the environment variables did", "[ch
   CHECK(direct.armed(fault::kKillBeforeCommit, 5, 9));
 }
 
-TEST_CASE("installed hooks fire in write_shard, and the environment alone does not", "[checkpoint]") {
+TEST_CASE("installed hooks fire in write_shard, and the environment alone does not",
+          "[checkpoint]") {
   conveyor::test::TempDir dir;
   // Set in this process, but nothing reads it: only installed hooks count.
   ::setenv(fault::kFailSave, "3", 1);
