@@ -22,6 +22,20 @@ RunResult train_on(int stages, const std::vector<std::string>& train_args, doubl
   return run_conveyor(args, {}, timeout_s);
 }
 
+std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key) {
+  std::vector<std::string> out;
+  std::ifstream in(metrics_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    INFO(line);
+    if (!nlohmann::json::parse(line).contains(key)) continue;
+    const std::string quoted = "\"" + key + "\": ";
+    const auto begin = line.find(quoted) + quoted.size();
+    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
+  }
+  return out;
+}
+
 std::vector<std::string> loss_texts(const std::string& metrics_path) {
   std::vector<std::string> out;
   std::ifstream in(metrics_path);

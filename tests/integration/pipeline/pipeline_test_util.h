@@ -20,6 +20,9 @@ RunResult train_on(int stages, const std::vector<std::string>& train_args, doubl
 // equal bits). Fails the test when a line is not valid JSON.
 std::vector<std::string> loss_texts(const std::string& metrics_path);
 
+// The raw text of `key` in every metrics line that has it (e.g. "val_loss" rows).
+std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key);
+
 // Output lines with a "[rank R] " prefix removed; `rank` receives R, or -1 without prefix.
 std::string strip_rank_prefix(const std::string& line, int* rank);
 

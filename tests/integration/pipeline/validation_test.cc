@@ -2,30 +2,11 @@
 // number of stages; it scores the same windows as `conveyor eval --max-windows`.
 #include <catch2/catch.hpp>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/pipeline/pipeline_test_util.h"
 
 using namespace conveyor::test;
-
-namespace {
-
-// The raw text of every "val_loss" in a metrics file (%.9g: equal text is equal bits).
-std::vector<std::string> val_loss_texts(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!nlohmann::json::parse(line).contains("val_loss")) continue;
-    const std::string key = "\"val_loss\": ";
-    const auto begin = line.find(key) + key.size();
-    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
-  }
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("the validation loss is the same bits on 1, 2 and 4 stages and matches eval",
           "[pipeline][validation]") {
@@ -42,7 +23,7 @@ TEST_CASE("the validation loss is the same bits on 1, 2 and 4 stages and matches
     auto r = train_on(stages, run_args);
     INFO(stages << " stage(s)\n" << r.output);
     REQUIRE(r.exit_code == 0);
-    const auto losses = val_loss_texts(metrics);
+    const auto losses = field_texts(metrics, "val_loss");
     REQUIRE(losses.size() == 2);  // after steps 2 and 4
     if (reference.empty()) reference = losses;
     CHECK(losses == reference);
