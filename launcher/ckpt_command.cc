@@ -1,4 +1,5 @@
-// `conveyor ckpt verify|inspect DIR`: check or describe a checkpoint step. DIR is a step
+// `conveyor ckpt verify|inspect|settings DIR`: check, describe or print the settings of a
+// checkpoint step. DIR is a step
 // directory (step_NNNNNNNNN) or a checkpoint root, in which case LATEST names the step.
 // verify checks what resuming checks: the files, and that the manifest agrees with its
 // shards, its directory and the model it saved (every parameter, with its shape).
@@ -35,7 +36,12 @@ int run_inspect(const std::string& dir) {
   fmt::print("step: {}\n", m.step);
   fmt::print("stages: {}\n", m.num_stages);
   fmt::print("fingerprint: {}\n", m.fingerprint.empty() ? "(none)" : m.fingerprint);
-  fmt::print("config:\n{}\n", m.config.is_null() ? "(none)" : m.config.dump(2));
+  nlohmann::json config = m.config;
+  const bool has_settings = config.is_object() && config.contains(pipeline::kSettingsKey);
+  if (has_settings) config.erase(pipeline::kSettingsKey);
+  fmt::print("config:\n{}\n", config.is_null() ? "(none)" : config.dump(2));
+  fmt::print("settings: {}\n", has_settings ? "saved (conveyor ckpt settings DIR prints them)"
+                                            : "(none: written before settings were saved)");
 
   uint64_t total = 0;
   fmt::print("shards:\n");
@@ -77,6 +83,23 @@ int run_inspect(const std::string& dir) {
   return kExitOk;
 }
 
+// Prints the saved settings as TOML, ready for `conveyor train --config`.
+int run_settings(const std::string& dir) {
+  auto step_dir = checkpoint::resolve_step_dir(dir);
+  auto m = checkpoint::read_manifest(step_dir);
+  if (!m.config.is_object() || !m.config.contains(pipeline::kSettingsKey) ||
+      !m.config.at(pipeline::kSettingsKey).is_string()) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("checkpoint {} holds no settings (it was written before conveyor "
+                            "saved them)",
+                            step_dir.string()),
+                "conveyor ckpt inspect shows the configuration it does hold");
+  }
+  fmt::print("# settings of {} (step {}); run them with: conveyor train --config FILE\n{}",
+             step_dir.string(), m.step, m.config.at(pipeline::kSettingsKey).get<std::string>());
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_ckpt(CLI::App& app, Runner& run) {
@@ -87,7 +110,7 @@ void add_ckpt(CLI::App& app, Runner& run) {
     std::string dir;
     bool quick = false;
   };
-  static Options verify_opts, inspect_opts;
+  static Options verify_opts, inspect_opts, settings_opts;
 
   auto* verify = sub->add_subcommand(
       "verify", "Check every shard and dataset checksum of a checkpoint step (exit 2 if bad)");
@@ -102,6 +125,12 @@ void add_ckpt(CLI::App& app, Runner& run) {
   inspect->add_option("DIR", inspect_opts.dir, "step directory, or checkpoint root with LATEST")
       ->required();
   inspect->callback([&run] { run = [] { return run_inspect(inspect_opts.dir); }; });
+
+  auto* settings = sub->add_subcommand(
+      "settings", "Print the settings a checkpoint was trained with, as TOML for --config");
+  settings->add_option("DIR", settings_opts.dir, "step directory, or checkpoint root with LATEST")
+      ->required();
+  settings->callback([&run] { run = [] { return run_settings(settings_opts.dir); }; });
 }
 
 }  // namespace conveyor::cli

@@ -328,6 +328,7 @@ void StageCheckpoint::commit(int64_t steps_done) {
   if (coordinator()) {
     nlohmann::json config = config_.to_json();
     if (!data_identity_.is_null()) config[kDataIdentityKey] = data_identity_;
+    if (!config_.settings_toml.empty()) config[kSettingsKey] = config_.settings_toml;
     checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config,
                             fingerprint_of(config_.model.to_json()), config_.keep);
   }

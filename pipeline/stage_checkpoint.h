@@ -48,6 +48,9 @@ namespace conveyor::pipeline {
 // Where the data's identity is recorded: manifest.json's "config" object (which also holds
 // the run's --data, --micro-batch-size and --microbatches, TrainConfig::to_json()).
 inline constexpr const char* kDataIdentityKey = "data_identity";
+// The run's effective settings as TOML (what --print-config prints and --config reads), under
+// this key of the manifest's config; `conveyor ckpt settings` prints it.
+inline constexpr const char* kSettingsKey = "settings_toml";
 
 // A cheap fingerprint of the training data at `path` (the files data::Dataset::open reads):
 // {"files", "bytes", "xxh3"}, the hash over every file's name (not its folder), size, and

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/printable.h"
 
 namespace conveyor::transport {
 
@@ -66,16 +67,15 @@ BootstrapClient::BootstrapClient(const Options& options, std::vector<uint8_t> uc
                                  Deadline deadline)
     : options_(options) {
   fd_ = connect_tcp(options.master_addr, options.master_port, deadline);
-  ByteWriter w;
-  w.u32(wire::kVersion)
-      .i32(options.rank)
-      .i32(options.world_size)
-      .str(options.job_token)
-      .str(options.fingerprint)
-      .bytes(ucx_address)
-      .str(hostname())
-      .i32(static_cast<int32_t>(::getpid()));
-  if (!send_frame(MsgType::kHello, w.buffer()))
+  wire::Hello hello;
+  hello.rank = options.rank;
+  hello.world_size = options.world_size;
+  hello.job_token = options.job_token;
+  hello.fingerprint = options.fingerprint;
+  hello.ucx_address = std::move(ucx_address);
+  hello.host = hostname();
+  hello.pid = static_cast<int32_t>(::getpid());
+  if (!send_frame(MsgType::kHello, wire::encode_hello(hello)))
     throw Error(ErrorKind::kRuntime,
                 fmt::format("lost the connection to the rendezvous service at {}:{} while "
                             "joining",
@@ -230,7 +230,7 @@ void BootstrapClient::monitor() {
               case MsgType::kReject: {
                 JobFailure jf;
                 jf.kind = kind_from_wire(rd.u32());
-                jf.reason = rd.str();
+                jf.reason = printable(rd.str());
                 set_failure(std::move(jf));
                 break;
               }
@@ -238,9 +238,9 @@ void BootstrapClient::monitor() {
                 JobFailure jf;
                 jf.rank = rd.i32();
                 jf.kind = kind_from_wire(rd.u32());
-                jf.reason = rd.str();
+                jf.reason = printable(rd.str());
                 jf.cause = cause_from_wire(rd.u32());
-                jf.host = rd.str();
+                jf.host = printable(rd.str(), kMaxPeerHostBytes);
                 jf.pid = rd.i32();
                 set_failure(std::move(jf));
                 break;
@@ -254,7 +254,7 @@ void BootstrapClient::monitor() {
                 for (int i = 0; i < count; ++i) {
                   Joined j;
                   j.rank = rd.i32();
-                  j.host = rd.str();
+                  j.host = printable(rd.str(), kMaxPeerHostBytes);
                   j.pid = rd.i32();
                   joined.push_back(std::move(j));
                 }

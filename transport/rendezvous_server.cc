@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/log_rate_limit.h"
+#include "common/printable.h"
 #include "transport/socket.h"
 #include "transport/wire.h"
 
@@ -84,6 +86,7 @@ struct RendezvousServer::State {
   std::vector<uint8_t> failure_frame;  // sent to anyone who joins after the failure
   std::map<uint64_t, PendingCollective> collectives;
   Clock::time_point last_heartbeat_sent = Clock::now();
+  LogRateLimit refused_log_limit{kRefusedLogBurst, std::chrono::seconds(kRefusedLogWindowSeconds)};
 
   void send(Conn& c, const std::vector<uint8_t>& frame) {
     if (c.closing) return;
@@ -99,7 +102,7 @@ struct RendezvousServer::State {
     w.u32(static_cast<uint32_t>(kind)).str(reason);
     send(c, wire::encode_frame(MsgType::kReject, w.buffer()));
     c.closing = true;
-    c.close_reason = "rejected: " + reason;
+    c.close_reason.clear();  // the caller has logged why (or reports it as the job's failure)
   }
 
   // "rank 2 (host vm, pid 4242)": the words every message about a rank uses.
@@ -125,22 +128,34 @@ struct RendezvousServer::State {
     cv.notify_all();
   }
 
+  // Logs a line about a connection that was refused before it proved to be one of ours:
+  // such lines are capped, because anyone who can reach the port can cause them.
+  template <typename... Args>
+  void warn_refused(fmt::format_string<Args...> format, Args&&... args) {
+    if (auto note = refused_log_limit.admit(Clock::now()))
+      CONVEYOR_LOG_WARN("rendezvous: {}{}", fmt::format(format, std::forward<Args>(args)...),
+                        *note);
+  }
+
   void on_hello(Conn& c, const std::vector<uint8_t>& payload) {
-    ByteReader rd(payload);
-    uint32_t version = rd.u32();
-    int rank = rd.i32();
-    int world = rd.i32();
-    std::string token = rd.str();
-    std::string fingerprint = rd.str();
-    std::vector<uint8_t> address = rd.bytes();
-    std::string host = rd.str();
-    int pid = rd.i32();
-    if (!same_secret(token, cfg.job_token)) {
+    wire::Hello hello = wire::decode_hello(payload);
+    const int rank = hello.rank;
+    const std::string host = printable(hello.host, kMaxPeerHostBytes);
+    const int pid = hello.pid;
+    if (hello.version != wire::kVersion) {
+      // Its token cannot be read, so it may not be one of ours: refuse it and carry on.
+      warn_refused("refused a connection claiming rank {}: protocol version {}, not {}", rank,
+                   hello.version, wire::kVersion);
+      reject(c, ErrorKind::kUsage,
+             fmt::format("rank {} runs a different conveyor version (protocol {} vs {}); run "
+                         "the same conveyor build on every rank",
+                         rank, hello.version, wire::kVersion));
+      return;
+    }
+    if (!same_secret(hello.job_token, cfg.job_token)) {
       // Not (provably) one of ours: refuse it and carry on.
-      CONVEYOR_LOG_WARN(
-          "rendezvous: refused a connection claiming rank {} from {} pid {}: wrong "
-          "job token",
-          rank, host, pid);
+      warn_refused("refused a connection claiming rank {} from {} pid {}: wrong job token", rank,
+                   host, pid);
       reject(c, ErrorKind::kUsage,
              "the rendezvous service refused this rank: wrong CONVEYOR_JOB_TOKEN (every rank "
              "of a job must have the same token)");
@@ -152,27 +167,25 @@ struct RendezvousServer::State {
       return;
     }
     std::string problem;
-    if (version != wire::kVersion)
-      problem = fmt::format("rank {} runs a different conveyor version (protocol {} vs {})", rank,
-                            version, wire::kVersion);
-    else if (world != cfg.world_size)
-      problem =
-          fmt::format("rank {} has WORLD_SIZE={} but rank 0 has {}", rank, world, cfg.world_size);
+    if (hello.world_size != cfg.world_size)
+      problem = fmt::format("rank {} has WORLD_SIZE={} but rank 0 has {}", rank, hello.world_size,
+                            cfg.world_size);
     else if (rank < 0 || rank >= cfg.world_size)
       problem = fmt::format("a process claims rank {}, outside 0..{}", rank, cfg.world_size - 1);
     else if (rank_state[rank] != RankState::kAbsent)
       problem =
           fmt::format("two processes claim rank {} (second one on {} pid {})", rank, host, pid);
-    else if (fingerprint != cfg.fingerprint)
+    else if (hello.fingerprint != cfg.fingerprint)
       problem = fmt::format(
           "rank {}'s configuration differs from rank 0's (fingerprint {} vs {}); start every "
           "rank with the same flags and config file",
-          rank, fingerprint, cfg.fingerprint);
+          rank, printable(hello.fingerprint, 64), cfg.fingerprint);
     if (!problem.empty()) {
       reject(c, ErrorKind::kUsage, problem);
       fail(-1, ErrorKind::kUsage, FailureCause::kOther, problem);
       return;
     }
+    std::vector<uint8_t> address = std::move(hello.ucx_address);
     c.rank = rank;
     hosts[rank] = host;
     pids[rank] = pid;
@@ -270,7 +283,7 @@ struct RendezvousServer::State {
         return;
       case MsgType::kAbort: {
         ByteReader rd(f.payload);
-        std::string reason = rd.str();
+        const std::string reason = printable(rd.str());
         fail(c.rank, ErrorKind::kPeerFailed, FailureCause::kAborted,
              fmt::format("{} aborted: {}", who(c.rank), reason));
         return;
@@ -316,7 +329,7 @@ struct RendezvousServer::State {
                          who(c.rank), c.close_reason.empty() ? "closed" : c.close_reason));
       }
     } else if (c.rank < 0 && !c.close_reason.empty()) {
-      CONVEYOR_LOG_WARN("rendezvous: dropped a connection that {}", c.close_reason);
+      warn_refused("dropped a connection that {}", c.close_reason);
     }
     if (c.rank >= 0) by_rank[c.rank] = nullptr;
   }

@@ -10,7 +10,8 @@
 // up waiting for the others may ask who has joined (kRosterQuery).
 //
 // A connection that sends garbage, an oversized length, a wrong token or nothing at all
-// is closed and logged; the job carries on. A connection with the right token but a
+// is closed and logged (escaped, and rate-limited: anyone who can reach the port can cause
+// these lines); the job carries on. A connection with the right token but a
 // mismatching configuration (world size, fingerprint, duplicate rank) fails the job: it
 // is one of ours, started wrongly.
 //
@@ -29,6 +30,11 @@
 #include "transport/job_failure.h"
 
 namespace conveyor::transport {
+
+// Lines about refused connections (wrong token, garbage, silence) are capped at this many
+// per window; the next line after a gap says how many were left out.
+inline constexpr int kRefusedLogBurst = 10;
+inline constexpr int kRefusedLogWindowSeconds = 10;
 
 struct ServiceConfig {
   int world_size = 1;

@@ -105,4 +105,33 @@ std::string ByteReader::str() {
   return std::string(b.begin(), b.end());
 }
 
+std::vector<uint8_t> encode_hello(const Hello& hello) {
+  ByteWriter w;
+  w.u32(hello.version)
+      .i32(hello.rank)
+      .i32(hello.world_size)
+      .str(hello.job_token)
+      .str(hello.fingerprint)
+      .bytes(hello.ucx_address)
+      .str(hello.host)
+      .i32(hello.pid);
+  return std::move(w.buffer());
+}
+
+Hello decode_hello(std::span<const uint8_t> payload) {
+  ByteReader rd(payload);
+  Hello h;
+  h.version = rd.u32();
+  h.rank = rd.i32();
+  h.world_size = rd.i32();
+  if (h.version != kVersion) return h;  // the rest is laid out as that version says
+  h.job_token = rd.str();
+  h.fingerprint = rd.str();
+  h.ucx_address = rd.bytes();
+  h.host = rd.str();
+  h.pid = rd.i32();
+  if (!rd.at_end()) throw Error(ErrorKind::kRuntime, "bootstrap: a hello with bytes left over");
+  return h;
+}
+
 }  // namespace conveyor::transport::wire

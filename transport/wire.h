@@ -110,4 +110,21 @@ class ByteReader {
   size_t pos_ = 0;
 };
 
+// The first message of every rank. version, rank and world_size keep their places in every
+// protocol version, so the service can name the rank of a mismatched version.
+struct Hello {
+  uint32_t version = kVersion;
+  int32_t rank = -1;
+  int32_t world_size = 0;
+  std::string job_token;
+  std::string fingerprint;
+  std::vector<uint8_t> ucx_address;
+  std::string host;  // as the peer sent it: untrusted, escape before logging (printable.h)
+  int32_t pid = 0;
+};
+
+std::vector<uint8_t> encode_hello(const Hello& hello);
+// Throws conveyor::Error(kRuntime) when the payload is short or has bytes left over.
+Hello decode_hello(std::span<const uint8_t> payload);
+
 }  // namespace conveyor::transport::wire

@@ -1,4 +1,4 @@
-// `conveyor ckpt verify|inspect` through the real binary: output and exit codes.
+// `conveyor ckpt verify|inspect|settings` through the real binary: output and exit codes.
 #include <hdf5.h>
 #include <catch2/catch.hpp>
 
@@ -77,4 +77,15 @@ TEST_CASE("conveyor ckpt inspect prints step, config, stages and every parameter
   }
   CHECK_THAT(r.output, Catch::Matches("(.|\\n)*stage_00001\\.h5  layers\\.003\\.fc\\.weight +"
                                       "\\[8, 8\\] +256(.|\\n)*"));
+}
+
+TEST_CASE("conveyor ckpt settings exits 2 for a checkpoint that saved none", "[checkpoint][cli]") {
+  conveyor::test::TempDir dir;
+  save_step(dir.path(), 4, 1);
+  auto r = run_conveyor({"ckpt", "settings", dir.str()});
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.output, Catch::Contains("holds no settings"));
+  CHECK_THAT(run_conveyor({"ckpt", "inspect", dir.str()}).output,
+             Catch::Contains("settings: (none"));
 }

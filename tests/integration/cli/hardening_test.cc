@@ -158,6 +158,38 @@ TEST_CASE("train --print-config prints TOML that --config reads back", "[cli][ha
   CHECK(again.output == printed.output);
 }
 
+TEST_CASE("every checkpoint stores the run's settings, and they train again as given",
+          "[cli][hardening][checkpoint]") {
+  TempDir dir;
+  const auto ckpt = dir / "ckpt";
+  const auto flags = tiny({"--lr", "0.003", "--ckpt-dir", ckpt.string(), "--save-every", "2"});
+  auto printed = run_conveyor([&] {
+    auto a = flags;
+    a.push_back("--print-config");
+    return a;
+  }());
+  REQUIRE(printed.exit_code == 0);
+  auto trained = run_conveyor(flags);
+  INFO(trained.output);
+  REQUIRE(trained.exit_code == 0);
+
+  for (const auto& step : {"step_000000002", "step_000000003"}) {
+    auto saved = run_conveyor({"ckpt", "settings", (ckpt / step).string()});
+    INFO(saved.output);
+    REQUIRE(saved.exit_code == 0);
+    // The same TOML as --print-config, under a header comment naming the checkpoint.
+    const std::string body = saved.output.substr(saved.output.find('\n') + 1);
+    const std::string printed_body = printed.output.substr(printed.output.find('\n') + 1);
+    CHECK(body == printed_body);
+    write_file(dir / "saved.toml", saved.output);
+    auto again =
+        run_conveyor({"train", "--config", (dir / "saved.toml").string(), "--print-config"});
+    CHECK(again.output == printed.output);
+  }
+  auto inspect = run_conveyor({"ckpt", "inspect", ckpt.string()});
+  CHECK_THAT(inspect.output, Catch::Contains("settings: saved"));
+}
+
 TEST_CASE("a run that fails leaves a trace of every step it finished", "[cli][hardening]") {
   TempDir dir;
   const auto trace = dir / "trace.json";
