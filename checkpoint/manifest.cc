@@ -1,6 +1,10 @@
 #include "checkpoint/manifest.h"
 
+#include <fmt/ranges.h>
+
 #include <cctype>
+#include <limits>
+#include <type_traits>
 
 #include "checkpoint/checksum.h"
 #include "checkpoint/file_util.h"
@@ -18,13 +22,42 @@ using nlohmann::json;
               "the checkpoint is damaged or was not written by this version of conveyor");
 }
 
+// `v` as the integer type T. A float is refused (converting one out of T's range is undefined
+// behaviour, and a count or size is never fractional), and so is an integer outside T's range.
+template <typename T>
+T integer_value(const json& v, const char* name, const std::string& source) {
+  using limits = std::numeric_limits<T>;
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u <= static_cast<uint64_t>(limits::max())) return static_cast<T>(u);
+  } else if (v.is_number_integer()) {
+    const auto i = v.get<int64_t>();
+    if (i >= 0 ? static_cast<uint64_t>(i) <= static_cast<uint64_t>(limits::max())
+               : limits::is_signed && i >= static_cast<int64_t>(limits::min()))
+      return static_cast<T>(i);
+  } else {
+    malformed(source, fmt::format("\"{}\" is not an integer", name));
+  }
+  malformed(source, fmt::format("\"{}\" is out of range ({})", name, v.dump()));
+}
+
 template <typename T>
 T field(const json& j, const char* name, const std::string& source) {
   if (!j.is_object() || !j.contains(name)) malformed(source, fmt::format("missing \"{}\"", name));
-  try {
-    return j.at(name).get<T>();
-  } catch (const json::exception& e) {
-    malformed(source, fmt::format("\"{}\" has the wrong type ({})", name, e.what()));
+  const json& v = j.at(name);
+  if constexpr (std::is_integral_v<T>) {
+    return integer_value<T>(v, name, source);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!v.is_array()) malformed(source, fmt::format("\"{}\" is not an array", name));
+    T out;
+    for (const auto& e : v) out.push_back(integer_value<int64_t>(e, name, source));
+    return out;
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const json::exception& e) {
+      malformed(source, fmt::format("\"{}\" has the wrong type ({})", name, e.what()));
+    }
   }
 }
 
@@ -32,6 +65,9 @@ T field(const json& j, const char* name, const std::string& source) {
 // The parameter-name grammar belongs to model::layer_of (model/param_table.h); checkpoint/
 // sits below model/ and does not link it, so this is the one copy of that parse.
 // tests/unit/checkpoint/param_names_test.cc keeps the two in step.
+// model::kMaxLayers: block numbers in names are below it.
+constexpr int kMaxLayerNames = 999;
+
 int layer_of(const std::string& name) {
   static const std::string prefix = "layers.";
   if (name.compare(0, prefix.size(), prefix) != 0) return -1;
@@ -40,6 +76,7 @@ int layer_of(const std::string& name) {
   bool digits = false;
   while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) {
     layer = layer * 10 + (name[i] - '0');
+    if (layer >= kMaxLayerNames) return -1;  // no block has this number (and no int overflow)
     digits = true;
     ++i;
   }
@@ -80,6 +117,14 @@ ShardInfo shard_from_json(const json& j, const std::string& source) {
     std::string where = fmt::format("{} (dataset {})", source, path);
     DatasetInfo d;
     d.shape = field<std::vector<int64_t>>(info, "shape", where);
+    uint64_t elements = 1;
+    for (int64_t dim : d.shape) {
+      // Shapes of real models stay far below 2^48 elements: anything else is damage, and
+      // would overflow the byte counts computed from it.
+      if (dim < 0 || (dim > 0 && elements > (uint64_t{1} << 48) / static_cast<uint64_t>(dim)))
+        malformed(where, fmt::format("\"shape\" [{}] is impossible", fmt::join(d.shape, ", ")));
+      elements *= static_cast<uint64_t>(dim);
+    }
     d.dtype = field<std::string>(info, "dtype", where);
     auto sum = parse_checksum_hex(field<std::string>(info, "xxh3", where));
     if (!sum) malformed(where, "\"xxh3\" is not 16 hex digits");

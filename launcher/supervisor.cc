@@ -297,6 +297,16 @@ int run_supervisor(const LaunchOptions& o) {
                    "conveyor launch needs a command after '--', e.g. conveyor launch --nproc 4 "
                    "-- conveyor train --stages 4");
   CONVEYOR_REQUIRE(o.max_restarts >= 0, "--max-restarts must not be negative");
+  CONVEYOR_REQUIRE(o.nnodes >= 1, "--nnodes must be at least 1 (got {})", o.nnodes);
+  CONVEYOR_REQUIRE(o.node_rank >= 0 && o.node_rank < o.nnodes,
+                   "--node-rank {} is outside 0..{} (--nnodes {})", o.node_rank, o.nnodes - 1,
+                   o.nnodes);
+  CONVEYOR_REQUIRE(o.nnodes == 1 || o.master_port > 0,
+                   "--master-port 0 picks a free port on each node, so {} nodes would not "
+                   "meet; give every node the same --master-port",
+                   o.nnodes);
+  CONVEYOR_REQUIRE(o.master_port >= 0 && o.master_port <= 65535,
+                   "--master-port {} is not a TCP port (0..65535)", o.master_port);
   std::vector<std::string> argv = o.command;
   if (argv[0] == "conveyor") argv[0] = self_exe();
   const int port = o.master_port > 0 ? o.master_port : free_tcp_port();

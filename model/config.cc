@@ -18,7 +18,8 @@ void ModelConfig::validate() const {
                    "--vocab must be between 2 and 65536 (got {}); byte-level text uses 256, "
                    "GPT-2 token files 50257",
                    vocab);
-  CONVEYOR_REQUIRE(layers <= 999, "--layers must be at most 999 (got {})", layers);
+  CONVEYOR_REQUIRE(layers <= kMaxLayers, "--layers must be at most {} (got {})", kMaxLayers,
+                   layers);
 }
 
 size_t ModelConfig::num_parameters() const {

@@ -9,6 +9,8 @@ namespace conveyor::model {
 
 // The widest model the kernels index with 32-bit ints (the MLP is 4 x dim wide).
 inline constexpr int kMaxDim = (1 << 29) - 1;
+// Parameter names number blocks with three digits ("layers.007.").
+inline constexpr int kMaxLayers = 999;
 
 struct ModelConfig {
   int layers = 4;   // transformer blocks (L)

@@ -29,6 +29,7 @@ int layer_of(std::string_view name) {
   bool digits = false;
   while (i < name.size() && std::isdigit(static_cast<unsigned char>(name[i]))) {
     layer = layer * 10 + (name[i] - '0');
+    if (layer >= kMaxLayers) return -1;  // no block has this number (and no int overflow)
     digits = true;
     ++i;
   }

@@ -160,12 +160,15 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   std::unique_ptr<transport::Transport> transport;
   std::optional<transport::Options> options;
   int rank = 0;
+  // Read even for one stage: two processes started for a one-stage job would each train it.
+  const transport::Options launched = transport::options_from_env(config.fingerprint());
+  CONVEYOR_REQUIRE(launched.world_size == topology.world_size(),
+                   "{} is {} but --stages is {}; start one process per stage, e.g. "
+                   "conveyor launch --nproc {} -- conveyor train --stages {} ...",
+                   launched.world_size_from, launched.world_size, config.stages, config.stages,
+                   config.stages);
   if (topology.world_size() > 1) {
-    options = transport::options_from_env(config.fingerprint());
-    CONVEYOR_REQUIRE(options->world_size == topology.world_size(),
-                     "WORLD_SIZE is {} but --stages is {}; start one process per stage, e.g. "
-                     "conveyor launch --nproc {} -- conveyor train --stages {} ...",
-                     options->world_size, config.stages, config.stages, config.stages);
+    options = launched;
     rank = options->rank;
     log::init(rank, topology.place(rank).stage);
   } else {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything conveyor needs to build and test, from Debian packages only.
 # Idempotent: safe to run again. Needs root (or sudo) on Debian 12.
-# Usage: scripts/install-deps.sh [--with-bench]   (--with-bench adds python3-torch for bench/)
+# Usage: scripts/install-deps.sh [--with-bench] [--with-fuzz]
+#   --with-bench adds python3-torch for bench/; --with-fuzz adds clang 16 and its libFuzzer
+#   runtime for fuzz/ (Debian 12's default clang, 14, lacks std::source_location).
 set -euo pipefail
 
 packages=(
@@ -12,9 +14,13 @@ packages=(
   libfmt-dev libspdlog-dev libxxhash-dev
   fortunes python3 python3-h5py python3-numpy
 )
-if [[ "${1:-}" == "--with-bench" ]]; then
-  packages+=(python3-torch)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --with-bench) packages+=(python3-torch) ;;
+    --with-fuzz) packages+=(clang-16 libclang-rt-16-dev llvm-16) ;;  # llvm-16: symbolizer
+    *) echo "install-deps: unknown option $arg (use --with-bench or --with-fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi

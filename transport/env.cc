@@ -3,7 +3,10 @@
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "common/error.h"
+#include "transport/hostlist.h"
 #include "transport/transport.h"
 
 namespace conveyor::transport {
@@ -55,13 +58,38 @@ Options options_from_env(std::string fingerprint) {
                    rank ? rank->first : size->first);
   if (size) {
     o.world_size = static_cast<int>(parse_int(size->first, size->second, 1, 16383));
+    o.world_size_from = size->first;
     o.rank = static_cast<int>(parse_int(rank->first, rank->second, 0, 16382));
     CONVEYOR_REQUIRE(o.rank < o.world_size, "{}={} is not below {}={}", rank->first, o.rank,
                      size->first, o.world_size);
   }
-  if (auto a = env("MASTER_ADDR")) o.master_addr = *a;
-  if (auto p = env("MASTER_PORT"))
+  if (auto local = first_set({"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"}))
+    o.local_rank = static_cast<int>(parse_int(local->first, local->second, 0, 16382));
+  if (auto a = env("MASTER_ADDR")) {
+    o.master_addr = *a;
+  } else if (rank && rank->first == "SLURM_PROCID") {
+    // Under srun, task 0 runs on the first node of the allocation.
+    if (auto list = first_set({"SLURM_JOB_NODELIST", "SLURM_NODELIST"})) {
+      try {
+        o.master_addr = expand_hostlist(list->second).front();
+      } catch (const Error& e) {
+        throw Error(ErrorKind::kUsage, fmt::format("{}: {}", list->first, e.message()),
+                    "set MASTER_ADDR to rank 0's host instead");
+      }
+    }
+  }
+  if (auto p = env("CONVEYOR_RDZV_PORT")) {
+    o.master_port = static_cast<int>(parse_int("CONVEYOR_RDZV_PORT", *p, 1, 65535));
+  } else if (auto p = env("MASTER_PORT")) {
     o.master_port = static_cast<int>(parse_int("MASTER_PORT", *p, 1, 65535));
+    // torchrun's agent on the first node holds MASTER_PORT (its TCPStore).
+    if (env("TORCHELASTIC_RUN_ID")) {
+      CONVEYOR_REQUIRE(o.master_port < 65535,
+                       "MASTER_PORT=65535 under torchrun leaves no port for conveyor's "
+                       "rendezvous; set CONVEYOR_RDZV_PORT");
+      ++o.master_port;
+    }
+  }
   if (auto t = env("CONVEYOR_JOB_TOKEN")) o.job_token = *t;
   CONVEYOR_REQUIRE(o.world_size == 1 || !o.job_token.empty(),
                    "CONVEYOR_JOB_TOKEN is not set for a {}-rank job; every rank needs the same "

@@ -337,7 +337,7 @@ struct RendezvousServer::State {
 
 RendezvousServer::RendezvousServer(int port, ServiceConfig config) : state_(new State) {
   state_->cfg = std::move(config);
-  state_->listener = listen_tcp(port);
+  state_->listener = listen_tcp(state_->cfg.listen_host, port);
   state_->by_rank.assign(state_->cfg.world_size, nullptr);
   state_->rank_state.assign(state_->cfg.world_size, RankState::kAbsent);
   state_->addresses.resize(state_->cfg.world_size);

@@ -41,7 +41,8 @@ struct ServiceConfig {
   std::string job_token;
   std::string fingerprint;
   double heartbeat_timeout_s = 1.5;
-  double hello_timeout_s = 10;  // an admitted-but-silent connection is dropped after this
+  double hello_timeout_s = 10;            // an admitted-but-silent connection is dropped after this
+  std::string listen_host = "127.0.0.1";  // MASTER_ADDR as rank 0 has it (listen_tcp)
 };
 
 class RendezvousServer {

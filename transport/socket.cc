@@ -41,7 +41,35 @@ void set_nonblocking_nodelay(int fd) {
 
 }  // namespace
 
-Fd listen_tcp(int port) {
+namespace {
+
+// Where rank 0's service listens for MASTER_ADDR `host` (see socket.h).
+in_addr listen_address(const std::string& host) {
+  in_addr any{};
+  any.s_addr = htonl(INADDR_ANY);
+  in_addr literal{};
+  if (inet_pton(AF_INET, host.c_str(), &literal) == 1) return literal;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("MASTER_ADDR '{}' does not resolve on rank 0's host", host),
+                "set MASTER_ADDR to rank 0's host name or IP address");
+  }
+  const in_addr resolved = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
+  freeaddrinfo(res);
+  const bool loopback = (ntohl(resolved.s_addr) >> 24) == 127;
+  if (host == "localhost") return resolved;
+  // Debian maps a host's own name to 127.0.1.1 in /etc/hosts, while other hosts resolve it
+  // to a real address: listening on the loopback address would lock them out.
+  return loopback ? any : resolved;
+}
+
+}  // namespace
+
+Fd listen_tcp(const std::string& host, int port) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   CONVEYOR_CHECK(fd, "bootstrap: socket() failed: {}", std::strerror(errno));
   int one = 1;
@@ -50,7 +78,7 @@ Fd listen_tcp(int port) {
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_addr = listen_address(host);
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
@@ -60,8 +88,13 @@ Fd listen_tcp(int port) {
                               "start the rendezvous service there)",
                               port),
                   "another job or a leftover process holds it; pick a free MASTER_PORT");
+    if (e == EADDRNOTAVAIL)
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("MASTER_ADDR '{}' is not an address of rank 0's host", host),
+                  "rank 0 runs the rendezvous service: start it on MASTER_ADDR's host, or set "
+                  "MASTER_ADDR to rank 0's host");
     throw Error(ErrorKind::kRuntime,
-                fmt::format("bootstrap: cannot bind port {}: {}", port, std::strerror(e)));
+                fmt::format("bootstrap: cannot bind {}:{}: {}", host, port, std::strerror(e)));
   }
   CONVEYOR_CHECK(::listen(fd.get(), 1024) == 0, "bootstrap: listen on port {} failed: {}", port,
                  std::strerror(errno));

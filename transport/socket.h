@@ -33,9 +33,13 @@ class Fd {
   int fd_ = -1;
 };
 
-// Listens on all interfaces at `port` (non-blocking). Throws Error(kUsage) when the port
-// is in use, naming it.
-Fd listen_tcp(int port);
+// Listens at `port` (non-blocking) on the address rank 0 was given as MASTER_ADDR `host`:
+// an IPv4 literal as it is (127.0.0.1 for a one-host job: nothing from outside reaches the
+// service), "localhost" on loopback, a name on the address it resolves to, except a name
+// that resolves to loopback here (Debian's /etc/hosts maps the own name to 127.0.1.1),
+// which listens on every interface because other hosts resolve it to a real address.
+// Throws Error(kUsage) when the port is in use or `host` is not this host's, naming it.
+Fd listen_tcp(const std::string& host, int port);
 
 // Connects to host:port, retrying refused or unreachable attempts until `deadline`
 // (the service may not be up yet). Throws Error(kRuntime) at the deadline.

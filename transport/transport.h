@@ -66,6 +66,8 @@ using TagDescriber = std::string (*)(Tag tag);
 struct Options {
   int rank = 0;
   int world_size = 1;
+  int local_rank = 0;  // index among the ranks on this host (picks the GPU and the NIC)
+  std::string world_size_from = "WORLD_SIZE";  // the variable it came from, for messages
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string job_token;          // every bootstrap connection must present it
@@ -83,13 +85,16 @@ struct Options {
   int failure_report_fd = -1;
 };
 
-// Reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the Slurm /
-// Open MPI equivalents SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/_SIZE for rank and
-// size), CONVEYOR_CONNECT_TIMEOUT, CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE,
-// CONVEYOR_FAILURE_REPORT_FD.
+// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the
+// Slurm / Open MPI equivalents SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID,
+// OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK), CONVEYOR_RDZV_PORT, CONVEYOR_CONNECT_TIMEOUT,
+// CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE, CONVEYOR_FAILURE_REPORT_FD.
 // Without RANK/WORLD_SIZE (or equivalents) it is a single-rank job. MASTER_ADDR defaults
-// to 127.0.0.1 and MASTER_PORT to 29500 for single-host runs. Throws Error(kUsage) for a
-// missing or invalid value (multi-rank job without CONVEYOR_JOB_TOKEN, rank >= size, ...).
+// to the first host of SLURM_JOB_NODELIST when the rank comes from Slurm, else to
+// 127.0.0.1. The rendezvous port is CONVEYOR_RDZV_PORT when set, else MASTER_PORT (plus one
+// under torchrun, whose agent holds MASTER_PORT: TORCHELASTIC_RUN_ID is set), else 29500. Throws
+// Error(kUsage) for a missing or invalid value (multi-rank job without CONVEYOR_JOB_TOKEN, rank >=
+// size, ...).
 Options options_from_env(std::string fingerprint);
 
 // A buffer registered with the transport (ucp_mem_map). Move-only; deregisters on

@@ -135,9 +135,10 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
   try {
     if (options.world_size > 1 && options.rank == 0) {
       // First, so a port in use fails before anything else starts.
-      server_ = std::make_unique<RendezvousServer>(
-          options.master_port, ServiceConfig{options.world_size, options.job_token,
-                                             options.fingerprint, options.heartbeat_timeout_s});
+      ServiceConfig service{options.world_size, options.job_token, options.fingerprint,
+                            options.heartbeat_timeout_s};
+      service.listen_host = options.master_addr;
+      server_ = std::make_unique<RendezvousServer>(options.master_port, std::move(service));
     }
     ucp_config_t* config = nullptr;
     ucx_check(ucp_config_read(nullptr, nullptr, &config),

@@ -16,8 +16,9 @@ std::vector<std::string> tiny_args() {
 
 // Runs `args` and requires exit 2 and every one of `must_mention` in the output.
 void expect_usage_error(const std::vector<std::string>& args,
-                        const std::vector<std::string>& must_mention) {
-  auto r = run_conveyor(args, {}, 60);
+                        const std::vector<std::string>& must_mention,
+                        const std::vector<std::string>& env = {}) {
+  auto r = run_conveyor(args, env, 60);
   std::string command;
   for (const auto& a : args) command += a + " ";
   INFO(command << "\n" << r.output);
@@ -53,6 +54,13 @@ TEST_CASE("the number of processes must match --stages", "[pipeline]") {
                      {"--stages is 2", "conveyor launch --nproc 2"});
   expect_usage_error(launched(2, with(tiny_args(), {"--stages", "4"})),
                      {"WORLD_SIZE is 2 but --stages is 4", "conveyor launch --nproc 4"});
+  // One stage started twice would train the same model twice, each unaware of the other.
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "1"})),
+                     {"WORLD_SIZE is 2 but --stages is 1", "conveyor launch --nproc 1"});
+  // The message names the variable the world size came from.
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "1"})),
+                     {"SLURM_NTASKS is 3 but --stages is 1"},
+                     {"SLURM_PROCID=0", "SLURM_NTASKS=3", "CONVEYOR_JOB_TOKEN=t"});
 }
 
 TEST_CASE("interleaved needs micro-batches in groups of the stage count", "[pipeline]") {

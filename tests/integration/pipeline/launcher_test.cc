@@ -233,3 +233,21 @@ TEST_CASE("Ctrl-C on launch stops every rank", "[launch]") {
   CHECK(r.output.find("launch exit 130") != std::string::npos);  // 128 + SIGINT
   CHECK(r.output.find("alive") == std::string::npos);
 }
+
+TEST_CASE("launch refuses node flags that cannot form one job", "[launch]") {
+  auto refused = [](const std::vector<std::string>& flags, const std::string& mention) {
+    auto args = with({"launch", "--nproc", "1"}, flags);
+    args.insert(args.end(), {"--", "true"});
+    auto r = run_conveyor(args, {}, 60);
+    INFO(r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(mention) != std::string::npos);
+  };
+  refused({"--nnodes", "2", "--node-rank", "2", "--master-port", "29999"},
+          "--node-rank 2 is outside 0..1");
+  refused({"--nnodes", "2", "--node-rank", "-1", "--master-port", "29999"},
+          "--node-rank -1 is outside");
+  refused({"--nnodes", "0"}, "--nnodes must be at least 1");
+  refused({"--nnodes", "2", "--node-rank", "1"}, "--master-port 0 picks a free port on each node");
+  refused({"--master-port", "70000"}, "--master-port 70000 is not a TCP port");
+}

@@ -41,3 +41,19 @@ TEST_CASE("manifest layer_stages agree with model::layer_of on the real paramete
     if (layer >= 0) REQUIRE(m.layer_stages[layer] == stage_of(p));
   }
 }
+
+TEST_CASE("block numbers past the largest model are not blocks, in both parses", "[checkpoint]") {
+  for (const std::string name : {"layers.999.fc.weight", "layers.99999999999.fc.weight"}) {
+    INFO(name);
+    CHECK(model::layer_of(name) == -1);
+    checkpoint::Manifest m;
+    m.num_stages = 1;
+    m.shards.resize(1);
+    m.shards[0].file = "stage_0.h5";
+    m.shards[0].params.push_back(name);
+    m.shards[0].datasets[std::string("/") + checkpoint::kParams + "/" + name].shape = {1};
+    checkpoint::index_params(m, "test manifest");
+    CHECK(m.layer_stages.empty());  // not resized to a billion entries
+  }
+  CHECK(model::layer_of("layers.998.fc.weight") == 998);
+}

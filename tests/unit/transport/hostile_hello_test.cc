@@ -1,9 +1,12 @@
 // Hellos an attacker (or a confused program) sends to the rendezvous port: forged log lines,
 // escape codes, huge names, floods, other protocol versions. The service must refuse each,
 // keep the log on one line per event and small, and carry on serving the job.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -142,21 +145,14 @@ TEST_CASE("hostile hellos are refused and logged escaped and rate-limited", "[tr
 }
 
 TEST_CASE("a hello survives the codec and a short or padded one is refused", "[transport]") {
-  wire::Hello h;
-  h.rank = 3;
-  h.world_size = 4;
-  h.job_token = "t";
-  h.fingerprint = "fp";
-  h.ucx_address = {1, 2, 3};
-  h.host = "node-7";
-  h.pid = 4242;
+  const wire::Hello h{wire::kVersion, 3, 4, "token", "fingerprint", {1, 2, 3}, "node-7", 4242};
   auto bytes = wire::encode_hello(h);
   wire::Hello back = wire::decode_hello(bytes);
   CHECK(back.version == wire::kVersion);
   CHECK(back.rank == 3);
   CHECK(back.world_size == 4);
-  CHECK(back.job_token == "t");
-  CHECK(back.fingerprint == "fp");
+  CHECK(back.job_token == "token");
+  CHECK(back.fingerprint == "fingerprint");
   CHECK(back.ucx_address == std::vector<uint8_t>{1, 2, 3});
   CHECK(back.host == "node-7");
   CHECK(back.pid == 4242);
@@ -164,4 +160,38 @@ TEST_CASE("a hello survives the codec and a short or padded one is refused", "[t
     CHECK_THROWS_AS(wire::decode_hello({bytes.data(), cut}), Error);
   bytes.push_back(0);
   CHECK_THROWS_AS(wire::decode_hello(bytes), Error);
+}
+
+TEST_CASE("the service listens only on the address it was given", "[transport]") {
+  const int port = free_tcp_port();
+  ServiceConfig cfg;
+  cfg.world_size = 2;
+  cfg.job_token = "t";
+  cfg.listen_host = "127.0.0.1";
+  RendezvousServer service(port, cfg);
+  auto try_connect = [&](const char* ip) {
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    REQUIRE(inet_pton(AF_INET, ip, &addr.sin_addr) == 1);
+    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  };
+  CHECK(try_connect("127.0.0.1"));
+  // Also this host, but not the address given: a service on 0.0.0.0 would accept it.
+  CHECK_FALSE(try_connect("127.0.0.2"));
+}
+
+TEST_CASE("a MASTER_ADDR that is not this host's is refused with a usage error", "[transport]") {
+  ServiceConfig cfg;
+  cfg.world_size = 2;
+  cfg.job_token = "t";
+  cfg.listen_host = "192.0.2.1";  // TEST-NET-1: never an address of this host
+  try {
+    RendezvousServer service(free_tcp_port(), cfg);
+    FAIL("listened on an address this host does not have");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK_THAT(e.message(), Catch::Contains("MASTER_ADDR '192.0.2.1' is not an address"));
+  }
 }

@@ -38,9 +38,11 @@ class ScopedEnv {
  public:
   ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
     for (const char* n :
-         {"RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "OMPI_COMM_WORLD_RANK",
-          "OMPI_COMM_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
-          "CONVEYOR_UCX_PEER_ERROR_MODE", "CONVEYOR_FAILURE_REPORT_FD"}) {
+         {"RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+          "SLURM_JOB_NODELIST", "SLURM_NODELIST", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+          "OMPI_COMM_WORLD_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_RDZV_PORT",
+          "TORCHELASTIC_RUN_ID", "CONVEYOR_JOB_TOKEN", "CONVEYOR_UCX_PEER_ERROR_MODE",
+          "CONVEYOR_FAILURE_REPORT_FD"}) {
       const char* v = std::getenv(n);
       saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
       unsetenv(n);
@@ -89,6 +91,45 @@ TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[tra
     auto o = options_from_env("fp");
     CHECK(o.rank == 1);
     CHECK(o.world_size == 2);
+    CHECK(o.local_rank == 0);
+    CHECK(o.master_addr == "127.0.0.1");
+  }
+  SECTION("Slurm: local rank, and rank 0's host from the job's node list") {
+    ScopedEnv env({{"SLURM_PROCID", "3"},
+                   {"SLURM_NTASKS", "4"},
+                   {"SLURM_LOCALID", "1"},
+                   {"SLURM_JOB_NODELIST", "gpu[07-08,11]"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
+    auto o = options_from_env("fp");
+    CHECK(o.rank == 3);
+    CHECK(o.local_rank == 1);
+    CHECK(o.master_addr == "gpu07");
+  }
+  SECTION("MASTER_ADDR wins over Slurm's node list") {
+    ScopedEnv env({{"SLURM_PROCID", "0"},
+                   {"SLURM_NTASKS", "2"},
+                   {"SLURM_JOB_NODELIST", "n[1-2]"},
+                   {"MASTER_ADDR", "10.0.0.5"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
+    CHECK(options_from_env("fp").master_addr == "10.0.0.5");
+  }
+  SECTION("torchrun's agent holds MASTER_PORT: the rendezvous takes the next port") {
+    ScopedEnv env({{"RANK", "0"},
+                   {"WORLD_SIZE", "2"},
+                   {"LOCAL_RANK", "0"},
+                   {"MASTER_PORT", "29500"},
+                   {"TORCHELASTIC_RUN_ID", "none"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
+    CHECK(options_from_env("fp").master_port == 29501);
+  }
+  SECTION("CONVEYOR_RDZV_PORT wins over MASTER_PORT") {
+    ScopedEnv env({{"RANK", "0"},
+                   {"WORLD_SIZE", "2"},
+                   {"MASTER_PORT", "29500"},
+                   {"TORCHELASTIC_RUN_ID", "none"},
+                   {"CONVEYOR_RDZV_PORT", "40000"},
+                   {"CONVEYOR_JOB_TOKEN", "t"}});
+    CHECK(options_from_env("fp").master_port == 40000);
   }
   SECTION("Open MPI") {
     ScopedEnv env({{"OMPI_COMM_WORLD_RANK", "5"},
@@ -129,6 +170,13 @@ TEST_CASE("options_from_env rejects bad values with usage errors", "[transport]"
   usage_error({{"MASTER_PORT", "70000"}}, "MASTER_PORT");
   usage_error({{"CONVEYOR_UCX_PEER_ERROR_MODE", "yes"}}, "must be 0 or 1");
   usage_error({{"CONVEYOR_FAILURE_REPORT_FD", "-1"}}, "CONVEYOR_FAILURE_REPORT_FD");
+  usage_error({{"LOCAL_RANK", "-1"}}, "LOCAL_RANK='-1'");
+  usage_error({{"CONVEYOR_RDZV_PORT", "0"}}, "CONVEYOR_RDZV_PORT='0'");
+  usage_error({{"SLURM_PROCID", "0"},
+               {"SLURM_NTASKS", "2"},
+               {"SLURM_JOB_NODELIST", "n[1-"},
+               {"CONVEYOR_JOB_TOKEN", "t"}},
+              "SLURM_JOB_NODELIST: host list 'n[1-' is malformed");
 }
 
 TEST_CASE("a failure report reaches the supervisor's socket intact, and junk is refused",
