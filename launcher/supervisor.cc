@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,13 +12,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <random>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
 #include "common/net.h"
+#include "launcher/launch_util.h"
+#include "launcher/launcher_channel.h"
+#include "launcher/multi_host.h"
 #include "transport/job_failure.h"
 
 extern char** environ;
@@ -29,22 +32,6 @@ namespace {
 volatile sig_atomic_t g_signal = 0;
 void on_signal(int sig) {
   g_signal = sig;
-}
-
-std::string random_token() {
-  std::ifstream urandom("/dev/urandom", std::ios::binary);
-  unsigned char bytes[16] = {};
-  urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes);
-  std::string hex;
-  for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
-  return hex;
-}
-
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  CONVEYOR_CHECK(n > 0, "cannot find the conveyor binary (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
 }
 
 // Every rank gets the report socket (transport/job_failure.h) at this descriptor.
@@ -88,9 +75,13 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
             int report_fd, int* out_fd) {
   int fds[2];
   CONVEYOR_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe failed: {}", std::strerror(errno));
+  const pid_t parent = getpid();
   pid_t pid = fork();
   CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
   if (pid == 0) {
+    // A rank never outlives its supervisor, even one killed with SIGKILL.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(137);  // it died before prctl took effect
     setpgid(0, 0);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
@@ -116,7 +107,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 
 // One attempt: start every rank, pump output, stop all on the first failure.
 int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int port,
-              const std::string& token) {
+              const std::string& token, LauncherChannel* control) {
   std::vector<std::string> base_env;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
@@ -131,7 +122,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     for (const char* k : kOwned) owned |= s.rfind(k, 0) == 0;
     if (!owned) base_env.push_back(s);
   }
-  const int world = o.nproc * o.nnodes;
+  const int world = o.world_size > 0 ? o.world_size : o.nproc * o.nnodes;
+  const int first_rank = o.first_rank >= 0 ? o.first_rank : o.node_rank * o.nproc;
   // The ranks report here which rank the job blamed, the moment they learn it: a rank that
   // went silent cannot say so itself, and its peers' exit code 3 only says "a peer failed".
   int report[2];
@@ -141,11 +133,12 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   std::vector<Child> children(o.nproc);
   for (int i = 0; i < o.nproc; ++i) {
     auto env = base_env;
-    const int rank = o.node_rank * o.nproc + i;
+    const int rank = first_rank + i;
     env.push_back(fmt::format("RANK={}", rank));
     env.push_back(fmt::format("WORLD_SIZE={}", world));
     env.push_back(fmt::format("LOCAL_RANK={}", i));
-    env.push_back("MASTER_ADDR=" + o.master_addr);
+    env.push_back("MASTER_ADDR=" +
+                  (o.master_addr.empty() ? std::string("127.0.0.1") : o.master_addr));
     env.push_back(fmt::format("MASTER_PORT={}", port));
     env.push_back("CONVEYOR_JOB_TOKEN=" + token);
     env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
@@ -232,9 +225,19 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       }
     }
     fds.push_back({report[0], POLLIN, 0});
+    if (control) fds.push_back({control->fd(), POLLIN, 0});
     poll(fds.data(), fds.size(), 100);
     drain_reports();
-    for (size_t i = 0; i + 1 < fds.size(); ++i) {
+    if (control) {
+      if (const int sig = control->poll_once(); sig != 0 && g_signal == 0) {
+        if (control->closed())
+          std::fprintf(stderr,
+                       "conveyor launch: lost the launcher (its ssh session ended); stopping "
+                       "all ranks\n");
+        g_signal = sig;
+      }
+    }
+    for (size_t i = 0; i < owners.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[65536];
       ssize_t n = read(fds[i].fd, buf, sizeof buf);
@@ -292,7 +295,6 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
 }  // namespace
 
 int run_supervisor(const LaunchOptions& o) {
-  CONVEYOR_REQUIRE(o.nproc >= 1, "--nproc must be at least 1 (got {})", o.nproc);
   CONVEYOR_REQUIRE(!o.command.empty(),
                    "conveyor launch needs a command after '--', e.g. conveyor launch --nproc 4 "
                    "-- conveyor train --stages 4");
@@ -307,9 +309,25 @@ int run_supervisor(const LaunchOptions& o) {
                    o.nnodes);
   CONVEYOR_REQUIRE(o.master_port >= 0 && o.master_port <= 65535,
                    "--master-port {} is not a TCP port (0..65535)", o.master_port);
+  if (!o.hostfile.empty() || !o.hosts.empty()) return run_multi_host(o);
+  CONVEYOR_REQUIRE(o.nproc >= 1,
+                   "conveyor launch needs --nproc N (ranks on this host) or --hostfile/--hosts "
+                   "(got --nproc {})",
+                   o.nproc);
+  CONVEYOR_REQUIRE(
+      o.world_size == 0 || (o.first_rank >= 0 && o.first_rank + o.nproc <= o.world_size),
+      "--first-rank {} with --nproc {} does not fit --world-size {}", o.first_rank, o.nproc,
+      o.world_size);
   std::vector<std::string> argv = o.command;
   if (argv[0] == "conveyor") argv[0] = self_exe();
   const int port = o.master_port > 0 ? o.master_port : free_tcp_port();
+  // Started by a multi-host launcher: the secret, then control lines, arrive on stdin.
+  std::optional<LauncherChannel> control;
+  std::string launcher_token;
+  if (o.token_stdin) {
+    control.emplace(STDIN_FILENO);
+    launcher_token = control->read_token(Deadline::after_seconds(30));
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -326,8 +344,9 @@ int run_supervisor(const LaunchOptions& o) {
                    attempt, o.max_restarts);
     }
     // A fresh token per attempt: stragglers of a failed attempt cannot join the new one.
-    code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
-                     random_token());
+    code =
+        run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
+                  o.token_stdin ? launcher_token : random_token(), control ? &*control : nullptr);
     if (code == 0 || g_signal != 0 || code == 2) break;  // bad usage will not get better
   }
   if (code != 0 && o.quiet) std::fputs(g_quiet_log.c_str(), stderr);

@@ -16,14 +16,22 @@
 namespace conveyor::cli {
 
 struct LaunchOptions {
-  int nproc = 1;      // ranks on this node
-  int node_rank = 0;  // this node's index (multi-node: set by conveyor-launch)
+  int nproc = 0;      // ranks on this node (required without --hostfile/--hosts)
+  int node_rank = 0;  // this node's index (multi-host: set by the launcher)
   int nnodes = 1;
-  std::string master_addr = "127.0.0.1";
-  int master_port = 0;               // 0: pick a free port (single node only)
-  int max_restarts = 0;              // restart the whole group this many times after a failure
-  double grace_seconds = 5;          // SIGTERM -> SIGKILL for the survivors of a failure
-  bool quiet = false;                // keep the ranks' output; print it (to stderr) only on failure
+  // Multi-host (multi_host.h): the hosts and how ranks reach them.
+  std::string hostfile;     // "HOST slots=N" lines
+  std::string hosts;        // "h1:2,h2:2"
+  std::string rsh = "ssh";  // any ssh-compatible command, e.g. "ssh -F cfg"
+  // Set by the multi-host launcher for the supervisor it starts on each host.
+  int first_rank = -1;       // RANK of this node's first rank (-1: node_rank * nproc)
+  int world_size = 0;        // 0: nproc * nnodes
+  bool token_stdin = false;  // the secret and control lines come on stdin (launcher_channel.h)
+  std::string master_addr;   // empty: 127.0.0.1, or the first host of a multi-host job
+  int master_port = 0;       // 0: pick a free port (one host), 29500 (multi-host)
+  int max_restarts = 0;      // restart the whole group this many times after a failure
+  double grace_seconds = 5;  // SIGTERM -> SIGKILL for the survivors of a failure
+  bool quiet = false;        // keep the ranks' output; print it (to stderr) only on failure
   std::vector<std::string> command;  // "conveyor" as argv[0] means this binary
 };
 

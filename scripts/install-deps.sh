@@ -13,6 +13,7 @@ packages=(
   catch2 libopenblas-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libfmt-dev libspdlog-dev libxxhash-dev
   fortunes python3 python3-h5py python3-numpy
+  openssh-server openssh-client iproute2 util-linux  # multi-host tests: sshd in namespaces
 )
 for arg in "$@"; do
   case "$arg" in

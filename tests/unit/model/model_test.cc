@@ -99,7 +99,8 @@ TEST_CASE("parameter names are built and parsed in one place", "[model]") {
   REQUIRE(layer_param_name(7, "attn.qkv.weight") == "layers.007.attn.qkv.weight");
   REQUIRE(layer_param_name(123, "ln1.bias") == "layers.123.ln1.bias");
   REQUIRE(layer_of("layers.007.attn.qkv.weight") == 7);
-  REQUIRE(layer_of("layers.1234.mlp.fc.bias") == 1234);
+  REQUIRE(layer_of("layers.998.mlp.fc.bias") == 998);
+  REQUIRE(layer_of("layers.1234.mlp.fc.bias") == -1);  // past kMaxLayers: no block has it
   REQUIRE(layer_of("layers.012") == 12);
   for (const char* name : kNonLayerParams) REQUIRE(layer_of(name) == -1);
   for (const char* name : {"layers.", "layers.x.ln1.weight", "layers.01x.ln1.weight", "h.1.ln1",

@@ -1,0 +1,8 @@
+#!/bin/sh
+# A stand-in for ssh in the multi-host launch tests: `local_rsh.sh HOST COMMAND` runs COMMAND
+# with sh on this machine, as ssh would on HOST. With RSH_LOG set, it first appends its
+# arguments (one line per call) there, so tests can check what went into argv.
+host=$1
+shift
+if [ -n "${RSH_LOG:-}" ]; then printf '%s %s\n' "$host" "$*" >> "$RSH_LOG"; fi
+exec sh -c "$*"

@@ -1,0 +1,151 @@
+// `conveyor launch --hosts/--hostfile` on one machine: an rsh stand-in (local_rsh.sh) runs
+// each "host"'s supervisor here, so the multi-host launcher's own logic is tested wherever
+// the suite runs. tests/integration/launch/ runs it over real ssh into network namespaces.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "common/net.h"
+#include "tests/integration/pipeline/pipeline_test_util.h"
+
+using namespace conveyor::test;
+
+namespace {
+
+const std::string kRsh =
+    std::string(CONVEYOR_SOURCE_DIR) + "/tests/integration/pipeline/local_rsh.sh";
+
+std::vector<std::string> on_hosts(const std::string& hosts, const std::vector<std::string>& rest) {
+  return with({"launch", "--hosts", hosts, "--rsh", kRsh, "--master-addr", "127.0.0.1",
+               "--master-port", std::to_string(conveyor::free_tcp_port())},
+              rest);
+}
+
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+TEST_CASE("two hosts of two ranks train with the one-stage losses bit for bit", "[launch]") {
+  TempDir dir;
+  auto train = tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2});
+  train = with(train, {"--steps", "3"});
+  auto one = run_conveyor(
+      with(with({"train"}, train), {"--stages", "1", "--metrics", (dir / "one.jsonl").string()}));
+  REQUIRE(one.exit_code == 0);
+  auto four = run_conveyor(
+      on_hosts("a:2,b:2", with(with({"--", "conveyor", "train"}, train),
+                               {"--stages", "4", "--metrics", (dir / "four.jsonl").string()})));
+  INFO(four.output);
+  REQUIRE(four.exit_code == 0);
+  CHECK(loss_texts((dir / "four.jsonl").string()) == loss_texts((dir / "one.jsonl").string()));
+  CHECK(four.output.find("4 ranks on 2 hosts") != std::string::npos);
+}
+
+TEST_CASE("every host's ranks get their place and one secret that never appears in argv",
+          "[launch]") {
+  TempDir dir;
+  const std::string log = (dir / "rsh.log").string();
+  const std::string rank_cmd =
+      "echo \"$RANK $WORLD_SIZE $LOCAL_RANK $MASTER_ADDR $CONVEYOR_JOB_TOKEN\" > " +
+      shell_quoted(dir.str()) + "/env.$RANK";
+  // Hosts of 1, 2 and 1 slots: ranks are numbered host by host.
+  auto r = run_conveyor(on_hosts("a,b:2,c", {"--", "sh", "-c", rank_cmd}), {"RSH_LOG=" + log});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  std::set<std::string> tokens;
+  const std::map<int, std::string> local_rank = {{0, "0"}, {1, "0"}, {2, "1"}, {3, "0"}};
+  for (int rank = 0; rank < 4; ++rank) {
+    std::istringstream in(read_file(dir / ("env." + std::to_string(rank))));
+    std::string r_rank, world, local, addr, token;
+    in >> r_rank >> world >> local >> addr >> token;
+    CHECK(r_rank == std::to_string(rank));
+    CHECK(world == "4");
+    CHECK(local == local_rank.at(rank));
+    CHECK(addr == "127.0.0.1");
+    tokens.insert(token);
+  }
+  REQUIRE(tokens.size() == 1);
+  const std::string token = *tokens.begin();
+  CHECK(token.size() == 32);
+  const std::string argv_log = read_file(log);
+  CHECK(std::count(argv_log.begin(), argv_log.end(), '\n') == 3);  // one session per host
+  CHECK(argv_log.find(token) == std::string::npos);
+}
+
+TEST_CASE("a failing host ends the job and is named with its ranks", "[launch]") {
+  // Rank 2 (host b's first) fails; the others would sleep for a minute.
+  auto r = run_conveyor(
+      on_hosts("a:2,b:2", {"--", "sh", "-c", "if [ $RANK = 2 ]; then exit 7; fi; exec sleep 60"}),
+      {}, 60);
+  INFO(r.output);
+  CHECK(r.exit_code == 7);
+  CHECK(r.output.find("host b (ranks 2-3) failed (exit 7)") != std::string::npos);
+  CHECK(r.output.find("[host b] conveyor launch: rank 2 failed (exit 7)") != std::string::npos);
+}
+
+TEST_CASE("a host that cannot be reached is named", "[launch]") {
+  auto r = run_conveyor(
+      {"launch", "--hosts", "a:1,b:1", "--rsh", "false", "--master-port", "29999", "--", "true"},
+      {}, 60);
+  INFO(r.output);
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("host a (rank 0) failed") != std::string::npos);
+}
+
+TEST_CASE("no rank outlives a launcher killed with SIGKILL, and Ctrl-C reaches every host",
+          "[launch]") {
+  TempDir dir;
+  const std::string rank_cmd =
+      fmt::format("echo $$ > {}/pid.$RANK; exec sleep 60", shell_quoted(dir.str()));
+  for (const char* how : {"KILL", "INT"}) {
+    INFO(how);
+    std::string launch = shell_quoted(CONVEYOR_BIN);
+    for (const auto& a : on_hosts("a:2,b:2", {"--", "sh", "-c", rank_cmd}))
+      fmt::format_to(std::back_inserter(launch), " {}", shell_quoted(a));
+    // fmt, not operator+ chains (GCC 12 warns falsely about those at -O3).
+    const std::string script = fmt::format(
+        "cd {}\nrm -f pid.*\n{} & launch=$!\n"
+        "until [ -s pid.0 ] && [ -s pid.1 ] && [ -s pid.2 ] && [ -s pid.3 ]; do sleep 0.05; done\n"
+        "kill -{} $launch\n"
+        "wait $launch; echo \"launch exit $?\"\n"
+        // A rank killed with its supervisor is gone at once; allow 10 s for the signal path.
+        "for f in pid.0 pid.1 pid.2 pid.3; do n=0; while kill -0 $(cat $f) 2>/dev/null; do\n"
+        "  n=$((n+1)); if [ $n -gt 200 ]; then echo \"alive $f\"; kill -9 $(cat $f); break; fi;\n"
+        "  sleep 0.05; done; done\n",
+        shell_quoted(dir.str()), launch, how);
+    auto r = run_program({"sh", "-c", script}, {}, 60);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.output.find(std::string("launch exit ") + (how[0] == 'K' ? "137" : "130")) !=
+          std::string::npos);
+    CHECK(r.output.find("alive") == std::string::npos);
+  }
+}
+
+TEST_CASE("multi-host flags that cannot work are refused", "[launch]") {
+  auto refused = [](const std::vector<std::string>& args, const std::string& mention) {
+    auto r = run_conveyor(args, {}, 60);
+    INFO(r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(mention) != std::string::npos);
+  };
+  refused({"launch", "--hosts", "a:2", "--nproc", "2", "--", "true"},
+          "--nproc does not go with --hostfile/--hosts");
+  refused({"launch", "--hosts", "a:2,a:1", "--", "true"}, "host a is listed twice");
+  refused({"launch", "--hosts", "a:0", "--", "true"}, "slots '0' is not a whole number");
+  refused({"launch", "--hosts", "-oProxyCommand=x", "--", "true"}, "is not a host name");
+  refused({"launch", "--hostfile", "/nonexistent", "--", "true"}, "cannot be read");
+  refused({"launch", "--", "true"}, "needs --nproc N");
+}
