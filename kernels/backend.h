@@ -96,6 +96,9 @@ class Backend {
   virtual ~Backend() = default;
 
   virtual const char* name() const = 0;  // "cpu", "cuda"
+  // One line for the start-up log: the name and what decides its bits ("cpu (OpenBLAS
+  // Haswell kernels)": BLAS kernels differ per core type, and so do their results).
+  virtual std::string describe() const { return name(); }
   virtual MemoryType memory_type() const = 0;
 
   // Zero-filled. Throws std::bad_alloc (or Error(kRuntime) naming the size) when memory runs

@@ -1,9 +1,11 @@
 // `conveyor doctor`: what this machine offers conveyor's transport, and what it would use.
 // Works without RDMA hardware and without a GPU (those sections then say "none").
+#include <cstdlib>
 #include <set>
 #include <string>
 
 #include "common/error.h"
+#include "kernels/backend.h"
 #include "launcher/commands.h"
 #include "transport/cuda_support.h"
 #include "transport/rdma.h"
@@ -43,6 +45,12 @@ int run_doctor() {
 
   std::string why_no_gpu;
   auto gpus = cuda::devices(&why_no_gpu);
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  fmt::print(
+      "CPU backend\n  {}\n  OPENBLAS_CORETYPE: {}\n  note: bit-identical results across "
+      "hosts need the same kernels on every host\n",
+      kernels::make_backend({"cpu", 1})->describe(),
+      coretype ? coretype : "(unset: chosen for this CPU)");
   fmt::print("CUDA devices\n");
   if (gpus.empty()) fmt::print("  none ({})\n", why_no_gpu);
   for (const auto& g : gpus)

@@ -49,13 +49,15 @@ struct Session {
   int exit_code = 0;
 };
 
-// Variables the ranks need that ssh does not carry: UCX's and conveyor's own (not the secret,
-// which goes on stdin, nor the per-host report descriptor).
+// Variables the ranks need that ssh does not carry: UCX's, OpenBLAS's (OPENBLAS_CORETYPE
+// picks the kernels, and so the bits) and conveyor's own (not the secret, which goes on
+// stdin, nor the per-host report descriptor).
 std::vector<std::string> forwarded_environment() {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     const std::string s(*e);
-    const bool ours = s.rfind("UCX_", 0) == 0 || s.rfind("CONVEYOR_", 0) == 0;
+    const bool ours =
+        s.rfind("UCX_", 0) == 0 || s.rfind("CONVEYOR_", 0) == 0 || s.rfind("OPENBLAS_", 0) == 0;
     if (!ours || s.rfind("CONVEYOR_JOB_TOKEN=", 0) == 0 ||
         s.rfind("CONVEYOR_FAILURE_REPORT_FD=", 0) == 0)
       continue;
@@ -235,8 +237,9 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       if (!stopping) {
         if (s.exit_code == kSshFailed)
           std::fprintf(stderr,
-                       "conveyor launch: cannot run on host %s (%s: %s exited 255; its message "
-                       "is above); stopping the other hosts\n",
+                       "conveyor launch: host %s (%s) failed: %s exited 255 (it could not "
+                       "connect, or the session was lost: the host, the link or its supervisor "
+                       "died; its message is above); stopping the other hosts\n",
                        s.host.host.c_str(), rank_range(s).c_str(), rsh[0].c_str());
         else
           std::fprintf(stderr,

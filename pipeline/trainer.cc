@@ -210,7 +210,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
         "pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences; "
         "device {}",
         config.stages, config.schedule, config.microbatches, config.micro_batch_size,
-        backend->name());
+        backend->describe());
   }
 
   std::unique_ptr<MetricsWriter> metrics;

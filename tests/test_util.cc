@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -138,6 +141,41 @@ std::vector<std::string> tiny_model_args(const TinyModel& m) {
           std::to_string(m.micro_batch_size),
           "--print-every",
           "0"};
+}
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key) {
+  std::vector<std::string> out;
+  std::ifstream in(metrics_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    INFO(line);
+    if (!nlohmann::json::parse(line).contains(key)) continue;
+    const std::string quoted = "\"" + key + "\": ";
+    const auto begin = line.find(quoted) + quoted.size();
+    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
+  }
+  return out;
+}
+
+std::vector<std::string> loss_texts(const std::string& metrics_path) {
+  std::vector<std::string> out;
+  std::ifstream in(metrics_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    INFO(line);
+    REQUIRE(nlohmann::json::parse(line).contains("loss"));
+    const std::string key = "\"loss\": ";
+    const auto at = line.find(key);
+    REQUIRE(at != std::string::npos);
+    const auto begin = at + key.size();
+    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
+  }
+  return out;
 }
 
 }  // namespace conveyor::test

@@ -50,4 +50,14 @@ struct TinyModel {
 };
 std::vector<std::string> tiny_model_args(const TinyModel& m = {});
 
+// Appends `more` to `args`.
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more);
+
+// The raw text of every "loss" in a metrics file (%.9g round-trips a float: equal text is
+// equal bits). Fails the test when a line is not valid JSON.
+std::vector<std::string> loss_texts(const std::string& metrics_path);
+
+// The raw text of `key` in every metrics line that has it (e.g. "val_loss" rows).
+std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key);
+
 }  // namespace conveyor::test

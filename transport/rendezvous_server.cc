@@ -1,5 +1,7 @@
 #include "transport/rendezvous_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -34,6 +36,7 @@ struct Conn {
   bool closing = false;
   std::string close_reason;
   FailureCause close_cause = FailureCause::kDied;  // kSilent when dropped for silence
+  std::string peer_ip;  // where the connection came from; empty for loopback
 };
 
 struct PendingCollective {
@@ -140,7 +143,8 @@ struct RendezvousServer::State {
   void on_hello(Conn& c, const std::vector<uint8_t>& payload) {
     wire::Hello hello = wire::decode_hello(payload);
     const int rank = hello.rank;
-    const std::string host = printable(hello.host, kMaxPeerHostBytes);
+    const std::string host =
+        printable(hello.host, kMaxPeerHostBytes) + (c.peer_ip.empty() ? "" : " at " + c.peer_ip);
     const int pid = hello.pid;
     if (hello.version != wire::kVersion) {
       // Its token cannot be read, so it may not be one of ours: refuse it and carry on.
@@ -414,10 +418,19 @@ void RendezvousServer::serve() {
     }
     if (fds[0].revents & POLLIN) {
       while (true) {
-        int fd = ::accept4(s.listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_in peer{};
+        socklen_t peer_len = sizeof peer;
+        int fd = ::accept4(s.listener.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) break;
         auto c = std::make_unique<Conn>();
         c->fd = Fd(fd);
+        // Host names can repeat (containers, namespaces, copied images); the address the
+        // connection came from tells hosts apart in every message about the rank.
+        char ip[INET_ADDRSTRLEN] = {};
+        if (peer.sin_family == AF_INET && (ntohl(peer.sin_addr.s_addr) >> 24) != 127 &&
+            inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip))
+          c->peer_ip = ip;
         s.conns.push_back(std::move(c));
       }
     }

@@ -1,11 +1,19 @@
 #include "kernels/cpu/cpu_backend.h"
 
+#include <cblas.h>
+
 #include <cstring>
 
 #include "common/host_buffer.h"
 #include "kernels/cpu/ops.h"
 
 namespace conveyor::kernels {
+
+std::string CpuBackend::describe() const {
+  // The kernels OpenBLAS chose for this CPU (or OPENBLAS_CORETYPE): bit-identical results
+  // across hosts need the same on every host.
+  return std::string("cpu (OpenBLAS ") + openblas_get_corename() + " kernels)";
+}
 
 CpuBackend::CpuBackend(int threads) {
   if (threads > 0) cpu::set_num_threads(threads);

@@ -12,6 +12,7 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int threads = 0);
 
   const char* name() const override { return "cpu"; }
+  std::string describe() const override;
   MemoryType memory_type() const override { return MemoryType::kHost; }
 
   void zero(void* p, size_t bytes) override;

@@ -55,3 +55,11 @@ class NetnsHosts {
 };
 
 }  // namespace conveyor::test
+
+// Skips the calling test case when the fixture cannot run here (ctest reports "SKIPPED:"
+// output as skipped). Needs <catch2/catch.hpp>.
+#define SKIP_WITHOUT_NETNS_HOSTS()                                                  \
+  if (const auto why = ::conveyor::test::NetnsHosts::unavailable(); !why.empty()) { \
+    WARN("SKIPPED: " << why);                                                       \
+    return;                                                                         \
+  }

@@ -14,13 +14,6 @@
 
 using namespace conveyor::test;
 
-// Skips the calling test case (ctest reports "SKIPPED:" output as skipped).
-#define SKIP_WITHOUT_NETNS_HOSTS()                                \
-  if (const auto why = NetnsHosts::unavailable(); !why.empty()) { \
-    WARN("SKIPPED: " << why);                                     \
-    return;                                                       \
-  }
-
 namespace {
 
 std::vector<std::string> lines_of(const std::string& text) {

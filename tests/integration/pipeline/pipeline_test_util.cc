@@ -8,11 +8,6 @@
 
 namespace conveyor::test {
 
-std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
-  args.insert(args.end(), more.begin(), more.end());
-  return args;
-}
-
 RunResult train_on(int stages, const std::vector<std::string>& train_args, double timeout_s) {
   std::vector<std::string> args;
   if (stages > 1) args = {"launch", "--nproc", std::to_string(stages), "--", "conveyor"};
@@ -20,36 +15,6 @@ RunResult train_on(int stages, const std::vector<std::string>& train_args, doubl
   args.insert(args.end(), train_args.begin(), train_args.end());
   args = with(args, {"--stages", std::to_string(stages)});
   return run_conveyor(args, {}, timeout_s);
-}
-
-std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key) {
-  std::vector<std::string> out;
-  std::ifstream in(metrics_path);
-  std::string line;
-  while (std::getline(in, line)) {
-    INFO(line);
-    if (!nlohmann::json::parse(line).contains(key)) continue;
-    const std::string quoted = "\"" + key + "\": ";
-    const auto begin = line.find(quoted) + quoted.size();
-    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
-  }
-  return out;
-}
-
-std::vector<std::string> loss_texts(const std::string& metrics_path) {
-  std::vector<std::string> out;
-  std::ifstream in(metrics_path);
-  std::string line;
-  while (std::getline(in, line)) {
-    INFO(line);
-    REQUIRE(nlohmann::json::parse(line).contains("loss"));
-    const std::string key = "\"loss\": ";
-    const auto at = line.find(key);
-    REQUIRE(at != std::string::npos);
-    const auto begin = at + key.size();
-    out.push_back(line.substr(begin, line.find_first_of(",}", begin) - begin));
-  }
-  return out;
 }
 
 std::string strip_rank_prefix(const std::string& line, int* rank) {
