@@ -26,6 +26,9 @@ void add_launch(CLI::App& app, Runner& run) {
   sub->add_option("--grace", o->grace_seconds,
                   "seconds the survivors of a failure get between SIGTERM and SIGKILL")
       ->capture_default_str();
+  sub->add_option("--stop-timeout", o->stop_timeout_seconds,
+                  "seconds the ranks get to save and stop after SIGTERM or SIGUSR1")
+      ->capture_default_str();
   // Set by a multi-host launch for the supervisor it starts on each host.
   const std::string internal;  // an empty group hides an option from --help
   sub->add_option("--nnodes", o->nnodes, "hosts in the job")->group(internal);
@@ -33,6 +36,8 @@ void add_launch(CLI::App& app, Runner& run) {
   sub->add_option("--first-rank", o->first_rank, "RANK of this host's first rank")->group(internal);
   sub->add_option("--world-size", o->world_size, "ranks in the job")->group(internal);
   sub->add_flag("--token-stdin", o->token_stdin, "read the job secret from stdin")->group(internal);
+  sub->add_option("--restart-count", o->restart_count, "restarts before this attempt")
+      ->group(internal);
   sub->add_option("command", o->command, "the command every rank runs")->required();
   sub->callback([&run, o] { run = [o] { return run_supervisor(*o); }; });
 }

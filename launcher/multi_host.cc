@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "launcher/hostfile.h"
 #include "launcher/launch_util.h"
 #include "launcher/launcher_channel.h"
+#include "pipeline/stop_request.h"
 
 extern char** environ;
 
@@ -68,7 +70,7 @@ std::vector<std::string> forwarded_environment() {
 
 // The command line the remote login shell runs for host `i`.
 std::string remote_command(const LaunchOptions& o, const Session& s, int node, int nnodes,
-                           int world, const std::string& master_addr, int port) {
+                           int world, const std::string& master_addr, int port, int restart) {
   // Built with fmt, not operator+ chains (GCC 12 warns falsely about those at -O3).
   std::string cmd =
       fmt::format("cd {} && exec", shell_quote(std::filesystem::current_path().string()));
@@ -79,9 +81,10 @@ std::string remote_command(const LaunchOptions& o, const Session& s, int node, i
   }
   fmt::format_to(std::back_inserter(cmd),
                  " {} launch --nproc {} --nnodes {} --node-rank {} --first-rank {} --world-size "
-                 "{} --master-addr {} --master-port {} --grace {} --token-stdin --",
+                 "{} --master-addr {} --master-port {} --grace {} --stop-timeout {} "
+                 "--restart-count {} --token-stdin --",
                  shell_quote(self_exe()), s.host.slots, nnodes, node, s.first_rank, world,
-                 shell_quote(master_addr), port, o.grace_seconds);
+                 shell_quote(master_addr), port, o.grace_seconds, o.stop_timeout_seconds, restart);
   for (const auto& word : o.command)
     fmt::format_to(std::back_inserter(cmd), " {}", shell_quote(word));
   return cmd;
@@ -159,7 +162,8 @@ std::string rank_range(const Session& s) {
 
 // One attempt: every host's supervisor, until all have ended.
 int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
-              const std::vector<std::string>& rsh, const std::string& master_addr, int port) {
+              const std::vector<std::string>& rsh, const std::string& master_addr, int port,
+              int restart) {
   const std::string token = random_token();
   int world = 0;
   std::vector<Session> sessions(hosts.size());
@@ -175,7 +179,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
     if (is_ssh) argv.insert(argv.end(), {"-o", "BatchMode=yes"});  // never a prompt
     argv.push_back(s.host.host);
     argv.push_back(remote_command(o, s, static_cast<int>(i), static_cast<int>(hosts.size()), world,
-                                  master_addr, port));
+                                  master_addr, port, restart));
     s.pid = spawn_session(argv, &s.stdin_fd, &s.out_fd);
     write_line(s, LauncherChannel::token_line(token));
   }
@@ -189,20 +193,29 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
   auto stop_at = Clock::time_point::max(), close_at = stop_at, kill_at = stop_at;
   bool stopping = false;
   int result = 0;
-  auto begin_stopping = [&](Clock::duration notice) {
+  // `wait`: how long the hosts' ranks get after being told to stop, before their sessions
+  // are closed (and, 5 s later, killed).
+  auto begin_stopping = [&](Clock::duration notice, Clock::duration wait) {
     stopping = true;
     stop_at = Clock::now() + notice;
-    close_at = stop_at + grace + std::chrono::seconds(1);
+    close_at = stop_at + wait + std::chrono::seconds(1);
     kill_at = close_at + std::chrono::seconds(5);
   };
   int forwarded = 0;
+  bool preempting = false;
   for (;;) {
     if (g_signal != 0 && forwarded != g_signal) {
       forwarded = g_signal;
-      std::fprintf(stderr, "conveyor launch: signal %d, stopping every host\n", forwarded);
+      // SIGTERM/SIGUSR1: every rank finishes its step, saves and stops (stop_request.h).
+      preempting = forwarded == SIGTERM || forwarded == SIGUSR1;
+      std::fprintf(stderr, "conveyor launch: signal %d, %s\n", forwarded,
+                   preempting ? "every rank on every host saves and stops" : "stopping every host");
       for (auto& s : sessions) write_line(s, LauncherChannel::signal_line(forwarded));
       if (result == 0) result = 128 + forwarded;
-      if (!stopping) begin_stopping(std::chrono::seconds(0));
+      begin_stopping(
+          std::chrono::seconds(0),
+          preempting ? std::chrono::milliseconds(static_cast<int>(o.stop_timeout_seconds * 1000))
+                     : grace);
       stop_at = Clock::time_point::max();  // already told
     }
     std::vector<pollfd> fds;
@@ -233,7 +246,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       s.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       if (s.stdin_fd >= 0) close(s.stdin_fd);
       s.stdin_fd = -1;
-      if (s.exit_code == 0) continue;
+      if (s.exit_code == 0 || (preempting && s.exit_code == pipeline::kExitPreempted)) continue;
       if (!stopping) {
         if (s.exit_code == kSshFailed)
           std::fprintf(stderr,
@@ -247,7 +260,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
                        "other hosts\n",
                        s.host.host.c_str(), rank_range(s).c_str(), s.exit_code);
         result = s.exit_code;
-        begin_stopping(kNoticeTime);
+        begin_stopping(kNoticeTime, grace);
       } else if (result == kExitPeerFailed && s.exit_code != kExitPeerFailed &&
                  s.exit_code != kSshFailed && g_signal == 0) {
         result = s.exit_code;  // a rank's own failure says more than "a peer failed"
@@ -274,6 +287,11 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       kill_at = Clock::time_point::max();
     }
   }
+  // Every host saved and stopped on request: the job was preempted, not failed.
+  if (preempting && std::all_of(sessions.begin(), sessions.end(), [](const Session& s) {
+        return s.exit_code == pipeline::kExitPreempted;
+      }))
+    result = pipeline::kExitPreempted;
   return result;
 }
 
@@ -312,8 +330,8 @@ int run_multi_host(const LaunchOptions& o) {
                    "committed checkpoint)\n",
                    attempt, o.max_restarts);
     // A fresh secret per attempt: stragglers of a failed attempt cannot join the new one.
-    code = run_hosts(o, hosts, rsh, master_addr, port);
-    if (code == 0 || g_signal != 0 || code == kExitUsage) break;
+    code = run_hosts(o, hosts, rsh, master_addr, port, attempt);
+    if (code == 0 || g_signal != 0 || code == kExitUsage || code == pipeline::kExitPreempted) break;
   }
   return code;
 }

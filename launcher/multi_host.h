@@ -3,9 +3,9 @@
 //
 // The launcher picks the job secret and the rendezvous address and port once, then starts one
 // supervisor per host (`conveyor launch --token-stdin ...`, supervisor.h) through
-// `RSH HOST 'cd CWD && exec env UCX_*=.. OPENBLAS_*=.. CONVEYOR_*=.. conveyor launch ...'`. The
-// secret travels on the session's stdin (launcher_channel.h), never in argv; so do Ctrl-C, SIGTERM
-// and SIGUSR1, which the launcher forwards to every host. Each host's output comes back
+// `RSH HOST 'cd CWD && exec env UCX_*=.. OPENBLAS_*=.. CONVEYOR_*=.. conveyor launch ...'`.
+// The secret travels on the session's stdin (launcher_channel.h), never in argv; so do
+// Ctrl-C, SIGTERM and SIGUSR1, which the launcher forwards to every host. Output comes back
 // with its "[rank N]" prefixes; the supervisors' own lines get "[host H]".
 //
 // Assumptions, as torchrun's and DeepSpeed's: the conveyor binary and the working directory

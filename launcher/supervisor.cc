@@ -21,6 +21,7 @@
 #include "launcher/launch_util.h"
 #include "launcher/launcher_channel.h"
 #include "launcher/multi_host.h"
+#include "pipeline/stop_request.h"
 #include "transport/job_failure.h"
 
 extern char** environ;
@@ -107,7 +108,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 
 // One attempt: start every rank, pump output, stop all on the first failure.
 int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int port,
-              const std::string& token, LauncherChannel* control) {
+              const std::string& token, LauncherChannel* control, int restart) {
   std::vector<std::string> base_env;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
@@ -117,7 +118,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
                                    "MASTER_ADDR=",
                                    "MASTER_PORT=",
                                    "CONVEYOR_JOB_TOKEN=",
-                                   "CONVEYOR_FAILURE_REPORT_FD="};
+                                   "CONVEYOR_FAILURE_REPORT_FD=",
+                                   "CONVEYOR_RESTART_COUNT="};
     bool owned = false;
     for (const char* k : kOwned) owned |= s.rfind(k, 0) == 0;
     if (!owned) base_env.push_back(s);
@@ -142,6 +144,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     env.push_back(fmt::format("MASTER_PORT={}", port));
     env.push_back("CONVEYOR_JOB_TOKEN=" + token);
     env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
+    env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
     children[i].rank = rank;
     children[i].pid = spawn(argv, env, report[1], &children[i].out_fd);
   }
@@ -149,6 +152,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
 
   int result = 0;
   bool stopping = false;
+  bool preempting = false;  // stopping on SIGTERM/SIGUSR1: the ranks save first
   using Clock = std::chrono::steady_clock;
   // After a failure: survivors get kNoticeTime to notice the dead peer themselves (and say
   // so, naming it), then SIGTERM, then SIGKILL after the grace time. When a rank reported
@@ -209,12 +213,22 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   };
   for (;;) {
     if (g_signal != 0 && !stopping) {
-      std::fprintf(stderr, "conveyor launch: signal %d, stopping all ranks\n", g_signal);
+      // SIGTERM and SIGUSR1 ask the ranks to finish their step, save and stop
+      // (pipeline/stop_request.h), which takes longer than dying.
+      preempting = g_signal == SIGTERM || g_signal == SIGUSR1;
+      if (preempting)
+        std::fprintf(stderr,
+                     "conveyor launch: signal %d: every rank finishes its step, saves and stops "
+                     "(--stop-timeout %g s)\n",
+                     static_cast<int>(g_signal), o.stop_timeout_seconds);
+      else
+        std::fprintf(stderr, "conveyor launch: signal %d, stopping all ranks\n",
+                     static_cast<int>(g_signal));
       stop_all(g_signal);
       stopping = true;
       result = 128 + g_signal;
-      stop_deadline =
-          Clock::now() + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+      const double wait_s = preempting ? o.stop_timeout_seconds : o.grace_seconds;
+      stop_deadline = Clock::now() + std::chrono::milliseconds(static_cast<int>(wait_s * 1000));
     }
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
@@ -289,6 +303,11 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     }
   }
   close(report[0]);
+  // Every rank saved and stopped on request: the job was preempted, not failed.
+  if (preempting && std::all_of(children.begin(), children.end(), [](const Child& c) {
+        return c.exit_code == pipeline::kExitPreempted;
+      }))
+    result = pipeline::kExitPreempted;
   return result;
 }
 
@@ -333,6 +352,7 @@ int run_supervisor(const LaunchOptions& o) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
 
   g_quiet = o.quiet;
   int code = 0;
@@ -344,10 +364,11 @@ int run_supervisor(const LaunchOptions& o) {
                    attempt, o.max_restarts);
     }
     // A fresh token per attempt: stragglers of a failed attempt cannot join the new one.
-    code =
-        run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
-                  o.token_stdin ? launcher_token : random_token(), control ? &*control : nullptr);
-    if (code == 0 || g_signal != 0 || code == 2) break;  // bad usage will not get better
+    code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
+                     o.token_stdin ? launcher_token : random_token(), control ? &*control : nullptr,
+                     o.restart_count + attempt);
+    // Bad usage will not get better; a signal or a preemption is not a failure.
+    if (code == 0 || g_signal != 0 || code == kExitUsage || code == pipeline::kExitPreempted) break;
   }
   if (code != 0 && o.quiet) std::fputs(g_quiet_log.c_str(), stderr);
   return code;

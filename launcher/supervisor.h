@@ -31,6 +31,9 @@ struct LaunchOptions {
   int master_port = 0;       // 0: pick a free port (one host), 29500 (multi-host)
   int max_restarts = 0;      // restart the whole group this many times after a failure
   double grace_seconds = 5;  // SIGTERM -> SIGKILL for the survivors of a failure
+  // SIGTERM/SIGUSR1 (preemption) -> SIGKILL: the ranks finish their step and save first.
+  double stop_timeout_seconds = 120;
+  int restart_count = 0;  // restarts before this attempt (set by a multi-host launcher)
   bool quiet = false;        // keep the ranks' output; print it (to stderr) only on failure
   std::vector<std::string> command;  // "conveyor" as argv[0] means this binary
 };

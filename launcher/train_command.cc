@@ -1,4 +1,6 @@
 // `conveyor train`: the flags of the CLI contract (DESIGN.md), also settable with --config.
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include "common/error.h"
 #include "launcher/commands.h"
 #include "launcher/config_file.h"
+#include "pipeline/stop_request.h"
 #include "pipeline/trainer.h"
 
 namespace conveyor::cli {
@@ -194,8 +197,12 @@ void add_train(CLI::App& app, Runner& run) {
                     config->settings_toml.c_str());
         return kExitOk;
       }
-      pipeline::train(*config, pipeline::TrainHooks{sim->hook()});
-      return kExitOk;
+      const auto summary = pipeline::train(*config, pipeline::TrainHooks{sim->hook()});
+      if (!summary.stopped_on_request) return kExitOk;
+      // Preempted with its state saved: requeue and rerun. Without a checkpoint there is
+      // nothing to resume, so the exit says "killed by the signal", as it would have been.
+      const int sig = pipeline::stop_signal() != 0 ? pipeline::stop_signal() : SIGTERM;
+      return config->ckpt_dir.empty() ? 128 + sig : pipeline::kExitPreempted;
     };
   });
 }

@@ -3,14 +3,47 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
+#include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "common/log.h"
 
 namespace conveyor::pipeline {
 
-MetricsWriter::MetricsWriter(const std::string& path) {
+namespace {
+
+// Rewrites `path` keeping only the rows up to step `keep_through` (and no torn last line from
+// a crash). Returns how many rows it dropped.
+int roll_back(const std::string& path, int64_t keep_through) {
+  std::ifstream in(path);
+  if (!in) return 0;  // no file yet
+  std::string kept, line;
+  int dropped = 0;
+  while (std::getline(in, line)) {
+    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool keep = row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
+                      row["step"].get<int64_t>() <= keep_through;
+    if (keep)
+      kept += line + "\n";
+    else
+      ++dropped;
+  }
+  if (dropped > 0) checkpoint::write_file_atomic(path, kept);
+  return dropped;
+}
+
+}  // namespace
+
+MetricsWriter::MetricsWriter(const std::string& path, std::optional<int64_t> resumed_at) {
+  if (resumed_at) {
+    if (const int dropped = roll_back(path, *resumed_at); dropped > 0)
+      CONVEYOR_LOG_INFO("--metrics {}: removed {} row(s) past step {}, where this run resumes",
+                        path, dropped, *resumed_at);
+  }
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) {
     throw Error(ErrorKind::kUsage,
@@ -35,10 +68,11 @@ std::string number(double v, fmt::format_string<double> spec) {
 std::string format_metrics_line(const StepMetrics& m) {
   return fmt::format(
       "{{\"step\": {}, \"loss\": {}, \"lr\": {}, \"grad_norm\": {}, \"tokens_per_s\": {}, "
-      "\"step_ms\": {}, \"bubble\": {}, \"tokens\": {}, \"elapsed_s\": {}, \"time\": {}}}",
+      "\"step_ms\": {}, \"bubble\": {}, \"tokens\": {}, \"elapsed_s\": {}, \"time\": {}, "
+      "\"restarts\": {}}}",
       m.step, number(m.loss, "{:.9g}"), number(m.lr, "{:.9g}"), number(m.grad_norm, "{:.9g}"),
       number(m.tokens_per_s, "{:.1f}"), number(m.step_ms, "{:.3f}"), number(m.bubble, "{:.4f}"),
-      m.tokens, number(m.elapsed_s, "{:.3f}"), number(m.time, "{:.3f}"));
+      m.tokens, number(m.elapsed_s, "{:.3f}"), number(m.time, "{:.3f}"), m.restarts);
 }
 
 std::string format_metrics_line(const ValidationMetrics& m) {

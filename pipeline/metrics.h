@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 namespace conveyor::pipeline {
@@ -18,6 +19,7 @@ struct StepMetrics {
   int64_t tokens = 0;    // tokens trained on so far, over the whole run (resumes included)
   double elapsed_s = 0;  // seconds since this process started training
   double time = 0;       // seconds since the Unix epoch when the step ended
+  int restarts = 0;      // times the job was restarted before this step (CONVEYOR_RESTART_COUNT)
 };
 
 // A validation row: the loss on --val-data after optimizer step `step`.
@@ -31,15 +33,17 @@ struct ValidationMetrics {
 
 // One JSON object per line. A step row:
 //   {"step","loss","lr","grad_norm","tokens_per_s","step_ms","bubble","tokens","elapsed_s",
-//    "time"}
+//    "time","restarts"}
 // and, with --val-data, a validation row {"step","val_loss","val_windows","elapsed_s","time"}.
 // loss and val_loss with %.9g so the value round-trips exactly. A number that is not finite
 // is written as null, so every line is valid JSON. Appends (a resumed run continues the file).
 class MetricsWriter {
  public:
   MetricsWriter() = default;
-  // Throws Error(kUsage) when the file cannot be opened.
-  explicit MetricsWriter(const std::string& path);
+  // Appends to `path`. With `resumed_at` (a resumed or restarted run), first removes the rows
+  // past that step, which the run will write again, so no step appears twice. Throws
+  // Error(kUsage) when the file cannot be opened.
+  explicit MetricsWriter(const std::string& path, std::optional<int64_t> resumed_at = {});
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "data/dataset.h"
 #include "model/param_table.h"
+#include "pipeline/shared_dir_check.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -263,6 +264,9 @@ int64_t StageCheckpoint::restore() {
     auto bytes = to_bytes(chosen);
     transport_->broadcast(bytes, topology_.coordinator_rank(), deadline());
     chosen = from_bytes(bytes);
+    if (enabled())
+      require_shared_directory(config_.ckpt_dir, *transport_, topology_.coordinator_rank(),
+                               deadline());
   }
   // A run continues the chosen step's timeline: the steps after it are another's.
   auto abandon_newer = [&](int64_t steps_done) {

@@ -5,7 +5,7 @@
 // from the one stage that owns it, wte from the embedding's stage; a stage's times from
 // that stage; the loss from the head's stage), so the element-wise sum is exact and the
 // gradient norm, summed in global parameter order, does not depend on the partition. The
-// async-save counts are sums over stages of 0/1 flags.
+// async-save counts and the stop requests are sums over stages of 0/1 flags.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +26,7 @@ struct StepReduction {
   std::vector<double> busy_seconds;      // [stage] time in compute
   double loss = 0;                       // mean over micro-batches (the head's stage)
   SaveProgress save;
+  int stop_requests = 0;  // ranks that were asked to stop (stop_request.h)
 
   // All zero, sized for a job.
   StepReduction(size_t num_params, int stages)
@@ -41,6 +42,7 @@ struct StepReduction {
     out.push_back(loss);
     out.push_back(save.written);
     out.push_back(save.failed);
+    out.push_back(stop_requests);
     return out;
   }
   // REQUIRES: flat.size() == pack().size().
@@ -55,6 +57,7 @@ struct StepReduction {
     loss = flat[at++];
     save.written = static_cast<int>(flat[at++]);
     save.failed = static_cast<int>(flat[at++]);
+    stop_requests = static_cast<int>(flat[at++]);
   }
 };
 

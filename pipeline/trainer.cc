@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "pipeline/span_codec.h"
 #include "pipeline/stage_checkpoint.h"
 #include "pipeline/step_reduction.h"
+#include "pipeline/stop_request.h"
 #include "pipeline/topology.h"
 #include "pipeline/trace.h"
 #include "pipeline/validation.h"
@@ -142,9 +144,21 @@ void require_finite(double loss, double norm, int64_t step) {
               "lower --lr, keep --grad-clip on, or resume from the last checkpoint");
 }
 
+// How many times `conveyor launch --max-restarts` restarted the job before this attempt.
+int restart_count_from_env() {
+  const char* text = std::getenv("CONVEYOR_RESTART_COUNT");
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const long n = std::strtol(text, &end, 10);
+  CONVEYOR_REQUIRE(*end == '\0' && n >= 0 && n <= 1000000,
+                   "environment variable CONVEYOR_RESTART_COUNT='{}' is not a count", text);
+  return static_cast<int>(n);
+}
+
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
+  install_stop_handlers();
   config.validate();
   // Outputs written at the end must fail now, not after the last step.
   if (!config.trace.empty())
@@ -190,6 +204,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   StageCheckpoint checkpoint(config, model, topology, rank, transport.get());
   const int64_t start_step = checkpoint.restore();
   const bool reporter = model.holds_head() && topology.place(rank).replica == 0;
+  const int restarts = restart_count_from_env();
 
   // Only the stages that read tokens or targets need the data.
   std::optional<data::Dataset> dataset;
@@ -215,7 +230,9 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
 
   std::unique_ptr<MetricsWriter> metrics;
   if (reporter && !config.metrics.empty())
-    metrics = std::make_unique<MetricsWriter>(config.metrics);
+    metrics = std::make_unique<MetricsWriter>(
+        config.metrics,
+        start_step > 0 || restarts > 0 ? std::optional<int64_t>(start_step) : std::nullopt);
   // Validation data: on the stages that read tokens or targets, like the training data.
   std::optional<data::Dataset> val;
   int64_t val_windows = 0;
@@ -289,6 +306,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     reduction.schedule_seconds[stage] = r.step_seconds;
     reduction.busy_seconds[stage] = r.busy_seconds;
     reduction.save = checkpoint.progress();
+    reduction.stop_requests = stop_signal() != 0 ? 1 : 0;
     if (reporter) {
       double loss_sum = 0;
       for (float l : r.losses) loss_sum += l;
@@ -298,6 +316,8 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
       reduction.unpack(transport->all_reduce_sum(reduction.pack(), peer_deadline()));
     }
     checkpoint.on_progress(reduction.save);  // commits a finished async save
+    // Every rank sees the same sum, so all stop after this same step.
+    const bool stop_requested = reduction.stop_requests > 0;
     const double norm = model::global_norm(reduction.grad_sum_squares);
     require_finite(reduction.loss, norm, step);
     const float clip = model::clip_factor(config.optim, norm);
@@ -322,6 +342,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     m.tokens = (step + 1) * config.tokens_per_step();
     m.elapsed_s = now_seconds() - started;
     m.time = unix_seconds();
+    m.restarts = restarts;
     if (step == start_step) summary.first_loss = m.loss;
     summary.last_loss = m.loss;
     summary.steps_done = step + 1;
@@ -353,8 +374,23 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
         }
       }
     }
-    if ((config.save_every > 0 && steps_done % config.save_every == 0) || steps_done == end_step) {
+    if ((config.save_every > 0 && steps_done % config.save_every == 0) || steps_done == end_step ||
+        stop_requested) {
       checkpoint.save(steps_done);
+    }
+    if (stop_requested && steps_done < end_step) {
+      summary.stopped_on_request = true;
+      if (coordinator)
+        CONVEYOR_LOG_WARN(
+            "asked to stop (SIGTERM or SIGUSR1, {} rank(s)): stopping after step {}; {}; exit "
+            "{}",
+            reduction.stop_requests, steps_done,
+            config.ckpt_dir.empty()
+                ? "nothing is saved (no --ckpt-dir)"
+                : fmt::format("checkpoint step {} in {}: run the same command to resume",
+                              steps_done, config.ckpt_dir),
+            kExitPreempted);
+      break;
     }
   }
   checkpoint.finish();
@@ -382,7 +418,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     if (coordinator) write_chrome_trace(config.trace, all);
     trace_stream->remove();  // the merged trace holds its spans
   }
-  if (config.sample > 0) {
+  if (config.sample > 0 && !summary.stopped_on_request) {
     std::string text = generate(model, place, "\n", config.sample, config.seed);
     if (reporter) {
       std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());

@@ -14,6 +14,7 @@ struct TrainSummary {
   int64_t steps_done = 0;
   float first_loss = 0;
   float last_loss = 0;
+  bool stopped_on_request = false;  // SIGTERM/SIGUSR1 (stop_request.h): exit kExitPreempted
 };
 
 // Ways for benchmarks and tests to look into a run (none is needed to train).

@@ -1,5 +1,8 @@
 #include "transport/rdma.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include <infiniband/verbs.h>
 
 #include <cerrno>
@@ -128,21 +131,31 @@ Discovery discover() {
   return d;
 }
 
-std::string pick_net_device(const Discovery& d, int gpu_numa_node) {
-  const Device* best_dev = nullptr;
-  const Port* best_port = nullptr;
-  auto score = [&](const Device& dev, const Port& p) {
-    return (gpu_numa_node >= 0 && dev.numa_node == gpu_numa_node ? 1e6 : 0) + p.rate_gbps();
+std::string pick_net_device(const Discovery& d, int gpu_numa_node, int local_rank) {
+  struct Candidate {
+    const Device* dev;
+    const Port* port;
   };
+  std::vector<Candidate> near, any;
   for (const auto& dev : d.devices)
     for (const auto& p : dev.ports) {
       if (p.state != "PORT_ACTIVE" && p.state != "ACTIVE") continue;
-      if (!best_port || score(dev, p) > score(*best_dev, *best_port)) {
-        best_dev = &dev;
-        best_port = &p;
-      }
+      any.push_back({&dev, &p});
+      if (gpu_numa_node >= 0 && dev.numa_node == gpu_numa_node) near.push_back({&dev, &p});
     }
-  return best_port ? fmt::format("{}:{}", best_dev->name, best_port->number) : std::string();
+  std::vector<Candidate>& pool = near.empty() ? any : near;
+  if (pool.empty()) return {};
+  // The fastest ports, in name order: the ranks of a host take turns over them.
+  double best = 0;
+  for (const auto& c : pool) best = std::max(best, c.port->rate_gbps());
+  std::vector<Candidate> fastest;
+  for (const auto& c : pool)
+    if (c.port->rate_gbps() == best) fastest.push_back(c);
+  std::sort(fastest.begin(), fastest.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.dev->name, a.port->number) < std::tie(b.dev->name, b.port->number);
+  });
+  const Candidate& c = fastest[static_cast<size_t>(std::max(local_rank, 0)) % fastest.size()];
+  return fmt::format("{}:{}", c.dev->name, c.port->number);
 }
 
 }  // namespace conveyor::transport::rdma

@@ -39,9 +39,11 @@ struct Discovery {
 
 Discovery discover();
 
-// The active device (name:port, UCX_NET_DEVICES syntax) to use next to a GPU on
-// `gpu_numa_node` (-1: any): an active port on the same NUMA node first, then any active
-// port, highest rate first. Empty when there is none.
-std::string pick_net_device(const Discovery& d, int gpu_numa_node);
+// The active port (name:port, UCX_NET_DEVICES syntax) for local rank `local_rank` whose GPU
+// is on `gpu_numa_node` (-1: no GPU, or unknown): among the active ports on that NUMA node
+// (any active port when none is), the fastest; several equally fast ones are dealt out by
+// local rank in name order, so the ranks of a host spread over its NICs. Empty when no port
+// is active.
+std::string pick_net_device(const Discovery& d, int gpu_numa_node, int local_rank = 0);
 
 }  // namespace conveyor::transport::rdma

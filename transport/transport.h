@@ -68,6 +68,8 @@ struct Options {
   int world_size = 1;
   int local_rank = 0;  // index among the ranks on this host (picks the GPU and the NIC)
   std::string world_size_from = "WORLD_SIZE";  // the variable it came from, for messages
+  // NUMA node of this rank's GPU, for the NIC choice (rdma::pick_net_device); -1: no GPU.
+  int gpu_numa_node = -1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string job_token;          // every bootstrap connection must present it

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
 #include "common/log.h"
 #include "transport/cuda_support.h"
+#include "transport/rdma.h"
 #include "transport/tag.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -143,6 +145,19 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
     ucp_config_t* config = nullptr;
     ucx_check(ucp_config_read(nullptr, nullptr, &config),
               "reading its configuration (UCX_* variables)");
+    // With RDMA and no UCX_NET_DEVICES, UCX would use every port for every rank: give each
+    // local rank its own NIC instead (the one near its GPU; dealt out among equals).
+    if (options.world_size > 1 && std::getenv("UCX_NET_DEVICES") == nullptr) {
+      const std::string nic =
+          rdma::pick_net_device(rdma::discover(), options.gpu_numa_node, options.local_rank);
+      if (!nic.empty()) {
+        ucx_check(ucp_config_modify(config, "NET_DEVICES", nic.c_str()), "setting NET_DEVICES");
+        CONVEYOR_LOG_INFO(
+            "transport: local rank {} uses RDMA port {} (UCX_NET_DEVICES={} by "
+            "default; set UCX_NET_DEVICES to choose)",
+            options.local_rank, nic, nic);
+      }
+    }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
     params.features = UCP_FEATURE_TAG;

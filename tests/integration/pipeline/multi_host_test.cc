@@ -5,8 +5,10 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -96,12 +98,14 @@ TEST_CASE("a failing host ends the job and is named with its ranks", "[launch]")
 }
 
 TEST_CASE("a host that cannot be reached is named", "[launch]") {
-  auto r = run_conveyor(
-      {"launch", "--hosts", "a:1,b:1", "--rsh", "false", "--master-port", "29999", "--", "true"},
-      {}, 60);
+  // Host b's ssh fails to connect; host a's rank would wait for the others for a minute.
+  auto r = run_conveyor(on_hosts("a:1,b:1", {"--", "sh", "-c", "exec sleep 60"}),
+                        {"UNREACHABLE_HOST=b"}, 60);
   INFO(r.output);
-  CHECK(r.exit_code != 0);
-  CHECK(r.output.find("host a (rank 0) failed") != std::string::npos);
+  CHECK(r.exit_code == 255);
+  CHECK(r.output.find("[host b] ssh: connect to host b port 22: Connection refused") !=
+        std::string::npos);
+  CHECK(r.output.find("host b (rank 1) failed: ") != std::string::npos);
 }
 
 TEST_CASE("no rank outlives a launcher killed with SIGKILL, and Ctrl-C reaches every host",
@@ -148,4 +152,30 @@ TEST_CASE("multi-host flags that cannot work are refused", "[launch]") {
   refused({"launch", "--hosts", "-oProxyCommand=x", "--", "true"}, "is not a host name");
   refused({"launch", "--hostfile", "/nonexistent", "--", "true"}, "cannot be read");
   refused({"launch", "--", "true"}, "needs --nproc N");
+}
+
+TEST_CASE("a checkpoint directory that is not shared by every host is refused at start-up",
+          "[launch][checkpoint]") {
+  if (geteuid() != 0 || run_program({"unshare", "--mount", "true"}).exit_code != 0) {
+    WARN("SKIPPED: needs root and mount namespaces (unshare --mount)");
+    return;
+  }
+  TempDir dir;
+  const std::string ckpt = (dir / "ckpt").string();
+  std::filesystem::create_directories(ckpt);
+  const std::string rsh =
+      std::string(CONVEYOR_SOURCE_DIR) + "/tests/integration/pipeline/private_dir_rsh.sh";
+  auto train = tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2});
+  auto r = run_conveyor(
+      with({"launch", "--hosts", "a:2,b:2", "--rsh", rsh, "--master-addr", "127.0.0.1",
+            "--master-port", std::to_string(conveyor::free_tcp_port()), "--", "conveyor", "train"},
+           with(train, {"--steps", "3", "--stages", "4", "--ckpt-dir", ckpt})),
+      {"PRIVATE_DIR=" + ckpt}, 120);
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is not the same directory on every host: rank 2 (host ") !=
+        std::string::npos);
+  CHECK(r.output.find("rank 3 (host ") != std::string::npos);
+  CHECK(r.output.find("stage 0: at most") == std::string::npos);  // nothing trained
+  CHECK(!std::filesystem::exists(std::filesystem::path(ckpt) / ".shared-check"));
 }

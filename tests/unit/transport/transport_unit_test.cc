@@ -297,3 +297,32 @@ TEST_CASE("pick_net_device prefers an active port near the GPU, then the fastest
   CHECK(rdma::pick_net_device(d, 1) == "mlx5_2:1");
   CHECK(rdma::pick_net_device(d, -1) == "mlx5_2:1");
 }
+
+TEST_CASE("the ranks of a host are dealt out over equally fast NICs near their GPU",
+          "[transport]") {
+  // A fake 8-GPU host: four 400G ports on NUMA node 0, two on node 1, one slower, one down.
+  rdma::Discovery d;
+  rdma::Port fast{1, "PORT_ACTIVE", "InfiniBand", 4, 100, 0, {}};
+  rdma::Port slow{1, "PORT_ACTIVE", "InfiniBand", 4, 25, 0, {}};
+  rdma::Port down{1, "PORT_DOWN", "InfiniBand", 4, 100, 0, {}};
+  for (const char* name : {"mlx5_3", "mlx5_1", "mlx5_0", "mlx5_2"})
+    d.devices.push_back({name, "", 0, "", {fast}});
+  d.devices.push_back({"mlx5_4", "", 1, "", {fast}});
+  d.devices.push_back({"mlx5_5", "", 1, "", {fast}});
+  d.devices.push_back({"mlx5_6", "", 1, "", {slow}});
+  d.devices.push_back({"mlx5_7", "", 1, "", {down}});
+  std::vector<std::string> node0, node1, no_gpu;
+  for (int local = 0; local < 5; ++local) {
+    node0.push_back(rdma::pick_net_device(d, 0, local));
+    node1.push_back(rdma::pick_net_device(d, 1, local));
+    no_gpu.push_back(rdma::pick_net_device(d, -1, local));
+  }
+  CHECK(node0 ==
+        std::vector<std::string>{"mlx5_0:1", "mlx5_1:1", "mlx5_2:1", "mlx5_3:1", "mlx5_0:1"});
+  CHECK(node1 ==
+        std::vector<std::string>{"mlx5_4:1", "mlx5_5:1", "mlx5_4:1", "mlx5_5:1", "mlx5_4:1"});
+  CHECK(no_gpu ==
+        std::vector<std::string>{"mlx5_0:1", "mlx5_1:1", "mlx5_2:1", "mlx5_3:1", "mlx5_4:1"});
+  // A NUMA node without an active port falls back to every active port.
+  CHECK(rdma::pick_net_device(d, 3, 5) == "mlx5_5:1");
+}

@@ -1,0 +1,23 @@
+// Stopping a run early on request: SIGTERM or SIGUSR1 (what Slurm sends before a job's time
+// runs out, with `--signal`, and what a scheduler sends to preempt it).
+//
+// The signal only sets a flag. Every rank adds its flag to the end-of-step reduction
+// (step_reduction.h), so all ranks learn of a request at the same step, finish that step,
+// commit a checkpoint (with --ckpt-dir) and exit with kExitPreempted. Rerunning the same
+// command resumes from that step. SIGINT (Ctrl-C) is left alone: it ends the run at once.
+#pragma once
+
+namespace conveyor::pipeline {
+
+// The exit code of a run stopped on request after its checkpoint was committed (a preempted
+// job: requeue it and run the same command again). conveyor launch passes it on and does
+// not restart such a job.
+inline constexpr int kExitPreempted = 4;
+
+// Installs the handlers (SA_RESTART: blocking calls carry on). Call once, before training.
+void install_stop_handlers();
+
+// The signal that asked the run to stop (SIGTERM, SIGUSR1), or 0.
+int stop_signal();
+
+}  // namespace conveyor::pipeline
