@@ -1,5 +1,6 @@
 #include "launcher/launch_util.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -8,8 +9,41 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "pipeline/stop_request.h"
 
 namespace conveyor::cli {
+
+namespace {
+
+volatile sig_atomic_t g_launch_signal = 0;
+void on_launch_signal(int sig) {
+  g_launch_signal = sig;
+}
+
+}  // namespace
+
+void catch_launch_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_launch_signal;
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaction(sig, &sa, nullptr);
+}
+
+int launch_signal() {
+  return g_launch_signal;
+}
+
+void note_launch_signal(int sig) {
+  g_launch_signal = sig;
+}
+
+bool is_preemption_signal(int sig) {
+  return sig == SIGTERM || sig == SIGUSR1;
+}
+
+bool worth_restarting(int exit_code) {
+  return exit_code != 0 && exit_code != kExitUsage && exit_code != pipeline::kExitPreempted &&
+         launch_signal() == 0;
+}
 
 std::string random_token() {
   std::ifstream urandom("/dev/urandom", std::ios::binary);

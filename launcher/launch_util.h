@@ -15,6 +15,22 @@ std::string self_exe();
 // `word` quoted for a POSIX shell ('...' with embedded quotes escaped).
 std::string shell_quote(const std::string& word);
 
+// The signals a launcher stops its job on: Ctrl-C (SIGINT) and the preemption signals
+// SIGTERM and SIGUSR1 (pipeline/stop_request.h). catch_launch_signals() installs a handler
+// that records the last one; launch_signal() returns it (0: none). note_launch_signal()
+// records one that arrived another way (the launcher channel of a remote supervisor).
+void catch_launch_signals();
+int launch_signal();
+void note_launch_signal(int sig);
+
+// True for the signals that ask ranks to save and stop rather than die.
+bool is_preemption_signal(int sig);
+
+// Whether an attempt that ended with `exit_code` is worth starting again under
+// --max-restarts: not after success, bad usage (it will not get better), a preemption (exit
+// 4: requeue instead) or a signal to the launcher.
+bool worth_restarting(int exit_code);
+
 // The words of `command` (split at spaces), for --rsh "ssh -F cfg". Throws Error(kUsage) for
 // an empty command.
 std::vector<std::string> split_command(const std::string& command, const char* flag);

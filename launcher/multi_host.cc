@@ -28,11 +28,6 @@ namespace conveyor::cli {
 
 namespace {
 
-volatile sig_atomic_t g_signal = 0;
-void on_signal(int sig) {
-  g_signal = sig;
-}
-
 // The most ranks one job may have (the transport's limit).
 constexpr int kMaxWorld = 16383;
 
@@ -204,10 +199,10 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
   int forwarded = 0;
   bool preempting = false;
   for (;;) {
-    if (g_signal != 0 && forwarded != g_signal) {
-      forwarded = g_signal;
+    if (launch_signal() != 0 && forwarded != launch_signal()) {
+      forwarded = launch_signal();
       // SIGTERM/SIGUSR1: every rank finishes its step, saves and stops (stop_request.h).
-      preempting = forwarded == SIGTERM || forwarded == SIGUSR1;
+      preempting = is_preemption_signal(forwarded);
       std::fprintf(stderr, "conveyor launch: signal %d, %s\n", forwarded,
                    preempting ? "every rank on every host saves and stops" : "stopping every host");
       for (auto& s : sessions) write_line(s, LauncherChannel::signal_line(forwarded));
@@ -262,7 +257,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
         result = s.exit_code;
         begin_stopping(kNoticeTime, grace);
       } else if (result == kExitPeerFailed && s.exit_code != kExitPeerFailed &&
-                 s.exit_code != kSshFailed && g_signal == 0) {
+                 s.exit_code != kSshFailed && launch_signal() == 0) {
         result = s.exit_code;  // a rank's own failure says more than "a peer failed"
       }
     }
@@ -315,9 +310,7 @@ int run_multi_host(const LaunchOptions& o) {
   const int port = o.master_port > 0 ? o.master_port : kDefaultMultiHostPort;
   const auto rsh = split_command(o.rsh, "--rsh");
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  catch_launch_signals();
   signal(SIGPIPE, SIG_IGN);  // a host that is gone must not kill the launcher
 
   std::fprintf(stderr, "conveyor launch: %d ranks on %zu hosts; rendezvous at %s:%d\n", world,
@@ -331,7 +324,7 @@ int run_multi_host(const LaunchOptions& o) {
                    attempt, o.max_restarts);
     // A fresh secret per attempt: stragglers of a failed attempt cannot join the new one.
     code = run_hosts(o, hosts, rsh, master_addr, port, attempt);
-    if (code == 0 || g_signal != 0 || code == kExitUsage || code == pipeline::kExitPreempted) break;
+    if (!worth_restarting(code)) break;
   }
   return code;
 }

@@ -21,6 +21,7 @@
 #include "launcher/launch_util.h"
 #include "launcher/launcher_channel.h"
 #include "launcher/multi_host.h"
+#include "launcher/slurm_launch.h"
 #include "pipeline/stop_request.h"
 #include "transport/job_failure.h"
 
@@ -29,11 +30,6 @@ extern char** environ;
 namespace conveyor::cli {
 
 namespace {
-
-volatile sig_atomic_t g_signal = 0;
-void on_signal(int sig) {
-  g_signal = sig;
-}
 
 // Every rank gets the report socket (transport/job_failure.h) at this descriptor.
 constexpr int kReportFd = 3;
@@ -188,7 +184,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     // A silent rank is stopped or hung: SIGTERM would wait for it to wake up. The job has
     // already declared it dead, so it is killed now.
     const bool kill_it = local && f.cause == transport::FailureCause::kSilent;
-    if (!announced && g_signal == 0) {
+    if (!announced && launch_signal() == 0) {
       announced = true;
       blamed = f.rank;
       std::fprintf(stderr, "conveyor launch: %s; %s\n", f.reason.c_str(),
@@ -212,21 +208,20 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     }
   };
   for (;;) {
-    if (g_signal != 0 && !stopping) {
+    if (const int sig = launch_signal(); sig != 0 && !stopping) {
       // SIGTERM and SIGUSR1 ask the ranks to finish their step, save and stop
       // (pipeline/stop_request.h), which takes longer than dying.
-      preempting = g_signal == SIGTERM || g_signal == SIGUSR1;
+      preempting = is_preemption_signal(sig);
       if (preempting)
         std::fprintf(stderr,
                      "conveyor launch: signal %d: every rank finishes its step, saves and stops "
                      "(--stop-timeout %g s)\n",
-                     static_cast<int>(g_signal), o.stop_timeout_seconds);
+                     sig, o.stop_timeout_seconds);
       else
-        std::fprintf(stderr, "conveyor launch: signal %d, stopping all ranks\n",
-                     static_cast<int>(g_signal));
-      stop_all(g_signal);
+        std::fprintf(stderr, "conveyor launch: signal %d, stopping all ranks\n", sig);
+      stop_all(sig);
       stopping = true;
-      result = 128 + g_signal;
+      result = 128 + sig;
       const double wait_s = preempting ? o.stop_timeout_seconds : o.grace_seconds;
       stop_deadline = Clock::now() + std::chrono::milliseconds(static_cast<int>(wait_s * 1000));
     }
@@ -243,12 +238,12 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     poll(fds.data(), fds.size(), 100);
     drain_reports();
     if (control) {
-      if (const int sig = control->poll_once(); sig != 0 && g_signal == 0) {
+      if (const int sig = control->poll_once(); sig != 0 && launch_signal() == 0) {
         if (control->closed())
           std::fprintf(stderr,
                        "conveyor launch: lost the launcher (its ssh session ended); stopping "
                        "all ranks\n");
-        g_signal = sig;
+        note_launch_signal(sig);
       }
     }
     for (size_t i = 0; i < owners.size(); ++i) {
@@ -329,8 +324,10 @@ int run_supervisor(const LaunchOptions& o) {
   CONVEYOR_REQUIRE(o.master_port >= 0 && o.master_port <= 65535,
                    "--master-port {} is not a TCP port (0..65535)", o.master_port);
   if (!o.hostfile.empty() || !o.hosts.empty()) return run_multi_host(o);
+  if (wants_slurm_launch(o)) return run_slurm_launch(o);
   CONVEYOR_REQUIRE(o.nproc >= 1,
-                   "conveyor launch needs --nproc N (ranks on this host) or --hostfile/--hosts "
+                   "conveyor launch needs --nproc N (ranks on this host), --hostfile/--hosts, "
+                   "or a Slurm allocation to start srun in "
                    "(got --nproc {})",
                    o.nproc);
   CONVEYOR_REQUIRE(
@@ -348,11 +345,7 @@ int run_supervisor(const LaunchOptions& o) {
     launcher_token = control->read_token(Deadline::after_seconds(30));
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGUSR1, &sa, nullptr);
+  catch_launch_signals();
 
   g_quiet = o.quiet;
   int code = 0;
@@ -367,8 +360,7 @@ int run_supervisor(const LaunchOptions& o) {
     code = run_group(o, argv, o.master_port > 0 ? port : (attempt == 0 ? port : free_tcp_port()),
                      o.token_stdin ? launcher_token : random_token(), control ? &*control : nullptr,
                      o.restart_count + attempt);
-    // Bad usage will not get better; a signal or a preemption is not a failure.
-    if (code == 0 || g_signal != 0 || code == kExitUsage || code == pipeline::kExitPreempted) break;
+    if (!worth_restarting(code)) break;
   }
   if (code != 0 && o.quiet) std::fputs(g_quiet_log.c_str(), stderr);
   return code;

@@ -33,8 +33,8 @@ struct LaunchOptions {
   double grace_seconds = 5;  // SIGTERM -> SIGKILL for the survivors of a failure
   // SIGTERM/SIGUSR1 (preemption) -> SIGKILL: the ranks finish their step and save first.
   double stop_timeout_seconds = 120;
-  int restart_count = 0;  // restarts before this attempt (set by a multi-host launcher)
-  bool quiet = false;        // keep the ranks' output; print it (to stderr) only on failure
+  int restart_count = 0;             // restarts before this attempt (set by a multi-host launcher)
+  bool quiet = false;                // keep the ranks' output; print it (to stderr) only on failure
   std::vector<std::string> command;  // "conveyor" as argv[0] means this binary
 };
 

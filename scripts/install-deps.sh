@@ -14,6 +14,7 @@ packages=(
   libfmt-dev libspdlog-dev libxxhash-dev
   fortunes python3 python3-h5py python3-numpy
   openssh-server openssh-client iproute2 util-linux  # multi-host tests: sshd in namespaces
+  slurm-wlm munge                                   # Slurm tests: a 2-node cluster on this host
 )
 for arg in "$@"; do
   case "$arg" in

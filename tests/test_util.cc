@@ -178,4 +178,40 @@ std::vector<std::string> loss_texts(const std::string& metrics_path) {
   return out;
 }
 
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string shell_command(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& word : argv) {
+    if (!out.empty()) out += ' ';
+    out += shell_quoted(word);
+  }
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text, bool skip_empty) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (!skip_empty || !line.empty()) out.push_back(line);
+  return out;
+}
+
+std::map<std::string, std::string> state_checksums(const std::filesystem::path& ckpt) {
+  const std::string latest = read_file(ckpt / "LATEST");
+  const auto manifest = nlohmann::json::parse(
+      read_file(ckpt / latest.substr(0, latest.find('\n')) / "manifest.json"));
+  std::map<std::string, std::string> out;
+  for (const auto& shard : manifest.at("shards"))
+    for (const auto& [path, info] : shard.at("datasets").items())
+      if (path.rfind("/params/", 0) == 0 || path.rfind("/optim/", 0) == 0)
+        out[path] = info.at("xxh3").get<std::string>();
+  REQUIRE(!out.empty());
+  return out;
+}
 }  // namespace conveyor::test

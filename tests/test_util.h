@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -60,4 +61,16 @@ std::vector<std::string> loss_texts(const std::string& metrics_path);
 // The raw text of `key` in every metrics line that has it (e.g. "val_loss" rows).
 std::vector<std::string> field_texts(const std::string& metrics_path, const std::string& key);
 
+// `s` in single quotes for sh (embedded quotes escaped).
+std::string shell_quoted(const std::string& s);
+
+// `argv` as one sh command line, every word quoted.
+std::string shell_command(const std::vector<std::string>& argv);
+
+// The lines of `text`, without their newlines (and without empty ones if `skip_empty`).
+std::vector<std::string> lines_of(const std::string& text, bool skip_empty = false);
+
+// The checksum (xxh3, from the manifest) of every parameter and Adam moment in the latest
+// step of checkpoint root `ckpt`, by dataset path: equal maps are equal training states.
+std::map<std::string, std::string> state_checksums(const std::filesystem::path& ckpt);
 }  // namespace conveyor::test

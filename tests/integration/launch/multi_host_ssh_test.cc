@@ -5,7 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "tests/integration/launch/hosts_fixture.h"
@@ -13,12 +16,6 @@
 using namespace conveyor::test;
 
 namespace {
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // `conveyor launch --hostfile ... --rsh 'ssh -F ...'` and the rest.
 std::vector<std::string> launch_args(const NetnsHosts& hosts,
@@ -38,6 +35,14 @@ std::vector<std::string> tiny_train(int stages, const std::string& metrics, int 
 // Only TCP between "hosts": the namespaces share one kernel, where UCX would otherwise
 // use shared memory.
 const std::vector<std::string> kTcpOnly = {"UCX_TLS=tcp,self"};
+
+// The pid of host `i`'s supervisor, as a shell expression run on host 0.
+std::string supervisor_pid_of(const NetnsHosts& hosts, int i) {
+  return fmt::format(
+      "$(ip netns pids {} | while read p; do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- "
+      "'launch --nproc'; then echo $p; fi; done | head -1)",
+      hosts.netns(i));
+}
 
 }  // namespace
 
@@ -64,21 +69,16 @@ TEST_CASE("a host that dies mid-run ends the job on every host and is named", "[
   NetnsHosts hosts(2);
   TempDir dir;
   const auto metrics = (dir / "m.jsonl").string();
-  std::string launch;
-  for (const auto& a :
-       launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))))
-    fmt::format_to(std::back_inserter(launch), " {}", quoted(a));
+  const std::string launch = shell_command(
+      launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))));
   // On host 0: start the job, wait until it trains, kill -9 host 1's supervisor (its ranks
   // die with it), and report how the launcher ended.
   const std::string script = fmt::format(
       "{} & launch=$!\n"
       "until [ -s {} ] && [ $(wc -l < {}) -ge 3 ]; do sleep 0.05; done\n"
-      "victim=$(ip netns pids {} | while read p; do\n"
-      "  if tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- 'launch --nproc'; then echo $p; fi; "
-      "done | head -1)\n"
-      "kill -9 $victim\n"
+      "kill -9 {}\n"
       "wait $launch; echo \"launch exit $?\"\n",
-      launch, quoted(metrics), quoted(metrics), hosts.netns(1));
+      launch, shell_quoted(metrics), shell_quoted(metrics), supervisor_pid_of(hosts, 1));
   const auto start = std::chrono::steady_clock::now();
   auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 120);
   INFO(r.output);
@@ -98,16 +98,14 @@ TEST_CASE("no rank survives on any host when the launcher is killed with SIGKILL
   SKIP_WITHOUT_NETNS_HOSTS();
   NetnsHosts hosts(2);
   TempDir dir;
-  std::string launch;
   const std::string rank_cmd =
-      fmt::format("echo $$ > {}/pid.$RANK; exec sleep 120", quoted(dir.str()));
-  for (const auto& a : launch_args(hosts, {"--", "sh", "-c", rank_cmd}))
-    fmt::format_to(std::back_inserter(launch), " {}", quoted(a));
+      fmt::format("echo $$ > {}/pid.$RANK; exec sleep 120", shell_quoted(dir.str()));
+  const std::string launch = shell_command(launch_args(hosts, {"--", "sh", "-c", rank_cmd}));
   const std::string script = fmt::format(
       "cd {}\n{} & launch=$!\n"
       "until [ -s pid.0 ] && [ -s pid.1 ] && [ -s pid.2 ] && [ -s pid.3 ]; do sleep 0.05; done\n"
       "kill -9 $launch; wait $launch; echo \"launch exit $?\"\n",
-      quoted(dir.str()), launch);
+      shell_quoted(dir.str()), launch);
   auto r = hosts.run_in(0, {"sh", "-c", script}, {}, 120);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -116,6 +114,73 @@ TEST_CASE("no rank survives on any host when the launcher is killed with SIGKILL
   // ranks. Wait for that (bounded), then nothing may be left.
   std::vector<std::string> left;
   for (int i = 0; i < 200; ++i) {
+    left = hosts.leftover_processes();
+    if (left.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (const auto& p : left) INFO(p);
+  CHECK(left.empty());
+}
+
+TEST_CASE("after a host dies --max-restarts resumes on every host to the uninterrupted state",
+          "[launch][checkpoint]") {
+  SKIP_WITHOUT_NETNS_HOSTS();
+  NetnsHosts hosts(2);
+  TempDir dir;
+  constexpr int kSteps = 60;
+  auto train = [&](const std::string& name) {
+    return with(tiny_train(4, (dir / (name + ".jsonl")).string(), kSteps),
+                {"--ckpt-dir", (dir / name).string(), "--save-every", "10"});
+  };
+  auto whole = hosts.run_in(
+      0, launch_args(hosts, with({"--", "conveyor", "train"}, train("whole"))), kTcpOnly);
+  INFO(whole.output);
+  REQUIRE(whole.exit_code == 0);
+
+  const std::string launch = shell_command(
+      launch_args(hosts, with({"--max-restarts", "1", "--", "conveyor", "train"}, train("cut"))));
+  const std::string metrics = shell_quoted((dir / "cut.jsonl").string());
+  // Kill host 1's supervisor once 15 steps are done (its ranks die with it), the first time only.
+  const std::string script = fmt::format(
+      "{} & launch=$!\n"
+      "until [ -s {m} ] && [ $(wc -l < {m}) -ge 15 ]; do sleep 0.02; done\n"
+      "kill -9 {victim}\n"
+      "wait $launch; echo \"launch exit $?\"\n",
+      launch, fmt::arg("m", metrics), fmt::arg("victim", supervisor_pid_of(hosts, 1)));
+  auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 300);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("launch exit 0") != std::string::npos);
+  CHECK(r.output.find("restart 1 of 1 on every host") != std::string::npos);
+  CHECK(state_checksums(dir / "cut") == state_checksums(dir / "whole"));
+  CHECK(loss_texts((dir / "cut.jsonl").string()) == loss_texts((dir / "whole.jsonl").string()));
+  CHECK(hosts.leftover_processes().empty());
+}
+
+TEST_CASE("a host whose link goes down is named and leaves nothing running anywhere", "[launch]") {
+  SKIP_WITHOUT_NETNS_HOSTS();
+  NetnsHosts hosts(2);
+  TempDir dir;
+  const auto metrics = (dir / "m.jsonl").string();
+  const std::string launch = shell_command(
+      launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))));
+  // Host 1's only link goes down mid-run: its ranks go silent for the others, and its ssh
+  // session times out (ServerAlive/ClientAlive, 3 s), which stops them there.
+  const std::string script = fmt::format(
+      "{} & launch=$!\n"
+      "until [ -s {m} ] && [ $(wc -l < {m}) -ge 3 ]; do sleep 0.05; done\n"
+      "ip netns exec {ns} ip link set eth0 down\n"
+      "wait $launch; echo \"launch exit $?\"\n",
+      launch, fmt::arg("m", shell_quoted(metrics)), fmt::arg("ns", hosts.netns(1)));
+  auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 120);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("launch exit 0") == std::string::npos);
+  CHECK(r.output.find("went silent") != std::string::npos);
+  CHECK(r.output.find(" at " + hosts.address(1) + ", pid ") != std::string::npos);
+  // The cut-off host's supervisor learns of it when sshd drops the session; bounded wait.
+  std::vector<std::string> left;
+  for (int i = 0; i < 300; ++i) {
     left = hosts.leftover_processes();
     if (left.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -16,15 +16,6 @@ using namespace conveyor::test;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -32,13 +23,14 @@ bool contains(const std::string& text, const std::string& part) {
 // Names `ip netns list` shows (each line is "NAME" or "NAME (id: N)").
 std::set<std::string> namespaces_now() {
   std::set<std::string> names;
-  for (const auto& line : lines_of(run_program({"ip", "netns", "list"}, {}, 10).output))
+  for (const auto& line :
+       lines_of(run_program({"ip", "netns", "list"}, {}, 10).output, /*skip_empty=*/true))
     names.insert(line.substr(0, line.find(' ')));
   return names;
 }
 
 std::string env_value(const NetnsHosts& hosts, const std::string& key) {
-  for (const auto& line : lines_of(read_file(hosts.dir() + "/hosts.env")))
+  for (const auto& line : lines_of(read_file(hosts.dir() + "/hosts.env"), /*skip_empty=*/true))
     if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
   return "";
 }
@@ -71,7 +63,7 @@ TEST_CASE("netns hosts: ssh from host 0 runs the command in the addressed host",
                                 {}, 30);
     INFO("ssh to host " << target << ":\n" << r.output);
     REQUIRE(r.exit_code == 0);
-    const auto lines = lines_of(r.output);
+    const auto lines = lines_of(r.output, /*skip_empty=*/true);
     REQUIRE(!lines.empty());
     CHECK(lines.front() == hosts.netns(target));
     CHECK(contains(r.output, " " + hosts.address(target) + "/24 "));
@@ -96,7 +88,7 @@ TEST_CASE("netns hosts: the fixture kills what was left in its hosts and deletes
                                 {}, 30);
     INFO(r.output);
     REQUIRE(r.exit_code == 0);
-    const auto lines = lines_of(r.output);
+    const auto lines = lines_of(r.output, /*skip_empty=*/true);
     REQUIRE(!lines.empty());
     pid = static_cast<pid_t>(std::stol(lines.back()));
     REQUIRE(running(pid));

@@ -14,25 +14,6 @@
 
 using namespace conveyor::test;
 
-namespace {
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
-
-// Single quotes for sh.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-}  // namespace
-
 TEST_CASE("launch prefixes every output line with its rank", "[launch]") {
   auto r = run_conveyor({"launch", "--nproc", "3", "--", "sh", "-c",
                          "echo hello $RANK; echo bye $RANK >&2; printf 'no newline %s' $RANK"},
@@ -103,7 +84,7 @@ TEST_CASE("one failing rank stops the others and launch returns its exit code", 
   // Ranks 0 and 2 record their pid (exec: the pid is the sleeping process itself) and sleep
   // past the test's deadline; rank 1 fails once both are up.
   const std::string rank_cmd =
-      "cd " + quoted(dir.str()) +
+      "cd " + shell_quoted(dir.str()) +
       "; if [ \"$RANK\" = 1 ]; then until [ -s pid.0 ] && [ -s pid.2 ]; do sleep 0.05; done;"
       " exit 7; fi; echo $$ > pid.$RANK; exec sleep 120";
   auto r = run_conveyor({"launch", "--nproc", "3", "--", "sh", "-c", rank_cmd}, {}, 60);
@@ -127,15 +108,15 @@ TEST_CASE("a rank killed during training ends the job mid-training and is named"
   const auto metrics = (dir / "m.jsonl").string();
   // Rank 2 is killed with SIGKILL (no chance to say goodbye) once the first step is done;
   // --sleep-f-ms keeps the 100 steps long enough that the job is mid-training then.
-  std::string train = quoted(CONVEYOR_BIN) +
+  std::string train = shell_quoted(CONVEYOR_BIN) +
                       " train --stages 4 --layers 4 --dim 16 --heads 2 --seq 16 --microbatches 4"
                       " --micro-batch-size 1 --steps 100 --print-every 0 --sleep-f-ms 50"
                       " --metrics " +
-                      quoted(metrics);
+                      shell_quoted(metrics);
   std::string script =
       "if [ \"$RANK\" = 2 ]; then"
       " ( until [ -s " +
-      quoted(metrics) + " ]; do sleep 0.05; done; kill -9 $$ ) & fi; exec " + train;
+      shell_quoted(metrics) + " ]; do sleep 0.05; done; kill -9 $$ ) & fi; exec " + train;
   auto r = run_conveyor({"launch", "--nproc", "4", "--", "sh", "-c", script}, {}, 120);
   INFO(r.output);
   // The job ended by itself (the harness did not kill it), with the dead rank's status,
@@ -164,13 +145,13 @@ TEST_CASE("a rank frozen during training is named first by launch, killed, and t
   // Rank 2 is stopped with SIGSTOP (alive but silent: no heartbeats, no progress) once the
   // first step is done. The activations (128 x 128 floats) are large enough for UCX's
   // rendezvous protocol, so its neighbours have sends to it in flight when they give up.
-  std::string train = quoted(CONVEYOR_BIN) +
+  std::string train = shell_quoted(CONVEYOR_BIN) +
                       " train --stages 4 --layers 4 --dim 128 --heads 2 --seq 128"
                       " --microbatches 4 --micro-batch-size 1 --steps 100 --print-every 0"
                       " --sleep-f-ms 50 --metrics " +
-                      quoted(metrics);
-  std::string script = "if [ \"$RANK\" = 2 ]; then echo $$ > " + quoted(dir.str()) +
-                       "/pid.2; ( until [ -s " + quoted(metrics) +
+                      shell_quoted(metrics);
+  std::string script = "if [ \"$RANK\" = 2 ]; then echo $$ > " + shell_quoted(dir.str()) +
+                       "/pid.2; ( until [ -s " + shell_quoted(metrics) +
                        " ]; do sleep 0.05; done; kill -STOP $$ ) & fi; exec " + train;
   auto r = run_conveyor({"launch", "--nproc", "4", "--", "sh", "-c", script}, {}, 120);
   INFO(r.output);
@@ -213,14 +194,14 @@ TEST_CASE("a rank frozen during training is named first by launch, killed, and t
 TEST_CASE("Ctrl-C on launch stops every rank", "[launch]") {
   TempDir dir;
   // Each rank records its pid (exec: the pid is the sleeping process itself) and sleeps.
-  const std::string rank_cmd = "echo $$ > " + quoted(dir.str()) + "/pid.$RANK; exec sleep 60";
+  const std::string rank_cmd = "echo $$ > " + shell_quoted(dir.str()) + "/pid.$RANK; exec sleep 60";
   // The test's shell starts launch, waits until both ranks are up, sends SIGINT to launch
   // only (as a terminal would to the foreground process), and reports launch's exit code.
   const std::string script =
-      quoted(CONVEYOR_BIN) + " launch --nproc 2 -- sh -c " + quoted(rank_cmd) +
+      shell_quoted(CONVEYOR_BIN) + " launch --nproc 2 -- sh -c " + shell_quoted(rank_cmd) +
       " & launch=$!\n"
       "cd " +
-      quoted(dir.str()) +
+      shell_quoted(dir.str()) +
       "\n"
       "until [ -s pid.0 ] && [ -s pid.1 ]; do sleep 0.05; done\n"
       "kill -INT $launch\n"

@@ -31,12 +31,6 @@ std::vector<std::string> on_hosts(const std::string& hosts, const std::vector<st
               rest);
 }
 
-std::string shell_quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 }  // namespace
 
 TEST_CASE("two hosts of two ranks train with the one-stage losses bit for bit", "[launch]") {
@@ -115,9 +109,8 @@ TEST_CASE("no rank outlives a launcher killed with SIGKILL, and Ctrl-C reaches e
       fmt::format("echo $$ > {}/pid.$RANK; exec sleep 60", shell_quoted(dir.str()));
   for (const char* how : {"KILL", "INT"}) {
     INFO(how);
-    std::string launch = shell_quoted(CONVEYOR_BIN);
-    for (const auto& a : on_hosts("a:2,b:2", {"--", "sh", "-c", rank_cmd}))
-      fmt::format_to(std::back_inserter(launch), " {}", shell_quoted(a));
+    const std::string launch =
+        shell_command(with({CONVEYOR_BIN}, on_hosts("a:2,b:2", {"--", "sh", "-c", rank_cmd})));
     // fmt, not operator+ chains (GCC 12 warns falsely about those at -O3).
     const std::string script = fmt::format(
         "cd {}\nrm -f pid.*\n{} & launch=$!\n"

@@ -16,12 +16,6 @@ using namespace conveyor::test;
 
 namespace {
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 std::vector<std::string> train_args(const std::string& ckpt, const std::string& metrics,
                                     int steps) {
   auto args = tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2});
@@ -29,24 +23,9 @@ std::vector<std::string> train_args(const std::string& ckpt, const std::string& 
                      "--metrics", metrics});
 }
 
-// The checksum of every parameter and Adam moment in the checkpoint's latest step.
-std::map<std::string, std::string> state_checksums(const std::filesystem::path& ckpt) {
-  const std::string latest = read_file(ckpt / "LATEST");
-  const auto step_dir = ckpt / latest.substr(0, latest.find('\n'));
-  const auto manifest = nlohmann::json::parse(read_file(step_dir / "manifest.json"));
-  std::map<std::string, std::string> out;
-  for (const auto& shard : manifest.at("shards"))
-    for (const auto& [path, info] : shard.at("datasets").items())
-      if (path.rfind("/params/", 0) == 0 || path.rfind("/optim/", 0) == 0)
-        out[path] = info.at("xxh3").get<std::string>();
-  REQUIRE(!out.empty());
-  return out;
-}
-
 std::string launch_command(const std::vector<std::string>& train) {
-  std::string cmd = quoted(CONVEYOR_BIN) + " launch --nproc 2 -- conveyor train";
-  for (const auto& a : train) fmt::format_to(std::back_inserter(cmd), " {}", quoted(a));
-  return cmd;
+  return shell_command(
+      with({CONVEYOR_BIN, "launch", "--nproc", "2", "--", "conveyor", "train"}, train));
 }
 
 }  // namespace
@@ -60,7 +39,8 @@ TEST_CASE("SIGTERM at a random step then a rerun gives the uninterrupted run's s
       run_conveyor(with({"launch", "--nproc", "2", "--", "conveyor", "train"}, whole));
   REQUIRE(uninterrupted.exit_code == 0);
 
-  const int after_rows = std::uniform_int_distribution<int>(1, 60)(*new std::random_device);
+  std::random_device random;
+  const int after_rows = std::uniform_int_distribution<int>(1, 60)(random);
   INFO("SIGTERM once the metrics have " << after_rows << " rows");
   const auto cut = train_args((dir / "cut").string(), (dir / "cut.jsonl").string(), kSteps);
   const std::string script = fmt::format(
@@ -68,7 +48,7 @@ TEST_CASE("SIGTERM at a random step then a rerun gives the uninterrupted run's s
       "until [ -s {m} ] && [ $(wc -l < {m}) -ge {n} ]; do sleep 0.01; done\n"
       "kill -TERM $launch\n"
       "wait $launch; echo \"launch exit $?\"\n",
-      launch_command(cut), fmt::arg("m", quoted((dir / "cut.jsonl").string())),
+      launch_command(cut), fmt::arg("m", shell_quoted((dir / "cut.jsonl").string())),
       fmt::arg("n", after_rows));
   auto first = run_program({"sh", "-c", script}, {}, 120);
   INFO(first.output);
@@ -89,14 +69,14 @@ TEST_CASE("SIGTERM at a random step then a rerun gives the uninterrupted run's s
 TEST_CASE("a signalled run without --ckpt-dir saves nothing and exits as killed", "[launch]") {
   TempDir dir;
   auto args = tiny_model_args({.layers = 2, .microbatches = 2, .micro_batch_size = 2});
-  std::string train = quoted(CONVEYOR_BIN) + " train";
-  for (const auto& a : with(args, {"--steps", "100000", "--metrics", (dir / "m.jsonl").string()}))
-    fmt::format_to(std::back_inserter(train), " {}", quoted(a));
+  const std::string train =
+      shell_command(with(with({CONVEYOR_BIN, "train"}, args),
+                         {"--steps", "100000", "--metrics", (dir / "m.jsonl").string()}));
   const std::string script = fmt::format(
       "{} & run=$!\n"
       "until [ -s {m} ]; do sleep 0.01; done\n"
       "kill -USR1 $run; wait $run; echo \"train exit $?\"\n",
-      train, fmt::arg("m", quoted((dir / "m.jsonl").string())));
+      train, fmt::arg("m", shell_quoted((dir / "m.jsonl").string())));
   auto r = run_program({"sh", "-c", script}, {}, 120);
   INFO(r.output);
   CHECK(r.output.find("train exit 138") != std::string::npos);  // 128 + SIGUSR1
