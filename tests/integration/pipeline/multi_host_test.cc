@@ -172,3 +172,39 @@ TEST_CASE("a checkpoint directory that is not shared by every host is refused at
   CHECK(r.output.find("stage 0: at most") == std::string::npos);  // nothing trained
   CHECK(!std::filesystem::exists(std::filesystem::path(ckpt) / ".shared-check"));
 }
+
+TEST_CASE("SIGTERM to a multi-host launcher saves on every host and the rerun resumes",
+          "[launch][checkpoint]") {
+  TempDir dir;
+  auto train = [&](const std::string& name) {
+    return with(
+        with(tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2}),
+             {"--steps", "150", "--stages", "4"}),
+        {"--ckpt-dir", (dir / name).string(), "--metrics", (dir / (name + ".jsonl")).string()});
+  };
+  const auto port = std::to_string(conveyor::free_tcp_port());
+  auto hosts_launch = [&](const std::string& name) {
+    return with({"launch", "--hosts", "a:2,b:2", "--rsh", kRsh, "--master-addr", "127.0.0.1",
+                 "--master-port", port, "--", "conveyor", "train"},
+                train(name));
+  };
+  REQUIRE(run_conveyor(hosts_launch("whole")).exit_code == 0);
+
+  const std::string metrics = shell_quoted((dir / "cut.jsonl").string());
+  const std::string script = fmt::format(
+      "{} & launch=$!\n"
+      "until [ -s {m} ] && [ $(wc -l < {m}) -ge 20 ]; do sleep 0.01; done\n"
+      "kill -TERM $launch; wait $launch; echo \"launch exit $?\"\n",
+      shell_command(with({CONVEYOR_BIN}, hosts_launch("cut"))), fmt::arg("m", metrics));
+  auto first = run_program({"sh", "-c", script}, {}, 120);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK(first.output.find("launch exit 4") != std::string::npos);
+  CHECK(first.output.find("every rank on every host saves and stops") != std::string::npos);
+
+  auto rerun = run_conveyor(hosts_launch("cut"));
+  INFO(rerun.output);
+  REQUIRE(rerun.exit_code == 0);
+  CHECK(state_checksums(dir / "cut") == state_checksums(dir / "whole"));
+  CHECK(loss_texts((dir / "cut.jsonl").string()) == loss_texts((dir / "whole.jsonl").string()));
+}
