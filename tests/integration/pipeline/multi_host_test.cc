@@ -1,10 +1,14 @@
 // `conveyor launch --hosts/--hostfile` on one machine: an rsh stand-in (local_rsh.sh) runs
 // each "host"'s supervisor here, so the multi-host launcher's own logic is tested wherever
-// the suite runs. tests/integration/launch/ runs it over real ssh into network namespaces.
+// the suite runs (tests/integration/launch/ runs it over real ssh into network namespaces).
+// Also: ranks started the way torchrun starts them, without a launcher of ours.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -207,4 +211,47 @@ TEST_CASE("SIGTERM to a multi-host launcher saves on every host and the rerun re
   REQUIRE(rerun.exit_code == 0);
   CHECK(state_checksums(dir / "cut") == state_checksums(dir / "whole"));
   CHECK(loss_texts((dir / "cut.jsonl").string()) == loss_texts((dir / "whole.jsonl").string()));
+}
+
+TEST_CASE("ranks started the torchrun way meet on MASTER_PORT + 1 while the agent holds it",
+          "[launch]") {
+  // torchrun's agent keeps its TCPStore on MASTER_PORT; this test holds the port the same way.
+  const int port = conveyor::free_tcp_port();
+  const int agent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(agent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(agent, 4) == 0);
+
+  TempDir dir;
+  const auto metrics = (dir / "two.jsonl").string();
+  const auto train =
+      with(with({CONVEYOR_BIN, "train"},
+                tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2})),
+           {"--steps", "3", "--stages", "2", "--metrics", metrics});
+  // What torchrun exports to each worker (no launcher of ours in between).
+  const std::string env = fmt::format(
+      "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={} TORCHELASTIC_RUN_ID=test "
+      "CONVEYOR_JOB_TOKEN=torchrun-test",
+      port);
+  const std::string script = fmt::format(
+      "env RANK=0 LOCAL_RANK=0 {env} {cmd} > {dir}/r0.log 2>&1 & a=$!\n"
+      "env RANK=1 LOCAL_RANK=1 {env} {cmd} > {dir}/r1.log 2>&1 & b=$!\n"
+      "wait $a; ra=$?; wait $b; rb=$?; cat {dir}/r0.log {dir}/r1.log; echo \"exits $ra $rb\"\n",
+      fmt::arg("env", env), fmt::arg("cmd", shell_command(train)),
+      fmt::arg("dir", shell_quoted(dir.str())));
+  auto r = run_program({"sh", "-c", script}, {}, 120);
+  ::close(agent);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("exits 0 0") != std::string::npos);
+  const auto one_path = (dir / "one.jsonl").string();
+  REQUIRE(run_conveyor(
+              with(with({"train"},
+                        tiny_model_args({.layers = 4, .microbatches = 4, .micro_batch_size = 2})),
+                   {"--steps", "3", "--stages", "1", "--metrics", one_path}))
+              .exit_code == 0);
+  CHECK(loss_texts(metrics) == loss_texts(one_path));
 }
