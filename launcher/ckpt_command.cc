@@ -1,6 +1,6 @@
 // `conveyor ckpt verify|inspect|settings DIR`: check, describe or print the settings of a
-// checkpoint step. DIR is a step
-// directory (step_NNNNNNNNN) or a checkpoint root, in which case LATEST names the step.
+// checkpoint step; `conveyor ckpt export --format hf DIR OUT`: its weights for other tools. DIR is
+// a step directory (step_NNNNNNNNN) or a checkpoint root, in which case LATEST names the step.
 // verify checks what resuming checks: the files, and that the manifest agrees with its
 // shards, its directory and the model it saved (every parameter, with its shape).
 #include <fmt/format.h>
@@ -12,6 +12,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
+#include "interop/hf_gpt2.h"
 #include "launcher/commands.h"
 #include "pipeline/stage_checkpoint.h"
 
@@ -100,6 +101,16 @@ int run_settings(const std::string& dir) {
   return kExitOk;
 }
 
+int run_export(const std::string& dir, const std::string& format, const std::string& out) {
+  auto step_dir = checkpoint::resolve_step_dir(dir);
+  if (format == "hf") {
+    interop::export_hf(step_dir, out);
+    fmt::print("exported {} as a Hugging Face GPT-2 model: {}/model.safetensors, {}/config.json\n",
+               step_dir.string(), out, out);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_ckpt(CLI::App& app, Runner& run) {
@@ -110,7 +121,7 @@ void add_ckpt(CLI::App& app, Runner& run) {
     std::string dir;
     bool quick = false;
   };
-  static Options verify_opts, inspect_opts, settings_opts;
+  static Options verify_opts, inspect_opts, settings_opts, export_opts;
 
   auto* verify = sub->add_subcommand(
       "verify", "Check every shard and dataset checksum of a checkpoint step (exit 2 if bad)");
@@ -131,6 +142,18 @@ void add_ckpt(CLI::App& app, Runner& run) {
   settings->add_option("DIR", settings_opts.dir, "step directory, or checkpoint root with LATEST")
       ->required();
   settings->callback([&run] { run = [] { return run_settings(settings_opts.dir); }; });
+
+  static std::string export_format = "hf", export_out;
+  auto* exporter = sub->add_subcommand(
+      "export", "Write a checkpoint's weights for other tools (hf: a Hugging Face GPT-2 folder)");
+  exporter->add_option("--format", export_format, "hf (model.safetensors + config.json)")
+      ->check(CLI::IsMember({"hf"}))
+      ->capture_default_str();
+  exporter->add_option("DIR", export_opts.dir, "step directory, or checkpoint root with LATEST")
+      ->required();
+  exporter->add_option("OUT", export_out, "the folder to write")->required();
+  exporter->callback(
+      [&run] { run = [] { return run_export(export_opts.dir, export_format, export_out); }; });
 }
 
 }  // namespace conveyor::cli

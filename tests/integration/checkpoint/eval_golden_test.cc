@@ -4,6 +4,8 @@
 // and the tied embedding appears in both.
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -63,7 +65,7 @@ TEST_CASE("conveyor eval matches a numpy GPT-2 forward over the checkpoint's sha
        step.string(), data.string(), std::to_string(windows)});
   INFO(ref.output);
   if (ref.exit_code == 77 || ref.exit_code == 127) {
-    WARN("skipped: /usr/bin/python3 with numpy and h5py is needed for the reference: "
+    WARN("SKIPPED: /usr/bin/python3 with numpy and h5py is needed for the reference: "
          << ref.output);
     return;
   }
@@ -78,4 +80,48 @@ TEST_CASE("conveyor eval matches a numpy GPT-2 forward over the checkpoint's sha
   CHECK(std::isfinite(a));
   CHECK(a > 0.5);  // a trained-for-6-steps byte model is far from perfect: a real comparison
   CHECK(std::abs(a - b) <= 1e-4 * std::abs(b));
+}
+
+TEST_CASE("a Hugging Face export scores like conveyor eval and is the same from any stage count",
+          "[checkpoint][eval][interop]") {
+  TempDir dir;
+  const auto data = dir / "text.txt";
+  write_file(data, sample_text());
+  for (int stages : {1, 2}) {
+    const auto root = dir / fmt::format("ckpt{}", stages);
+    auto trained =
+        train(stages, {"--steps", "6", "--data", data.string(), "--ckpt-dir", root.string()});
+    INFO(trained.output);
+    REQUIRE(trained.exit_code == 0);
+    auto exported = run_conveyor({"ckpt", "export", "--format", "hf", root.string(),
+                                  (dir / fmt::format("hf{}", stages)).string()});
+    INFO(exported.output);
+    REQUIRE(exported.exit_code == 0);
+  }
+  // Training is bit-identical across stage counts, and the export reads by name.
+  CHECK(read_file(dir / "hf1" / "model.safetensors") ==
+        read_file(dir / "hf2" / "model.safetensors"));
+  const auto config = nlohmann::json::parse(read_file(dir / "hf2" / "config.json"));
+  CHECK(config["model_type"] == "gpt2");
+  CHECK(config["n_layer"] == 4);
+  CHECK(config["vocab_size"] == 256);
+  CHECK(config["activation_function"] == "gelu_new");
+
+  const int windows = 8;
+  auto ours = run_conveyor({"eval", "--ckpt", (dir / "ckpt2").string(), "--data", data.string(),
+                            "--max-windows", std::to_string(windows)});
+  REQUIRE(ours.exit_code == 0);
+  auto ref = run_program(
+      {"/usr/bin/python3",
+       std::string(CONVEYOR_SOURCE_DIR) + "/tests/integration/checkpoint/gpt2_eval_reference.py",
+       "--hf", (dir / "hf2").string(), data.string(), std::to_string(windows)});
+  INFO(ref.output);
+  if (ref.exit_code == 77 || ref.exit_code == 127) {
+    WARN("SKIPPED: /usr/bin/python3 with numpy is needed for the reference: " << ref.output);
+    return;
+  }
+  REQUIRE(ref.exit_code == 0);
+  const double a = last_json_line(ours.output)["loss"], b = last_json_line(ref.output)["loss"];
+  INFO("conveyor " << a << " numpy over the HF folder " << b);
+  CHECK(std::abs(a - b) <= 1e-5 * std::abs(b));
 }

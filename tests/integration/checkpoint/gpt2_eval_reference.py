@@ -3,6 +3,8 @@
 checkpoint read with h5py, scoring the first K non-overlapping windows of a byte file.
 
 usage: gpt2_eval_reference.py STEP_DIR DATA_FILE K    -> prints {"loss", "windows", "tokens"}
+       gpt2_eval_reference.py --hf HF_DIR DATA_FILE K  (a Hugging Face GPT-2 folder instead:
+       config.json and model.safetensors, read here by the documented formats, not by conveyor)
 Exit 77 when numpy or h5py is missing (the caller skips).
 
 Model (GPT-2, as in model/chunk.cc): tanh GELU, LayerNorm eps 1e-5, causal attention with
@@ -35,6 +37,48 @@ def load_params(step_dir):
                 else:
                     params[name] = value
     return params
+
+
+def read_safetensors(path):
+    """Every tensor of a safetensors file, by its documented layout: an 8-byte little-endian
+    header length, a JSON header of {name: {dtype, shape, data_offsets}}, then the data."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", f"{name}: {info['dtype']}"
+        begin, end = info["data_offsets"]
+        out[name] = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
+    return out
+
+
+def load_hf(hf_dir):
+    """GPT2LMHeadModel's names and layouts (Conv1D weights [in, out]) as this file's model
+    names them ([out, in]); the head is tied to wte. Returns (params, cfg)."""
+    hf = json.load(open(os.path.join(hf_dir, "config.json")))
+    cfg = {"layers": hf["n_layer"], "dim": hf["n_embd"], "heads": hf["n_head"],
+           "seq": hf["n_positions"], "vocab": hf["vocab_size"]}
+    assert hf["activation_function"] == "gelu_new" and hf["tie_word_embeddings"]
+    t = read_safetensors(os.path.join(hf_dir, "model.safetensors"))
+    p = {"wte.weight": t.pop("transformer.wte.weight"),
+         "wpe.weight": t.pop("transformer.wpe.weight"),
+         "ln_f.weight": t.pop("transformer.ln_f.weight"),
+         "ln_f.bias": t.pop("transformer.ln_f.bias")}
+    ours = {"ln_1": "ln1", "ln_2": "ln2", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.proj",
+            "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+    for layer in range(cfg["layers"]):
+        for theirs, mine in ours.items():
+            for kind in ("weight", "bias"):
+                value = t.pop(f"transformer.h.{layer}.{theirs}.{kind}")
+                if kind == "weight" and not theirs.startswith("ln"):
+                    value = value.T  # Conv1D stores [in, out]
+                p[f"layers.{layer:03d}.{mine}.{kind}"] = value
+    assert not t, f"unexpected tensors: {sorted(t)}"
+    return {k: v.astype(np.float64) for k, v in p.items()}, cfg
 
 
 def layernorm(x, w, b):
@@ -77,11 +121,17 @@ def forward_loss(p, cfg, tokens, targets):
 
 
 def main():
-    step_dir, data_file, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    with open(os.path.join(step_dir, "manifest.json")) as f:
-        cfg = json.load(f)["config"]["model"]
+    args = sys.argv[1:]
+    if args[0] == "--hf":
+        p, cfg = load_hf(args[1])
+        args = args[2:]
+    else:
+        with open(os.path.join(args[0], "manifest.json")) as f:
+            cfg = json.load(f)["config"]["model"]
+        p = load_params(args[0])
+        args = args[1:]
+    data_file, k = args[0], int(args[1])
     assert cfg["vocab"] == 256, "this reference reads byte-level data only"
-    p = load_params(step_dir)
     data = np.frombuffer(open(data_file, "rb").read(), dtype=np.uint8).astype(np.int64)
     T = cfg["seq"]
     windows = min(k, (len(data) - 1) // T)

@@ -240,7 +240,7 @@ TEST_CASE("from_tokens checks like open", "[data]") {
 
 TEST_CASE("the default corpus opens as byte-level text", "[data]") {
   if (!fs::is_directory(conveyor::data::kDefaultCorpus)) {
-    WARN("skipped: " << conveyor::data::kDefaultCorpus << " is not installed (package fortunes)");
+    WARN("SKIPPED: " << conveyor::data::kDefaultCorpus << " is not installed (package fortunes)");
     return;
   }
   const Dataset d = Dataset::open(conveyor::data::kDefaultCorpus, 256);
