@@ -13,6 +13,7 @@
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "interop/hf_gpt2.h"
+#include "interop/llmc_gpt2.h"
 #include "launcher/commands.h"
 #include "pipeline/stage_checkpoint.h"
 
@@ -107,6 +108,9 @@ int run_export(const std::string& dir, const std::string& format, const std::str
     interop::export_hf(step_dir, out);
     fmt::print("exported {} as a Hugging Face GPT-2 model: {}/model.safetensors, {}/config.json\n",
                step_dir.string(), out, out);
+  } else {
+    interop::export_llmc(step_dir, out);
+    fmt::print("exported {} as an llm.c GPT-2 checkpoint: {}\n", step_dir.string(), out);
   }
   return kExitOk;
 }
@@ -145,13 +149,17 @@ void add_ckpt(CLI::App& app, Runner& run) {
 
   static std::string export_format = "hf", export_out;
   auto* exporter = sub->add_subcommand(
-      "export", "Write a checkpoint's weights for other tools (hf: a Hugging Face GPT-2 folder)");
-  exporter->add_option("--format", export_format, "hf (model.safetensors + config.json)")
-      ->check(CLI::IsMember({"hf"}))
+      "export",
+      "Write a checkpoint's weights for other tools (hf: a Hugging Face GPT-2 folder; llmc: an "
+      "llm.c checkpoint file)");
+  exporter
+      ->add_option("--format", export_format,
+                   "hf (OUT/model.safetensors + OUT/config.json) or llmc (the file OUT)")
+      ->check(CLI::IsMember({"hf", "llmc"}))
       ->capture_default_str();
   exporter->add_option("DIR", export_opts.dir, "step directory, or checkpoint root with LATEST")
       ->required();
-  exporter->add_option("OUT", export_out, "the folder to write")->required();
+  exporter->add_option("OUT", export_out, "the folder (hf) or file (llmc) to write")->required();
   exporter->callback(
       [&run] { run = [] { return run_export(export_opts.dir, export_format, export_out); }; });
 }

@@ -1,0 +1,60 @@
+#include "interop/llmc_gpt2.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/file_util.h"
+#include "common/error.h"
+#include "model/param_table.h"
+
+namespace conveyor::interop {
+
+namespace {
+
+// llm.c's per-layer tensors, in its file order, as conveyor names them in a block.
+constexpr const char* kLayerTensors[] = {"ln1.weight",    "ln1.bias",         "attn.qkv.weight",
+                                         "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                                         "ln2.weight",    "ln2.bias",         "mlp.fc.weight",
+                                         "mlp.fc.bias",   "mlp.proj.weight",  "mlp.proj.bias"};
+
+}  // namespace
+
+void export_llmc(const std::filesystem::path& step_dir, const std::filesystem::path& out_file) {
+  checkpoint::CheckpointReader reader(step_dir);
+  const auto& saved = reader.manifest().config;
+  CONVEYOR_REQUIRE(saved.is_object() && saved.contains("model"),
+                   "checkpoint {} does not record its model's shape (config.model); it cannot "
+                   "be exported",
+                   step_dir.string());
+  const auto m = model::ModelConfig::from_json(saved.at("model"));
+  const int padded = (m.vocab + kLlmcVocabMultiple - 1) / kLlmcVocabMultiple * kLlmcVocabMultiple;
+  std::vector<int32_t> header(kLlmcHeaderInts, 0);
+  header[0] = kLlmcMagic;
+  header[1] = kLlmcVersion;
+  header[2] = m.seq;
+  header[3] = m.vocab;
+  header[4] = m.layers;
+  header[5] = m.heads;
+  header[6] = m.dim;
+  header[7] = padded;
+
+  std::string file(reinterpret_cast<const char*>(header.data()), header.size() * sizeof(int32_t));
+  std::vector<float> buf;
+  auto append = [&](const std::string& name, size_t pad_to = 0) {
+    buf.assign(checkpoint::element_count(reader.shape(name)), 0.0f);
+    reader.read(checkpoint::kParams, name, buf.data(), buf.size());
+    if (pad_to > buf.size()) buf.resize(pad_to, 0.0f);
+    file.append(reinterpret_cast<const char*>(buf.data()), buf.size() * sizeof(float));
+  };
+  append(model::kWteWeight, size_t(padded) * size_t(m.dim));
+  append(model::kWpeWeight);
+  for (const char* suffix : kLayerTensors)
+    for (int layer = 0; layer < m.layers; ++layer) append(model::layer_param_name(layer, suffix));
+  append(model::kLnFWeight);
+  append(model::kLnFBias);
+  checkpoint::write_file_atomic(out_file, file);
+}
+
+}  // namespace conveyor::interop
