@@ -16,7 +16,9 @@ void add_eval(CLI::App& app, Runner& run) {
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("eval", "mean cross-entropy of a checkpoint on a file");
-  sub->add_option("--ckpt", o->ckpt, "checkpoint step directory, or a --ckpt-dir with LATEST")
+  sub->add_option("--ckpt", o->ckpt,
+                  "weights: a checkpoint (step directory, or --ckpt-dir with LATEST), a Hugging "
+                  "Face GPT-2 folder or an llm.c file")
       ->required();
   sub->add_option("--data", o->data, "text file (or .bin token file) to score")->required();
   sub->add_option("--max-windows", o->max_windows,

@@ -153,6 +153,9 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--allow-data-change", c.allow_data_change,
           "resume even if --data, --micro-batch-size or --microbatches differ from the "
           "checkpoint's");
+  set.add("--init-from", c.init_from,
+          "start from these weights: a Hugging Face GPT-2 folder, an llm.c .bin checkpoint or a "
+          "conveyor checkpoint (weights only)");
   set.add("--val-data", c.val_data, "held-out file or folder scored during training");
   set.add("--eval-every", c.eval_every, "validation loss every N steps (0: after the last only)")
       ->capture_default_str();

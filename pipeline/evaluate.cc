@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "interop/weight_source.h"
 #include "kernels/backend.h"
 #include "model/stage_model.h"
 
@@ -19,12 +19,8 @@ constexpr int kBatch = 16;
 }  // namespace
 
 EvalResult evaluate(const std::string& ckpt, const std::string& data_path, int64_t max_windows) {
-  const auto dir = checkpoint::resolve_step_dir(ckpt);
-  checkpoint::verify(dir, checkpoint::VerifyLevel::kStructure);
-  checkpoint::CheckpointReader reader(dir);
-  const auto& saved = reader.manifest().config;
-  CONVEYOR_REQUIRE(saved.contains("model"), "checkpoint {} has no model configuration", ckpt);
-  const auto config = model::ModelConfig::from_json(saved["model"]);
+  auto source = interop::WeightSource::open(ckpt);  // a checkpoint, or an HF or llm.c model
+  const auto config = source->config();
   config.validate();
 
   const auto data = data::Dataset::open(data_path, config.vocab, data::kCheckpointVocab);
@@ -45,7 +41,7 @@ EvalResult evaluate(const std::string& ckpt, const std::string& data_path, int64
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const auto& spec = store.specs()[i];
     host.resize(spec.numel());
-    reader.read(checkpoint::kParams, spec.name, host.data(), spec.numel());
+    source->read(spec.name, host);
     k.from_host(store.param(static_cast<int>(i)).data(), host.data(), host.size() * sizeof(float));
   }
   const int64_t rest = windows % kBatch;

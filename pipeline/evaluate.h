@@ -12,11 +12,12 @@ struct EvalResult {
   int64_t tokens = 0;   // tokens scored
 };
 
-// Loads the checkpoint at `ckpt` (a step directory, or a root holding LATEST; saved by any
-// number of stages) into one process and scores non-overlapping windows of `data`: window i
-// has inputs bytes[i*T .. i*T+T-1] and targets bytes[i*T+1 .. i*T+T], T from the checkpoint.
-// max_windows <= 0 means every window. Throws Error(kUsage) for a missing or invalid
-// checkpoint, unusable data, or data shorter than one window.
+// Loads the weights at `ckpt` (interop/weight_source.h: a conveyor checkpoint -- a step
+// directory or a root holding LATEST, saved by any number of stages --, a Hugging Face GPT-2
+// folder or an llm.c file) into one process and scores non-overlapping windows of `data`:
+// window i has inputs bytes[i*T .. i*T+T-1] and targets bytes[i*T+1 .. i*T+T], T from the
+// weights' model. max_windows <= 0 means every window. Throws Error(kUsage) for missing or
+// invalid weights, unusable data, or data shorter than one window.
 EvalResult evaluate(const std::string& ckpt, const std::string& data, int64_t max_windows);
 
 }  // namespace conveyor::pipeline

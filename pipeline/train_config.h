@@ -44,6 +44,10 @@ struct TrainConfig {
   std::string resume;  // "auto" | "none" | PATH; empty = auto when ckpt_dir is set
   bool async_save = false;
   bool allow_data_change = false;  // resume even with other --data or batch settings
+  // Start from these weights (interop/weight_source.h: a Hugging Face GPT-2 folder, an llm.c
+  // checkpoint, a conveyor checkpoint) instead of random ones; fresh optimizer state. A run
+  // that resumes from --ckpt-dir ignores it.
+  std::string init_from;
 
   // Validation
   std::string val_data;      // scored every eval_every steps (and after the last)

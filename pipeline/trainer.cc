@@ -17,6 +17,7 @@
 #include "common/output_path.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "interop/weight_source.h"
 #include "kernels/backend.h"
 #include "model/stage_model.h"
 #include "pipeline/executor.h"
@@ -155,6 +156,23 @@ int restart_count_from_env() {
   return static_cast<int>(n);
 }
 
+// --init-from: this stage's parameters from an outside model of the same shape.
+void load_initial_weights(const TrainConfig& config, model::StageModel& model) {
+  auto source = interop::WeightSource::open(config.init_from);
+  interop::require_same_model(*source, config.model);
+  auto& store = model.store();
+  std::vector<float> host;
+  for (size_t i = 0; i < store.specs().size(); ++i) {
+    const auto& spec = store.specs()[i];
+    host.resize(spec.numel());
+    source->read(spec.name, host);
+    model.backend().from_host(store.param(static_cast<int>(i)).data(), host.data(),
+                              host.size() * sizeof(float));
+  }
+  model.backend().synchronize();
+  CONVEYOR_LOG_INFO("initial weights from {}", source->describe());
+}
+
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
@@ -203,6 +221,15 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   model.store().initialize(config.seed);
   StageCheckpoint checkpoint(config, model, topology, rank, transport.get());
   const int64_t start_step = checkpoint.restore();
+  if (!config.init_from.empty()) {
+    if (start_step > 0) {
+      if (rank == topology.coordinator_rank())
+        CONVEYOR_LOG_INFO("--init-from {} not used: resuming from step {} of --ckpt-dir",
+                          config.init_from, start_step);
+    } else {
+      load_initial_weights(config, model);
+    }
+  }
   const bool reporter = model.holds_head() && topology.place(rank).replica == 0;
   const int restarts = restart_count_from_env();
 

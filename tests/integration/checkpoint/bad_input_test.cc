@@ -104,7 +104,7 @@ TEST_CASE("conveyor eval with a bad --ckpt exits 2 naming it", "[checkpoint][bad
   const auto empty = dir / "empty";
   fs::create_directory(empty);
   expect_usage_error(run_conveyor({"eval", "--ckpt", empty.string(), "--data", text.string()}),
-                     {empty.string(), "neither a checkpoint step"});
+                     {empty.string(), "nor a conveyor checkpoint"});
   const auto garbled = dir / "garbled";
   fs::create_directory(garbled);
   write_file(garbled / "LATEST", "not a step\n");
