@@ -62,8 +62,7 @@ TEST_CASE("the exports evaluate to the checkpoint's loss bits", "[checkpoint][in
   CHECK(eval_loss(e.llmc, e.data) == want);
 }
 
-TEST_CASE("init-from any format trains like init-from the checkpoint",
-          "[checkpoint][interop]") {
+TEST_CASE("init-from any format trains like init-from the checkpoint", "[checkpoint][interop]") {
   const auto& e = exported();
   TempDir dir;
   std::vector<std::vector<std::string>> runs;
