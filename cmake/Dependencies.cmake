@@ -77,6 +77,11 @@ if(NOT XXHASH_FOUND)
   conveyor_missing("xxHash (libxxhash.pc)" "libxxhash-dev")
 endif()
 
+pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+if(NOT SENTENCEPIECE_FOUND)
+  conveyor_missing("SentencePiece (sentencepiece.pc)" "libsentencepiece-dev")
+endif()
+
 if(CONVEYOR_TESTS)
   find_package(Catch2 QUIET CONFIG)
   if(NOT Catch2_FOUND)

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   cli::add_schedule(app, run);
   cli::add_ckpt(app, run);
   cli::add_doctor(app, run);
+  cli::add_tokenize(app, run);
   cli::add_bench(app, run);
   // CLI11 answers an unknown command with "A subcommand is required"; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

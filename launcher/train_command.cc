@@ -156,6 +156,9 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--init-from", c.init_from,
           "start from these weights: a Hugging Face GPT-2 folder, an llm.c .bin checkpoint or a "
           "conveyor checkpoint (weights only)");
+  set.add("--tokenizer", c.tokenizer,
+          "print --sample as text with this tokenizer (a SentencePiece .model from conveyor "
+          "tokenize, or llm.c's gpt2_tokenizer.bin)");
   set.add("--val-data", c.val_data, "held-out file or folder scored during training");
   set.add("--eval-every", c.eval_every, "validation loss every N steps (0: after the last only)")
       ->capture_default_str();

@@ -23,8 +23,9 @@ int sample_index(const float* probs, int n, double u) {
   return n - 1;
 }
 
-std::string generate(model::StageModel& m, const PipelinePlace& place, const std::string& prompt,
-                     int count, uint64_t seed) {
+std::vector<int32_t> generate_tokens(model::StageModel& m, const PipelinePlace& place,
+                                     std::vector<int32_t> context, int count, uint64_t seed) {
+  CONVEYOR_REQUIRE(!context.empty(), "generation needs a prompt of at least one token");
   const auto& config = m.config();
   const Topology& topo = place.topology;
   const int T = config.seq, V = config.vocab;
@@ -40,13 +41,9 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
     mine.chunks.push_back(chunks.back().get());
     mine.slots.push_back(slots.back().get());
   }
-  std::vector<int32_t> context;
-  for (unsigned char ch : prompt) context.push_back(V == 256 ? ch : 0);
-  if (context.empty()) context.push_back(V == 256 ? '\n' : 0);
-
   std::vector<int32_t> window(T);
   std::vector<float> probs(V);
-  std::string out;
+  std::vector<int32_t> out;
   for (int i = 0; i < count; ++i) {
     // The last T tokens; positions after the context are padding the causal mask ignores.
     const size_t start = context.size() > size_t(T) ? context.size() - T : 0;
@@ -73,11 +70,24 @@ std::string generate(model::StageModel& m, const PipelinePlace& place, const std
       std::memcpy(&next, bytes.data(), sizeof next);
     }
     context.push_back(next);
-    if (V == 256) {
-      out.push_back(static_cast<char>(next));
+    out.push_back(next);
+  }
+  return out;
+}
+
+std::string generate(model::StageModel& m, const PipelinePlace& place, const std::string& prompt,
+                     int count, uint64_t seed) {
+  const bool bytes = m.config().vocab == 256;
+  std::vector<int32_t> context;
+  for (unsigned char ch : prompt) context.push_back(bytes ? ch : 0);
+  if (context.empty()) context.push_back(bytes ? '\n' : 0);
+  std::string out;
+  for (int32_t id : generate_tokens(m, place, std::move(context), count, seed)) {
+    if (bytes) {
+      out.push_back(static_cast<char>(id));
     } else {
       if (!out.empty()) out += ' ';
-      out += std::to_string(next);
+      out += std::to_string(id);
     }
   }
   return out;

@@ -32,6 +32,11 @@ struct PipelinePlace {
 std::string generate(model::StageModel& model, const PipelinePlace& place,
                      const std::string& prompt, int count, uint64_t seed);
 
+// The same for any vocabulary: samples `count` token ids after the ids `prompt` (not empty)
+// and returns them.
+std::vector<int32_t> generate_tokens(model::StageModel& model, const PipelinePlace& place,
+                                     std::vector<int32_t> prompt, int count, uint64_t seed);
+
 // Index drawn from probs[0..n) with uniform u in [0,1).
 int sample_index(const float* probs, int n, double u);
 

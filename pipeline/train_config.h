@@ -48,6 +48,8 @@ struct TrainConfig {
   // checkpoint, a conveyor checkpoint) instead of random ones; fresh optimizer state. A run
   // that resumes from --ckpt-dir ignores it.
   std::string init_from;
+  // Prints --sample as text (data/tokenizer.h: a SentencePiece model, llm.c's tokenizer file).
+  std::string tokenizer;
 
   // Validation
   std::string val_data;      // scored every eval_every steps (and after the last)

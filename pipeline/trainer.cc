@@ -17,6 +17,7 @@
 #include "common/output_path.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
+#include "data/tokenizer.h"
 #include "interop/weight_source.h"
 #include "kernels/backend.h"
 #include "model/stage_model.h"
@@ -220,6 +221,15 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
                           config.micro_batch_size);
   model.store().initialize(config.seed);
   StageCheckpoint checkpoint(config, model, topology, rank, transport.get());
+  // Before training: a --tokenizer that cannot decode this model's ids fails now.
+  std::optional<data::Tokenizer> tokenizer;
+  if (!config.tokenizer.empty()) {
+    tokenizer = data::Tokenizer::load(config.tokenizer);
+    CONVEYOR_REQUIRE(tokenizer->vocab_size() <= config.model.vocab,
+                     "--tokenizer {} has {} tokens but --vocab is {}; use --vocab {} (or more)",
+                     config.tokenizer, tokenizer->vocab_size(), config.model.vocab,
+                     tokenizer->vocab_size());
+  }
   const int64_t start_step = checkpoint.restore();
   if (!config.init_from.empty()) {
     if (start_step > 0) {
@@ -446,9 +456,18 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     trace_stream->remove();  // the merged trace holds its spans
   }
   if (config.sample > 0 && !summary.stopped_on_request) {
-    std::string text = generate(model, place, "\n", config.sample, config.seed);
+    std::string text;
+    if (tokenizer) {
+      std::vector<int32_t> prompt = {0};
+      if (tokenizer->can_encode()) prompt = tokenizer->encode("\n");
+      if (prompt.empty()) prompt = {0};
+      text = tokenizer->decode(generate_tokens(model, place, prompt, config.sample, config.seed));
+    } else {
+      text = generate(model, place, "\n", config.sample, config.seed);
+    }
     if (reporter) {
-      std::printf("--- sample (%d characters) ---\n%s\n---\n", config.sample, text.c_str());
+      std::printf("--- sample (%d %s) ---\n%s\n---\n", config.sample,
+                  tokenizer ? "tokens" : "characters", text.c_str());
       std::fflush(stdout);
     }
   }

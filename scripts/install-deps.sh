@@ -11,7 +11,7 @@ packages=(
   libucx-dev ucx-utils libibverbs-dev librdmacm-dev ibverbs-utils
   libhdf5-dev hdf5-tools
   catch2 libopenblas-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-  libfmt-dev libspdlog-dev libxxhash-dev
+  libfmt-dev libspdlog-dev libxxhash-dev libsentencepiece-dev
   fortunes python3 python3-h5py python3-numpy
   openssh-server openssh-client iproute2 util-linux  # multi-host tests: sshd in namespaces
   slurm-wlm munge                                   # Slurm tests: a 2-node cluster on this host
