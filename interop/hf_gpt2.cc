@@ -8,6 +8,7 @@
 #include "checkpoint/file_util.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "interop/saved_model.h"
 #include "model/param_table.h"
 
 namespace conveyor::interop {
@@ -77,12 +78,7 @@ std::string hf_config_json(const model::ModelConfig& m) {
 
 void export_hf(const std::filesystem::path& step_dir, const std::filesystem::path& out_dir) {
   checkpoint::CheckpointReader reader(step_dir);
-  const auto& saved = reader.manifest().config;
-  CONVEYOR_REQUIRE(saved.is_object() && saved.contains("model"),
-                   "checkpoint {} does not record its model's shape (config.model); it cannot "
-                   "be exported",
-                   step_dir.string());
-  const auto config = model::ModelConfig::from_json(saved.at("model"));
+  const auto config = saved_model(reader);
   std::vector<std::string> names;
   std::vector<std::vector<int64_t>> shapes;
   std::vector<std::vector<float>> values;

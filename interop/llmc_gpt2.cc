@@ -7,6 +7,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "interop/saved_model.h"
 #include "model/param_table.h"
 
 namespace conveyor::interop {
@@ -23,12 +24,7 @@ constexpr const char* kLayerTensors[] = {"ln1.weight",    "ln1.bias",         "a
 
 void export_llmc(const std::filesystem::path& step_dir, const std::filesystem::path& out_file) {
   checkpoint::CheckpointReader reader(step_dir);
-  const auto& saved = reader.manifest().config;
-  CONVEYOR_REQUIRE(saved.is_object() && saved.contains("model"),
-                   "checkpoint {} does not record its model's shape (config.model); it cannot "
-                   "be exported",
-                   step_dir.string());
-  const auto m = model::ModelConfig::from_json(saved.at("model"));
+  const auto m = saved_model(reader);
   const int padded = (m.vocab + kLlmcVocabMultiple - 1) / kLlmcVocabMultiple * kLlmcVocabMultiple;
   std::vector<int32_t> header(kLlmcHeaderInts, 0);
   header[0] = kLlmcMagic;

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
+#include "interop/saved_model.h"
 #include "model/param_table.h"
 
 namespace conveyor::interop {
@@ -173,12 +174,9 @@ class LlmcSource : public WeightSource {
 class CheckpointSource : public WeightSource {
  public:
   explicit CheckpointSource(const fs::path& dir)
-      : dir_(checkpoint::resolve_step_dir(dir)), reader_(verified(dir_)) {
-    const auto& saved = reader_.manifest().config;
-    CONVEYOR_REQUIRE(saved.is_object() && saved.contains("model"),
-                     "checkpoint {} has no model configuration", dir_.string());
-    config_ = model::ModelConfig::from_json(saved.at("model"));
-  }
+      : dir_(checkpoint::resolve_step_dir(dir)),
+        reader_(verified(dir_)),
+        config_(saved_model(reader_)) {}
   const model::ModelConfig& config() const override { return config_; }
   std::string describe() const override {
     return fmt::format("conveyor checkpoint {}", dir_.string());
