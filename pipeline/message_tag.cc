@@ -25,6 +25,8 @@ const char* kind_name(MessageKind kind) {
       return "generation activation";
     case MessageKind::kValidation:
       return "validation activation";
+    case MessageKind::kAllReduce:
+      return "all-reduce chunk";
   }
   return "unknown message";
 }
@@ -66,6 +68,9 @@ std::string describe_message(transport::Tag tag) {
     case MessageKind::kValidation:
       return fmt::format("{} of batch {} for virtual stage {}, after step {}", kind_name(t.kind),
                          t.microbatch, t.virtual_stage, t.step);
+    case MessageKind::kAllReduce:
+      return fmt::format("{} of ring step {}, reduction {}", kind_name(t.kind), t.microbatch,
+                         t.step);
   }
   return fmt::format("unknown message (tag {:#x})", tag);
 }

@@ -20,6 +20,7 @@ enum class MessageKind : uint8_t {
   kTiedGradient = 2,  // the tied embedding's wte gradient, between embedding and head
   kGeneration = 3,    // a generated token's activations, stage to stage
   kValidation = 4,    // a validation batch's activations (micro-batch: the batch's index)
+  kAllReduce = 5,     // a ring all-reduce step (step: the reduction, micro-batch: ring step)
 };
 
 inline constexpr int kMaxTagVirtualStages = 1 << 8;

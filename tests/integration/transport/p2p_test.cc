@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "pipeline/ring_all_reduce.h"
 #include "tests/integration/transport/multi_rank.h"
 
 using namespace conveyor;
@@ -342,6 +343,35 @@ TEST_CASE("a barrier from a second thread runs while the first does point-to-poi
     side.join();
     t->shutdown(soon());
     return err.empty() ? "ok" : err;
+  });
+  require_all_ok(out);
+}
+
+TEST_CASE("a ring all-reduce over UCX gives every rank the same sum bits", "[transport]") {
+  const std::string tls = GENERATE("sm", "tcp");
+  INFO("UCX_TLS=" << tls);
+  JobSpec spec;
+  spec.world = 3;
+  spec.ucx_tls = tls;
+  constexpr size_t kN = (1u << 20) + 5;  // 4 MiB of floats, not divisible by 3
+  auto value = [](int rank, size_t i) { return 1.0f / float(1 + rank + i % 97); };
+  auto out = run_job(spec, [&](int rank, Options o) {
+    auto t = Transport::create(o);
+    std::vector<float> data(kN), scratch;
+    for (size_t i = 0; i < kN; ++i) data[i] = value(rank, i);
+    const std::vector<int> group = {0, 1, 2};
+    pipeline::ring_all_reduce_sum(*t, group, data, 1, scratch, soon());
+    // Chunk k is summed from rank k around the ring (pipeline/ring_all_reduce.h).
+    for (size_t k = 0; k < 3; ++k) {
+      for (size_t i = k * kN / 3; i < (k + 1) * kN / 3; ++i) {
+        float want = value(int(k), i);
+        for (size_t j = 1; j < 3; ++j) want = want + value(int((k + j) % 3), i);
+        if (std::memcmp(&want, &data[i], sizeof want) != 0)
+          return fmt::format("element {}: {} instead of {}", i, data[i], want);
+      }
+    }
+    t->shutdown(soon());
+    return std::string("ok");
   });
   require_all_ok(out);
 }

@@ -12,7 +12,7 @@ using namespace conveyor::pipeline;
 
 TEST_CASE("message tags round-trip every field within the transport's tag width", "[pipeline]") {
   for (auto kind : {MessageKind::kActivation, MessageKind::kGradient, MessageKind::kTiedGradient,
-                    MessageKind::kGeneration}) {
+                    MessageKind::kGeneration, MessageKind::kValidation, MessageKind::kAllReduce}) {
     for (int64_t step : {int64_t{0}, int64_t{1}, int64_t{(1 << 21) - 1}}) {
       for (int mb : {0, 7, kMaxTagMicrobatches - 1}) {
         for (int vs : {0, 3, kMaxTagVirtualStages - 1}) {
