@@ -4,6 +4,10 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -131,13 +135,24 @@ void train_bpe(const std::vector<std::filesystem::path>& inputs, int vocab_size,
       "--shuffle_input_sentence=true --max_sentence_length=16384 --num_threads={} "
       "--minloglevel=2",
       files, model_prefix.string(), vocab_size, threads);
+  // SentencePiece logs its whole command line (every input file) before it applies
+  // --minloglevel; its errors come back in the status. So stderr is muted while it trains.
+  std::fflush(stderr);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (saved_stderr >= 0 && devnull >= 0) ::dup2(devnull, STDERR_FILENO);
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  if (saved_stderr >= 0) {
+    ::dup2(saved_stderr, STDERR_FILENO);
+    ::close(saved_stderr);
+  }
+  if (devnull >= 0) ::close(devnull);
   if (!status.ok())
     throw Error(ErrorKind::kUsage,
                 fmt::format("SentencePiece could not train a {}-piece BPE vocabulary: {}",
                             vocab_size, status.ToString()),
-                "choose another --vocab-size (at least 256 + a few, for the byte pieces, and "
-                "no more than the text supports)");
+                "choose another --vocab-size (the byte pieces, the text's characters and "
+                "the merges must fit; SentencePiece says how many above)");
 }
 
 }  // namespace conveyor::data
