@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything conveyor needs to build and test, from Debian packages only.
+# Installs what conveyor needs to build and run, from Debian packages only.
 # Idempotent: safe to run again. Needs root (or sudo) on Debian 12.
-# Usage: scripts/install-deps.sh [--with-bench] [--with-fuzz]
-#   --with-bench adds python3-torch for bench/; --with-fuzz adds clang 16 and its libFuzzer
-#   runtime for fuzz/ (Debian 12's default clang, 14, lacks std::source_location).
+# Usage: scripts/install-deps.sh [--with-tests] [--with-bench] [--with-fuzz]
+#   --with-tests adds the daemons the multi-host tests start themselves (sshd in network
+#   namespaces, a Slurm cluster); they are not needed to train, and a plain install should
+#   not put an SSH server on the machine. --with-bench adds python3-torch for bench/;
+#   --with-fuzz adds clang 16 and its libFuzzer runtime for fuzz/ (Debian 12's default
+#   clang, 14, lacks std::source_location).
 set -euo pipefail
 
 packages=(
@@ -13,14 +16,14 @@ packages=(
   catch2 libopenblas-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libfmt-dev libspdlog-dev libxxhash-dev libsentencepiece-dev
   fortunes python3 python3-h5py python3-numpy
-  openssh-server openssh-client iproute2 util-linux  # multi-host tests: sshd in namespaces
-  slurm-wlm munge                                   # Slurm tests: a 2-node cluster on this host
+  openssh-client iproute2 util-linux
 )
 for arg in "$@"; do
   case "$arg" in
+    --with-tests) packages+=(openssh-server slurm-wlm munge) ;;  # tests/integration/{launch,slurm}
     --with-bench) packages+=(python3-torch) ;;
     --with-fuzz) packages+=(clang-16 libclang-rt-16-dev llvm-16) ;;  # llvm-16: symbolizer
-    *) echo "install-deps: unknown option $arg (use --with-bench or --with-fuzz)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option $arg (use --with-tests, --with-bench or --with-fuzz)" >&2; exit 2 ;;
   esac
 done
 
