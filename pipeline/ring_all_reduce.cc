@@ -38,22 +38,25 @@ void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, st
     return encode(
         MessageTag{MessageKind::kAllReduce, static_cast<int64_t>(op), static_cast<int>(step), 0});
   };
-  transport::Request reqs[2];
+  // Sends `out` right and receives `in` from the left. Chunk sizes are the same on every
+  // member, so an empty chunk is skipped by its sender and its receiver alike.
+  auto exchange = [&](transport::Tag step_tag, std::span<const float> out, std::span<float> in) {
+    std::vector<transport::Request> reqs;
+    if (!out.empty()) reqs.push_back(t.isend(right, step_tag, out.data(), out.size_bytes()));
+    if (!in.empty()) reqs.push_back(t.irecv(left, step_tag, in.data(), in.size_bytes()));
+    t.wait_all(reqs, deadline);
+  };
   // Reduce-scatter: at step s, send chunk g-s (complete from g-s up to us) to the right, and
   // receive chunk g-s-1 from the left, which adds our part last.
   for (size_t s = 0; s + 1 < N; ++s) {
     const auto out = chunk((g + N - s) % N), in = chunk((g + 2 * N - s - 1) % N);
-    reqs[0] = t.isend(right, tag(s), out.data(), out.size_bytes());
-    reqs[1] = t.irecv(left, tag(s), scratch.data(), in.size_bytes());
-    t.wait_all(reqs, deadline);
+    exchange(tag(s), out, {scratch.data(), in.size()});
     for (size_t i = 0; i < in.size(); ++i) in[i] = scratch[i] + in[i];
   }
   // All-gather: we hold the sum of chunk g+1; pass the sums around the ring.
   for (size_t s = 0; s + 1 < N; ++s) {
     const auto out = chunk((g + 1 + N - s) % N), in = chunk((g + N - s) % N);
-    reqs[0] = t.isend(right, tag(N - 1 + s), out.data(), out.size_bytes());
-    reqs[1] = t.irecv(left, tag(N - 1 + s), in.data(), in.size_bytes());
-    t.wait_all(reqs, deadline);
+    exchange(tag(N - 1 + s), out, in);
   }
 }
 
