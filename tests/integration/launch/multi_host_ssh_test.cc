@@ -44,6 +44,19 @@ std::string supervisor_pid_of(const NetnsHosts& hosts, int i) {
       hosts.netns(i));
 }
 
+// A script for host 0: starts `launch` in the background, waits until `metrics` has `rows`
+// lines (the job trains), runs `action` (the fault), then reports "launch exit N".
+std::string fault_script(const std::string& launch, const std::string& metrics, int rows,
+                         const std::string& action) {
+  return fmt::format(
+      "{} & launch=$!\n"
+      "until [ -s {m} ] && [ $(wc -l < {m}) -ge {rows} ]; do sleep 0.02; done\n"
+      "{action}\n"
+      "wait $launch; echo \"launch exit $?\"\n",
+      launch, fmt::arg("m", shell_quoted(metrics)), fmt::arg("rows", rows),
+      fmt::arg("action", action));
+}
+
 }  // namespace
 
 TEST_CASE("two hosts over ssh train four stages with the one-stage losses bit for bit",
@@ -71,14 +84,9 @@ TEST_CASE("a host that dies mid-run ends the job on every host and is named", "[
   const auto metrics = (dir / "m.jsonl").string();
   const std::string launch = shell_command(
       launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))));
-  // On host 0: start the job, wait until it trains, kill -9 host 1's supervisor (its ranks
-  // die with it), and report how the launcher ended.
-  const std::string script = fmt::format(
-      "{} & launch=$!\n"
-      "until [ -s {} ] && [ $(wc -l < {}) -ge 3 ]; do sleep 0.05; done\n"
-      "kill -9 {}\n"
-      "wait $launch; echo \"launch exit $?\"\n",
-      launch, shell_quoted(metrics), shell_quoted(metrics), supervisor_pid_of(hosts, 1));
+  // Host 1's supervisor is killed (its ranks die with it) once the job trains.
+  const std::string script =
+      fault_script(launch, metrics, 3, "kill -9 " + supervisor_pid_of(hosts, 1));
   const auto start = std::chrono::steady_clock::now();
   auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 120);
   INFO(r.output);
@@ -139,14 +147,9 @@ TEST_CASE("after a host dies --max-restarts resumes on every host to the uninter
 
   const std::string launch = shell_command(
       launch_args(hosts, with({"--max-restarts", "1", "--", "conveyor", "train"}, train("cut"))));
-  const std::string metrics = shell_quoted((dir / "cut.jsonl").string());
-  // Kill host 1's supervisor once 15 steps are done (its ranks die with it), the first time only.
-  const std::string script = fmt::format(
-      "{} & launch=$!\n"
-      "until [ -s {m} ] && [ $(wc -l < {m}) -ge 15 ]; do sleep 0.02; done\n"
-      "kill -9 {victim}\n"
-      "wait $launch; echo \"launch exit $?\"\n",
-      launch, fmt::arg("m", metrics), fmt::arg("victim", supervisor_pid_of(hosts, 1)));
+  // Host 1's supervisor is killed once 15 steps are done, the first time only.
+  const std::string script = fault_script(launch, (dir / "cut.jsonl").string(), 15,
+                                          "kill -9 " + supervisor_pid_of(hosts, 1));
   auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 300);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
@@ -166,12 +169,8 @@ TEST_CASE("a host whose link goes down is named and leaves nothing running anywh
       launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))));
   // Host 1's only link goes down mid-run: its ranks go silent for the others, and its ssh
   // session times out (ServerAlive/ClientAlive, 3 s), which stops them there.
-  const std::string script = fmt::format(
-      "{} & launch=$!\n"
-      "until [ -s {m} ] && [ $(wc -l < {m}) -ge 3 ]; do sleep 0.05; done\n"
-      "ip netns exec {ns} ip link set eth0 down\n"
-      "wait $launch; echo \"launch exit $?\"\n",
-      launch, fmt::arg("m", shell_quoted(metrics)), fmt::arg("ns", hosts.netns(1)));
+  const std::string script = fault_script(
+      launch, metrics, 3, fmt::format("ip netns exec {} ip link set eth0 down", hosts.netns(1)));
   auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 120);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
