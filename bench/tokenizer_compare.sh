@@ -4,7 +4,7 @@
 # same 19:1 line split; prints both validation losses and samples.
 # Usage: bench/tokenizer_compare.sh [conveyor binary]   (work files in a temporary folder)
 set -euo pipefail
-conveyor=${1:-$(dirname "$0")/../build/release/launcher/conveyor}
+conveyor=$(realpath "${1:-$(dirname "$0")/../build/release/launcher/conveyor}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
