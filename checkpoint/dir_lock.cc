@@ -14,6 +14,7 @@
 #include "checkpoint/layout.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/net.h"
 
 namespace conveyor::checkpoint {
 
@@ -23,12 +24,6 @@ namespace {
 
 constexpr const char* kDirHint =
     "pass --ckpt-dir a directory this job can write (it is created if missing)";
-
-std::string host_name() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
-  return name;
-}
 
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);

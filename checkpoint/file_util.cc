@@ -97,14 +97,4 @@ std::string printable(const std::string& text, size_t max_bytes) {
   return out;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw Error(ErrorKind::kUsage, fmt::format("cannot read {}: {}", path.string(), errno_text()));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 }  // namespace conveyor::checkpoint

@@ -3,6 +3,8 @@
 // naming the path on failure. Blocking; thread-safe (no shared state).
 #pragma once
 
+#include "common/read_file.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -18,8 +20,8 @@ void fsync_dir(const std::filesystem::path& dir);
 // or renaming fails, `path`.tmp is removed before the Error propagates. Refuses (kRuntime,
 // nothing written) when `path` exists and is not a regular file (a device, FIFO, folder).
 void write_file_atomic(const std::filesystem::path& path, const std::string& text);
-// Reads a whole file; throws Error(kUsage) naming the path when it cannot be read (input files).
-std::string read_text_file(const std::filesystem::path& path);
+// Reads a whole file (common/read_file.h).
+using conveyor::read_text_file;
 // rename(2) with an Error naming both paths.
 void rename_path(const std::filesystem::path& from, const std::filesystem::path& to);
 // `text` with every byte outside printable ASCII written as \xNN, cut to `max_bytes` (and

@@ -28,4 +28,10 @@ int free_tcp_port() {
   return ntohs(addr.sin_port);
 }
 
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "unknown";
+  return name;
+}
+
 }  // namespace conveyor

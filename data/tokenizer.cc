@@ -13,15 +13,11 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/read_file.h"
 
 namespace conveyor::data {
 
 namespace {
-
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // llm.c's gpt2_tokenizer.bin: the pieces, by id.
 std::vector<std::string> llmc_pieces(const std::filesystem::path& path, const std::string& bytes) {
@@ -56,7 +52,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
     throw Error(ErrorKind::kUsage, fmt::format("--tokenizer {} is not a file", path.string()),
                 "give a SentencePiece .model (conveyor tokenize writes one) or llm.c's "
                 "gpt2_tokenizer.bin");
-  const std::string bytes = read_all(path);
+  const std::string bytes = read_text_file(path);
   Tokenizer t;
   uint32_t magic = 0;
   if (bytes.size() >= 4) std::memcpy(&magic, bytes.data(), 4);

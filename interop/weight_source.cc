@@ -11,6 +11,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "common/read_file.h"
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
 #include "interop/saved_model.h"
@@ -22,11 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 void require_count(const std::string& where, const std::string& name, size_t have, size_t want) {
   CONVEYOR_REQUIRE(have == want, "{}: parameter {} has {} values where the model needs {}", where,
                    name, have, want);
@@ -35,7 +31,7 @@ void require_count(const std::string& where, const std::string& name, size_t hav
 class HfSource : public WeightSource {
  public:
   explicit HfSource(const fs::path& dir) : dir_(dir), file_(dir / "model.safetensors") {
-    const auto text = read_all(dir / "config.json");
+    const auto text = read_text_file(dir / "config.json");
     const auto j = nlohmann::json::parse(text, nullptr, false);
     CONVEYOR_REQUIRE(j.is_object(), "{}/config.json is not JSON", dir.string());
     auto field = [&](const char* key) {
@@ -88,7 +84,7 @@ class HfSource : public WeightSource {
 
 class LlmcSource : public WeightSource {
  public:
-  explicit LlmcSource(const fs::path& path) : path_(path), bytes_(read_all(path)) {
+  explicit LlmcSource(const fs::path& path) : path_(path), bytes_(read_text_file(path)) {
     const std::string where = path.string();
     CONVEYOR_REQUIRE(bytes_.size() >= kLlmcHeaderInts * 4,
                      "{} is too short for llm.c's 1024-byte header ({} bytes)", where,

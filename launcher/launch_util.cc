@@ -1,6 +1,7 @@
 #include "launcher/launch_util.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -10,6 +11,8 @@
 
 #include "common/error.h"
 #include "pipeline/stop_request.h"
+
+extern char** environ;
 
 namespace conveyor::cli {
 
@@ -43,6 +46,38 @@ bool is_preemption_signal(int sig) {
 bool worth_restarting(int exit_code) {
   return exit_code != 0 && exit_code != kExitUsage && exit_code != pipeline::kExitPreempted &&
          launch_signal() == 0;
+}
+
+void die_with_parent(pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(137);  // it died before prctl took effect
+}
+
+std::vector<std::string> environment_without(std::initializer_list<const char*> names) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    const std::string name = entry.substr(0, entry.find('='));
+    bool dropped = false;
+    for (const char* n : names) dropped = dropped || name == n;
+    if (!dropped) out.push_back(entry);
+  }
+  return out;
+}
+
+void LineBuffer::feed(std::string_view bytes, bool last,
+                      const std::function<void(std::string_view)>& line) {
+  partial_.append(bytes);
+  size_t start = 0, nl;
+  while ((nl = partial_.find('\n', start)) != std::string::npos) {
+    line(std::string_view(partial_).substr(start, nl - start));
+    start = nl + 1;
+  }
+  partial_.erase(0, start);
+  if (last && !partial_.empty()) {
+    line(partial_);
+    partial_.clear();
+  }
 }
 
 std::string random_token() {

@@ -1,7 +1,12 @@
 // Small pieces shared by the one-host supervisor and the multi-host launcher.
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace conveyor::cli {
@@ -30,6 +35,26 @@ bool is_preemption_signal(int sig);
 // --max-restarts: not after success, bad usage (it will not get better), a preemption (exit
 // 4: requeue instead) or a signal to the launcher.
 bool worth_restarting(int exit_code);
+
+// For a child right after fork(): dies with its parent (`parent`, getpid() before the fork),
+// even a parent killed with SIGKILL, so nothing a launcher started outlives it; exits at once
+// if the parent is already gone.
+void die_with_parent(pid_t parent);
+
+// This process's environment ("NAME=value" entries) without the variables in `names`: those a
+// launcher sets for its children itself.
+std::vector<std::string> environment_without(std::initializer_list<const char*> names);
+
+// A child's output cut into lines as it arrives: feed() the bytes read; each complete line
+// (without its newline) goes to `line`; with `last`, so does an unterminated rest (the child
+// closed its output).
+class LineBuffer {
+ public:
+  void feed(std::string_view bytes, bool last, const std::function<void(std::string_view)>& line);
+
+ private:
+  std::string partial_;
+};
 
 // The words of `command` (split at spaces), for --rsh "ssh -F cfg". Throws Error(kUsage) for
 // an empty command.

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,8 +21,6 @@
 #include "launcher/launcher_channel.h"
 #include "pipeline/stop_request.h"
 
-extern char** environ;
-
 namespace conveyor::cli {
 
 namespace {
@@ -41,7 +38,7 @@ struct Session {
   pid_t pid = -1;
   int stdin_fd = -1;  // the launcher channel (token, signals); closing it stops the host
   int out_fd = -1;
-  std::string partial;
+  LineBuffer output;
   bool exited = false;
   int exit_code = 0;
 };
@@ -51,15 +48,9 @@ struct Session {
 // stdin, nor the per-host report descriptor).
 std::vector<std::string> forwarded_environment() {
   std::vector<std::string> out;
-  for (char** e = environ; *e; ++e) {
-    const std::string s(*e);
-    const bool ours =
-        s.rfind("UCX_", 0) == 0 || s.rfind("CONVEYOR_", 0) == 0 || s.rfind("OPENBLAS_", 0) == 0;
-    if (!ours || s.rfind("CONVEYOR_JOB_TOKEN=", 0) == 0 ||
-        s.rfind("CONVEYOR_FAILURE_REPORT_FD=", 0) == 0)
-      continue;
-    out.push_back(s);
-  }
+  for (const auto& s : environment_without({"CONVEYOR_JOB_TOKEN", "CONVEYOR_FAILURE_REPORT_FD"}))
+    if (s.rfind("UCX_", 0) == 0 || s.rfind("CONVEYOR_", 0) == 0 || s.rfind("OPENBLAS_", 0) == 0)
+      out.push_back(s);
   return out;
 }
 
@@ -93,10 +84,9 @@ pid_t spawn_session(const std::vector<std::string>& argv, int* stdin_fd, int* ou
   const pid_t pid = fork();
   CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
   if (pid == 0) {
-    // The session dies with the launcher, even one killed with SIGKILL; the remote
-    // supervisor then sees its stdin close and stops its ranks.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(137);
+    // The session dies with the launcher; the remote supervisor then sees its stdin close
+    // and stops its ranks.
+    die_with_parent(parent);
     setpgid(0, 0);  // Ctrl-C reaches the launcher only; it forwards it to every host
     dup2(in[0], 0);
     dup2(out[1], 1);
@@ -128,24 +118,13 @@ void write_line(Session& s, const std::string& line) {
 // Relays a host's output: the ranks' lines keep their "[rank N]" prefix; the supervisor's
 // and ssh's own lines get "[host H]".
 void relay(Session& s, const char* data, size_t n, bool flush) {
-  s.partial.append(data, n);
-  auto print = [&](std::string_view line) {
+  s.output.feed({data, n}, flush, [&](std::string_view line) {
     if (line.rfind("[rank ", 0) == 0)
       std::fprintf(stdout, "%.*s\n", static_cast<int>(line.size()), line.data());
     else
       std::fprintf(stdout, "[host %s] %.*s\n", s.host.host.c_str(), static_cast<int>(line.size()),
                    line.data());
-  };
-  size_t start = 0, nl;
-  while ((nl = s.partial.find('\n', start)) != std::string::npos) {
-    print(std::string_view(s.partial).substr(start, nl - start));
-    start = nl + 1;
-  }
-  s.partial.erase(0, start);
-  if (flush && !s.partial.empty()) {
-    print(s.partial);
-    s.partial.clear();
-  }
+  });
   std::fflush(stdout);
 }
 

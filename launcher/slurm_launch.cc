@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,8 +17,6 @@
 #include "launcher/launch_util.h"
 #include "launcher/multi_host.h"
 #include "pipeline/stop_request.h"
-
-extern char** environ;
 
 namespace conveyor::cli {
 
@@ -42,16 +39,9 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
   if (command[0] == "conveyor") command[0] = self_exe();
   argv.insert(argv.end(), command.begin(), command.end());
   // The tasks' place comes from Slurm: a RANK or WORLD_SIZE of ours would win over it.
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    const std::string s(*e);
-    bool owned = false;
-    for (const char* k :
-         {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "MASTER_PORT=", "CONVEYOR_JOB_TOKEN=",
-          "CONVEYOR_RESTART_COUNT=", "CONVEYOR_FAILURE_REPORT_FD="})
-      owned |= s.rfind(k, 0) == 0;
-    if (!owned) env.push_back(s);
-  }
+  std::vector<std::string> env =
+      environment_without({"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
+                           "CONVEYOR_RESTART_COUNT", "CONVEYOR_FAILURE_REPORT_FD"});
   env.push_back("CONVEYOR_JOB_TOKEN=" + random_token());
   env.push_back(fmt::format("MASTER_PORT={}", port));
   env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
@@ -62,9 +52,8 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
   const pid_t pid = fork();
   CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
   if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // srun ends its tasks when it dies
-    if (getppid() != parent) _exit(137);
-    setpgid(0, 0);  // signals reach srun through the launcher only, once
+    die_with_parent(parent);  // srun ends its tasks when it dies
+    setpgid(0, 0);            // signals reach srun through the launcher only, once
     dup2(out[1], 1);
     dup2(out[1], 2);
     std::vector<char*> a, e;
@@ -78,7 +67,7 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
     _exit(127);
   }
   close(out[1]);
-  std::string partial;
+  LineBuffer output;
   int forwarded = 0;
   for (bool open = true; open;) {
     if (launch_signal() != 0 && launch_signal() != forwarded) {
@@ -93,14 +82,9 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
     const ssize_t n = ::read(out[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) open = false;
-    if (n > 0) partial.append(buf, static_cast<size_t>(n));
-    size_t start = 0, nl;
-    while ((nl = partial.find('\n', start)) != std::string::npos) {
-      std::printf("%s\n", relabel(partial.substr(start, nl - start)).c_str());
-      start = nl + 1;
-    }
-    partial.erase(0, start);
-    if (!open && !partial.empty()) std::printf("%s\n", relabel(partial).c_str());
+    output.feed({buf, n > 0 ? static_cast<size_t>(n) : 0}, !open, [](std::string_view line) {
+      std::printf("%s\n", relabel(std::string(line)).c_str());
+    });
     std::fflush(stdout);
   }
   close(out[0]);

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,8 +24,6 @@
 #include "pipeline/stop_request.h"
 #include "transport/job_failure.h"
 
-extern char** environ;
-
 namespace conveyor::cli {
 
 namespace {
@@ -38,7 +35,7 @@ struct Child {
   int rank = 0;
   pid_t pid = -1;
   int out_fd = -1;
-  std::string partial;  // output not yet ended by a newline
+  LineBuffer output;
   bool exited = false;
   int exit_code = 0;
   bool killed_silent = false;  // we killed it because the job declared it silent
@@ -53,18 +50,9 @@ void emit(Child& c, const char* data, size_t n, bool flush_partial) {
     g_quiet_log.append(data, n);
     return;
   }
-  c.partial.append(data, n);
-  size_t start = 0, nl;
-  while ((nl = c.partial.find('\n', start)) != std::string::npos) {
-    std::fprintf(stdout, "[rank %d] %.*s\n", c.rank, static_cast<int>(nl - start),
-                 c.partial.data() + start);
-    start = nl + 1;
-  }
-  c.partial.erase(0, start);
-  if (flush_partial && !c.partial.empty()) {
-    std::fprintf(stdout, "[rank %d] %s\n", c.rank, c.partial.c_str());
-    c.partial.clear();
-  }
+  c.output.feed({data, n}, flush_partial, [&](std::string_view line) {
+    std::fprintf(stdout, "[rank %d] %.*s\n", c.rank, static_cast<int>(line.size()), line.data());
+  });
   std::fflush(stdout);
 }
 
@@ -76,9 +64,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   pid_t pid = fork();
   CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
   if (pid == 0) {
-    // A rank never outlives its supervisor, even one killed with SIGKILL.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(137);  // it died before prctl took effect
+    die_with_parent(parent);  // a rank never outlives its supervisor
     setpgid(0, 0);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
@@ -105,21 +91,9 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 // One attempt: start every rank, pump output, stop all on the first failure.
 int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int port,
               const std::string& token, LauncherChannel* control, int restart) {
-  std::vector<std::string> base_env;
-  for (char** e = environ; *e; ++e) {
-    std::string s(*e);
-    static const char* kOwned[] = {"RANK=",
-                                   "WORLD_SIZE=",
-                                   "LOCAL_RANK=",
-                                   "MASTER_ADDR=",
-                                   "MASTER_PORT=",
-                                   "CONVEYOR_JOB_TOKEN=",
-                                   "CONVEYOR_FAILURE_REPORT_FD=",
-                                   "CONVEYOR_RESTART_COUNT="};
-    bool owned = false;
-    for (const char* k : kOwned) owned |= s.rfind(k, 0) == 0;
-    if (!owned) base_env.push_back(s);
-  }
+  const std::vector<std::string> base_env = environment_without(
+      {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
+       "CONVEYOR_FAILURE_REPORT_FD", "CONVEYOR_RESTART_COUNT"});
   const int world = o.world_size > 0 ? o.world_size : o.nproc * o.nnodes;
   const int first_rank = o.first_rank >= 0 ? o.first_rank : o.node_rank * o.nproc;
   // The ranks report here which rank the job blamed, the moment they learn it: a rank that

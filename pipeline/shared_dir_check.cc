@@ -12,6 +12,8 @@
 
 #include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "common/net.h"
+#include "common/read_file.h"
 
 namespace conveyor::pipeline {
 
@@ -20,15 +22,13 @@ namespace {
 // Hidden, so data reading skips it; the directory lock keeps other jobs from writing it.
 constexpr const char* kCheckFile = ".shared-check";
 
-std::string hostname() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof buf - 1);
-  return buf;
-}
-
-std::string read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+// The file's content, or empty when this rank cannot read it (it does not see the directory).
+std::string content_or_empty(const std::filesystem::path& path) {
+  try {
+    return read_text_file(path);
+  } catch (const Error&) {
+    return {};
+  }
 }
 
 }  // namespace
@@ -46,7 +46,7 @@ void require_shared_directory(const std::string& dir, transport::Transport& tran
     nonce.assign(text.begin(), text.end());
   }
   transport.broadcast(nonce, coordinator_rank, deadline);
-  const bool sees = read_all(path) == std::string(nonce.begin(), nonce.end());
+  const bool sees = content_or_empty(path) == std::string(nonce.begin(), nonce.end());
   std::vector<double> blind(static_cast<size_t>(transport.world_size()), 0.0);
   blind[static_cast<size_t>(rank)] = sees ? 0.0 : 1.0;
   blind = transport.all_reduce_sum(blind, deadline);  // also: everyone has read it
@@ -59,7 +59,7 @@ void require_shared_directory(const std::string& dir, transport::Transport& tran
     if (blind[static_cast<size_t>(r)] == 0.0) continue;
     std::vector<uint8_t> host;
     if (r == rank) {
-      const std::string h = hostname();
+      const std::string h = host_name();
       host.assign(h.begin(), h.end());
     }
     transport.broadcast(host, r, deadline);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "common/printable.h"
 
 namespace conveyor::transport {
@@ -13,12 +14,6 @@ using wire::ByteWriter;
 using wire::MsgType;
 
 namespace {
-
-std::string hostname() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof buf - 1);
-  return buf;
-}
 
 const char* op_name(wire::CollectiveOp op) {
   switch (op) {
@@ -73,7 +68,7 @@ BootstrapClient::BootstrapClient(const Options& options, std::vector<uint8_t> uc
   hello.job_token = options.job_token;
   hello.fingerprint = options.fingerprint;
   hello.ucx_address = std::move(ucx_address);
-  hello.host = hostname();
+  hello.host = host_name();
   hello.pid = static_cast<int32_t>(::getpid());
   if (!send_frame(MsgType::kHello, wire::encode_hello(hello)))
     throw Error(ErrorKind::kRuntime,

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "transport/cuda_support.h"
 #include "transport/rdma.h"
 #include "transport/tag.h"
@@ -95,12 +96,6 @@ class UcxSetupAllocations {
   UcxSetupAllocations(const UcxSetupAllocations&) = delete;
   UcxSetupAllocations& operator=(const UcxSetupAllocations&) = delete;
 };
-
-std::string hostname() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof buf - 1);
-  return buf;
-}
 
 std::string describe_tag(TagDescriber describer, Tag tag) {
   if ((tag & kInternalBits) != 0) return "endpoint warm-up";
@@ -743,7 +738,7 @@ void UcxTransport::abort(const std::string& reason) {
     // Rank 0 hosts the service: tell everyone now, before this process goes away.
     server_->fail_job(options_.rank, ErrorKind::kPeerFailed, FailureCause::kAborted,
                       fmt::format("rank {} (host {}, pid {}) aborted: {}", options_.rank,
-                                  hostname(), ::getpid(), reason));
+                                  host_name(), ::getpid(), reason));
   } else if (boot_) {
     boot_->abort(reason);
   }
