@@ -23,6 +23,10 @@
 //   CONVEYOR_FAULT_NAN_GRADIENT=STEP[:STAGE]     training step STEP (1-based): after the
 //                                                 backward pass, the stage's first gradient
 //                                                 element becomes NaN (a diverged step)
+//   CONVEYOR_FAULT_KILL_IN_ALL_REDUCE=STEP[:RANK] training step STEP (1-based): SIGKILL in
+//                                                 the middle of the data-parallel gradient
+//                                                 all-reduce (after a bucket's reduce-scatter,
+//                                                 before its all-gather); its number is a RANK
 //
 // Without ":STAGE" the fault fires on every stage that reaches the point.
 #pragma once
@@ -41,8 +45,10 @@ inline constexpr const char* kKillBeforeCommit = "CONVEYOR_FAULT_KILL_BEFORE_COM
 inline constexpr const char* kKillAfterCommit = "CONVEYOR_FAULT_KILL_AFTER_COMMIT";
 inline constexpr const char* kSlowSnapshot = "CONVEYOR_FAULT_SLOW_SNAPSHOT";
 inline constexpr const char* kNanGradient = "CONVEYOR_FAULT_NAN_GRADIENT";
-inline constexpr std::array<const char*, 6> kPoints = {
-    kKillInSave, kFailSave, kKillBeforeCommit, kKillAfterCommit, kSlowSnapshot, kNanGradient};
+inline constexpr const char* kKillInAllReduce = "CONVEYOR_FAULT_KILL_IN_ALL_REDUCE";
+inline constexpr std::array<const char*, 7> kPoints = {
+    kKillInSave,   kFailSave,    kKillBeforeCommit, kKillAfterCommit,
+    kSlowSnapshot, kNanGradient, kKillInAllReduce};
 
 // Which points are armed, and at which step (and stage). Empty by default: nothing fires.
 class FaultHooks {

@@ -130,6 +130,17 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--virtual-stages", c.virtual_stages, "model chunks per stage (interleaved)")
       ->capture_default_str();
   set.add("--partition", c.partition, "layers per piece, e.g. 3,3,2,2 (default: balanced)");
+  set.add("--replicas", c.replicas, "data-parallel pipeline replicas (0: world size / --stages)")
+      ->capture_default_str();
+  set.add("--layout", c.layout,
+          "rank order: pipelines (consecutive ranks form one pipeline) | replicas")
+      ->capture_default_str();
+  set.add("--zero", c.zero, "1: shard AdamW moments across replicas (ZeRO-1)")
+      ->capture_default_str();
+  set.add("--bucket-mb", c.bucket_mb, "gradient all-reduce bucket size in MiB")
+      ->capture_default_str();
+  set.add("--overlap", c.overlap, "on: all-reduce gradients while the pipeline cools down | off")
+      ->capture_default_str();
   set.add("--steps", c.steps, "length of the whole run (shapes the learning rate)")
       ->capture_default_str();
   set.add("--lr", c.optim.lr, "peak learning rate")->capture_default_str();

@@ -33,6 +33,7 @@ float clip_factor(const OptimizerConfig& c, double norm) {
 void adamw_step(const OptimizerConfig& c, ParamStore& store, float lr, int64_t step) {
   kernels::Backend& k = store.backend();
   for (size_t i = 0; i < store.specs().size(); ++i) {
+    if (!store.has_moments(static_cast<int>(i))) continue;  // another replica updates it
     kernels::AdamWParams hp;
     hp.lr = lr;
     hp.beta1 = c.beta1;

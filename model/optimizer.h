@@ -34,8 +34,9 @@ double global_norm(std::span<const double> sum_squares_in_global_order);
 // Factor to multiply gradients by so their norm is at most grad_clip (1 when it already is).
 float clip_factor(const OptimizerConfig& config, double norm);
 
-// One AdamW step over every parameter of `store` (`step` is 0-based; bias correction uses
-// step+1). Gradients must already be clipped.
+// One AdamW step over every parameter of `store` that has moments there (all of them
+// without ZeRO-1; `step` is 0-based; bias correction uses step+1). Gradients must already be
+// clipped.
 void adamw_step(const OptimizerConfig& config, ParamStore& store, float lr, int64_t step);
 
 }  // namespace conveyor::model

@@ -7,18 +7,24 @@
 
 namespace conveyor::model {
 
-ParamStore::ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs)
+ParamStore::ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs,
+                       std::vector<bool> with_moments)
     : backend_(backend), specs_(std::move(specs)) {
-  size_t total = 0;
+  CONVEYOR_CHECK(with_moments.empty() || with_moments.size() == specs_.size(),
+                 "{} moment flags for {} parameters", with_moments.size(), specs_.size());
+  size_t total = 0, moments = 0;
   for (size_t i = 0; i < specs_.size(); ++i) {
     offsets_.push_back(total);
     index_.emplace(specs_[i].name, static_cast<int>(i));
     total += specs_[i].numel();
+    const bool mine = with_moments.empty() || with_moments[i];
+    moment_offsets_.push_back(mine ? moments : kNoMoments);
+    if (mine) moments += specs_[i].numel();
   }
   params_ = backend_.alloc<float>(total);  // zero-filled
   grads_ = backend_.alloc<float>(total);
-  exp_avg_ = backend_.alloc<float>(total);
-  exp_avg_sq_ = backend_.alloc<float>(total);
+  exp_avg_ = backend_.alloc<float>(moments);
+  exp_avg_sq_ = backend_.alloc<float>(moments);
 }
 
 int ParamStore::index(const std::string& name) const {

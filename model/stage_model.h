@@ -6,6 +6,7 @@
 // gradient and the same update, so they stay bit-identical.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,18 +28,28 @@ struct StageMemory {
   double total() const { return parameters + gradients + optimizer + activations + scratch; }
 };
 
+// The parameters a stage running `chunks` holds, in global table order (its store's order).
+std::vector<ParamSpec> stage_parameters(const ModelConfig& config,
+                                        const std::vector<ChunkSpec>& chunks);
+// Which of `chunks` computes p's gradient into the store: the chunk holding its layer; wpe the
+// embedding's; ln_f the head's; wte the embedding's when the stage has it, else the head's
+// (whose wte gradient is kept apart, see head_wte_grad()).
+int chunk_of_parameter(const ParamSpec& p, const std::vector<ChunkSpec>& chunks);
+
 class StageModel {
  public:
   // The memory a StageModel of these arguments will allocate, with `slots` activation slots
-  // in use at once (over all its chunks; the schedule's bound).
+  // in use at once (over all its chunks; the schedule's bound) and moments for the parameters
+  // `with_moments` marks (stage_parameters() order; empty: all).
   static StageMemory estimate_memory(const ModelConfig& config,
                                      const std::vector<ChunkSpec>& chunks, int micro_batch_size,
-                                     int slots);
+                                     int slots, const std::vector<bool>& with_moments = {});
 
   // `chunks`: the specs of the pieces this stage runs, in chunk order (chunk 0 first).
   // `backend` runs every op and allocates every buffer; it must outlive the model.
+  // `with_moments`: see ParamStore (ZeRO-1 keeps moments for this replica's parameters only).
   StageModel(kernels::Backend& backend, const ModelConfig& config, std::vector<ChunkSpec> chunks,
-             int micro_batch_size);
+             int micro_batch_size, std::vector<bool> with_moments = {});
 
   const ModelConfig& config() const { return config_; }
   int micro_batch_size() const { return micro_batch_size_; }
@@ -56,9 +67,10 @@ class StageModel {
   void zero_grads();
 
   // Per-parameter sums of squares of the gradients, indexed by the global parameter table
-  // (zero for parameters held elsewhere; wte counted only by the embedding holder), so that
-  // an element-wise sum over stages followed by global_norm() is partition-independent.
-  std::vector<double> grad_sum_squares() const;
+  // (zero for parameters held elsewhere; wte counted only by the embedding holder; with
+  // `counted`, only store parameters i with counted(i): the ones this replica owns), so that
+  // an element-wise sum over ranks followed by global_norm() is partition-independent.
+  std::vector<double> grad_sum_squares(const std::function<bool(int)>& counted = {}) const;
 
  private:
   ModelConfig config_;

@@ -55,6 +55,8 @@ struct Executor::Impl {
   size_t next_to_post = 0;  // first plan index whose receive is not yet posted
   int inflight = 0;
   StepResult result;
+  std::vector<int> weight_actions;       // [chunk] W actions per step (one per micro-batch)
+  std::vector<int> weight_actions_done;  // [chunk] this step's so far
 
   Impl(model::StageModel& m, const Schedule& s, const Topology& topology, int r,
        transport::Transport* t, const ExecutorOptions& o)
@@ -77,6 +79,11 @@ struct Executor::Impl {
                        ps.peer_rank);
       }
       plan.push_back(ps);
+      if (st.is_compute && st.action.op == Op::kBackwardWeight) {
+        if (weight_actions.size() <= size_t(st.action.chunk))
+          weight_actions.resize(size_t(st.action.chunk) + 1, 0);
+        ++weight_actions[size_t(st.action.chunk)];
+      }
     }
   }
 
@@ -185,6 +192,11 @@ struct Executor::Impl {
         timed(a, [&] { chunk.backward_weight(*s.slot); });
         --inflight;
         pool.release(a.microbatch, a.chunk);
+        if (options.after_chunk_gradients &&
+            ++weight_actions_done[size_t(a.chunk)] == weight_actions[size_t(a.chunk)]) {
+          model.backend().synchronize();  // the hook's readers see the finished gradients
+          options.after_chunk_gradients(a.chunk);
+        }
         break;
       }
       case Op::kBackward:
@@ -200,6 +212,7 @@ struct Executor::Impl {
     result.losses.assign(sched.microbatches, 0.0f);
     inflight = 0;
     next_to_post = 0;
+    weight_actions_done.assign(weight_actions.size(), 0);
     const double t0 = wall_us();
     for (const PlannedStep& ps : plan) {
       if (transport) post_receives_through(ps.step.action_index + kReceiveLookahead);

@@ -52,10 +52,15 @@ struct StepResult {
   std::vector<Span> spans;    // filled when tracing
 };
 
+// Called on the executor's thread right after chunk `chunk`'s last weight-gradient action of
+// the step: its gradients in the store are final (the data-parallel all-reduce starts then).
+using GradientsDoneHook = std::function<void(int chunk)>;
+
 struct ExecutorOptions {
   double wait_timeout_s = kPeerWaitSeconds;  // bounds every single wait
   bool record_spans = false;                 // keep every action's span (for --trace)
   ComputeHook after_compute;                 // optional
+  GradientsDoneHook after_chunk_gradients;   // optional
 };
 
 class Executor {

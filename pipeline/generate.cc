@@ -62,10 +62,11 @@ std::vector<int32_t> generate_tokens(model::StageModel& m, const PipelinePlace& 
     };
     forward_through_pipeline(place, mine, MessageTag{MessageKind::kGeneration, i, 0, 0}, load,
                              draw);
-    if (place.transport) {  // the head's rank tells everyone the token
+    if (place.transport) {  // the head's rank tells everyone the token (replica 0's: every
+                            // replica draws the same one, and a collective has one root)
       std::vector<uint8_t> bytes(sizeof(int32_t));
       std::memcpy(bytes.data(), &next, sizeof next);
-      place.transport->broadcast(bytes, topo.rank(replica, topo.head_stage()),
+      place.transport->broadcast(bytes, topo.reporter_rank(),
                                  Deadline::after_seconds(kPeerWaitSeconds));
       std::memcpy(&next, bytes.data(), sizeof next);
     }

@@ -9,55 +9,101 @@ namespace conveyor::pipeline {
 
 namespace {
 
-// Chunk k of n elements cut in `parts`: [begin, end).
-size_t chunk_begin(size_t k, size_t n, size_t parts) {
-  return k * n / parts;
-}
+// This rank's place in a ring and the pieces every step needs.
+struct Ring {
+  transport::Transport& t;
+  std::span<const int> group;
+  std::span<float> data;
+  std::span<const size_t> bounds;
+  uint64_t op;
+  Deadline deadline;
+  size_t N = 0, g = 0;
+  int right = -1, left = -1;
+
+  Ring(transport::Transport& transport, std::span<const int> grp, std::span<float> d,
+       std::span<const size_t> b, uint64_t o, Deadline dl)
+      : t(transport), group(grp), data(d), bounds(b), op(o), deadline(dl), N(grp.size()) {
+    const auto me = std::find(group.begin(), group.end(), t.rank());
+    CONVEYOR_CHECK(me != group.end(), "ring all-reduce: rank {} is not in its group", t.rank());
+    CONVEYOR_CHECK(bounds.size() == N + 1 && bounds.front() == 0 && bounds.back() == data.size(),
+                   "ring all-reduce: {} chunk bounds for {} members and {} elements", bounds.size(),
+                   N, data.size());
+    for (size_t k = 0; k < N; ++k)
+      CONVEYOR_CHECK(bounds[k] <= bounds[k + 1], "ring all-reduce: chunk {} ends before it begins",
+                     k);
+    g = static_cast<size_t>(me - group.begin());
+    right = group[(g + 1) % N];
+    left = group[(g + N - 1) % N];
+  }
+
+  std::span<float> chunk(size_t k) const {
+    return data.subspan(bounds[k], bounds[k + 1] - bounds[k]);
+  }
+  size_t largest() const {
+    size_t most = 0;
+    for (size_t k = 0; k < N; ++k) most = std::max(most, bounds[k + 1] - bounds[k]);
+    return most;
+  }
+  // One tag per (reduction, ring step): each step a rank hears from its left neighbour only.
+  transport::Tag tag(size_t step) const {
+    return encode(
+        MessageTag{MessageKind::kAllReduce, static_cast<int64_t>(op), static_cast<int>(step), 0});
+  }
+  // Sends `out` right and receives `in` from the left. Chunk sizes are the same on every
+  // member, so an empty chunk is skipped by its sender and its receiver alike.
+  void exchange(size_t step, std::span<const float> out, std::span<float> in) const {
+    std::vector<transport::Request> reqs;
+    if (!out.empty()) reqs.push_back(t.isend(right, tag(step), out.data(), out.size_bytes()));
+    if (!in.empty()) reqs.push_back(t.irecv(left, tag(step), in.data(), in.size_bytes()));
+    t.wait_all(reqs, deadline);
+  }
+};
 
 }  // namespace
 
-void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, std::span<float> data,
-                         uint64_t op, std::vector<float>& scratch, Deadline deadline) {
-  const size_t N = group.size();
-  const auto me = std::find(group.begin(), group.end(), t.rank());
-  CONVEYOR_CHECK(me != group.end(), "ring all-reduce: rank {} is not in its group", t.rank());
+std::vector<size_t> even_chunks(size_t n, size_t parts) {
+  std::vector<size_t> bounds(parts + 1);
+  for (size_t k = 0; k <= parts; ++k) bounds[k] = k * n / parts;
+  return bounds;
+}
+
+void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, std::span<float> data,
+                         std::span<const size_t> bounds, uint64_t op, std::vector<float>& scratch,
+                         Deadline deadline) {
+  const Ring ring(t, group, data, bounds, op, deadline);
+  const size_t N = ring.N, g = ring.g;
   if (N == 1) return;
-  const size_t g = static_cast<size_t>(me - group.begin());
-  const int right = group[(g + 1) % N], left = group[(g + N - 1) % N];
-  const size_t n = data.size();
-  size_t largest = 0;
-  for (size_t k = 0; k < N; ++k)
-    largest = std::max(largest, chunk_begin(k + 1, n, N) - chunk_begin(k, n, N));
-  scratch.resize(largest);
-  auto chunk = [&](size_t k) {
-    const size_t b = chunk_begin(k, n, N);
-    return data.subspan(b, chunk_begin(k + 1, n, N) - b);
-  };
-  // One tag per (reduction, ring step): each step a rank hears from its left neighbour only.
-  auto tag = [&](size_t step) {
-    return encode(
-        MessageTag{MessageKind::kAllReduce, static_cast<int64_t>(op), static_cast<int>(step), 0});
-  };
-  // Sends `out` right and receives `in` from the left. Chunk sizes are the same on every
-  // member, so an empty chunk is skipped by its sender and its receiver alike.
-  auto exchange = [&](transport::Tag step_tag, std::span<const float> out, std::span<float> in) {
-    std::vector<transport::Request> reqs;
-    if (!out.empty()) reqs.push_back(t.isend(right, step_tag, out.data(), out.size_bytes()));
-    if (!in.empty()) reqs.push_back(t.irecv(left, step_tag, in.data(), in.size_bytes()));
-    t.wait_all(reqs, deadline);
-  };
-  // Reduce-scatter: at step s, send chunk g-s (complete from g-s up to us) to the right, and
-  // receive chunk g-s-1 from the left, which adds our part last.
+  scratch.resize(ring.largest());
+  // At step s, send chunk g-s (complete from g-s up to us) to the right, and receive chunk
+  // g-s-1 from the left, which adds our part last.
   for (size_t s = 0; s + 1 < N; ++s) {
-    const auto out = chunk((g + N - s) % N), in = chunk((g + 2 * N - s - 1) % N);
-    exchange(tag(s), out, {scratch.data(), in.size()});
+    const auto out = ring.chunk((g + N - s) % N), in = ring.chunk((g + 2 * N - s - 1) % N);
+    ring.exchange(s, out, {scratch.data(), in.size()});
     for (size_t i = 0; i < in.size(); ++i) in[i] = scratch[i] + in[i];
   }
-  // All-gather: we hold the sum of chunk g+1; pass the sums around the ring.
+}
+
+void ring_all_gather(transport::Transport& t, std::span<const int> group, std::span<float> data,
+                     std::span<const size_t> bounds, uint64_t op, Deadline deadline) {
+  const Ring ring(t, group, data, bounds, op, deadline);
+  const size_t N = ring.N, g = ring.g;
+  // We hold chunk g+1; pass the chunks around the ring.
   for (size_t s = 0; s + 1 < N; ++s) {
-    const auto out = chunk((g + 1 + N - s) % N), in = chunk((g + N - s) % N);
-    exchange(tag(N - 1 + s), out, in);
+    const auto out = ring.chunk((g + 1 + N - s) % N), in = ring.chunk((g + N - s) % N);
+    ring.exchange(N - 1 + s, out, in);
   }
+}
+
+void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, std::span<float> data,
+                         uint64_t op, std::vector<float>& scratch, Deadline deadline,
+                         std::span<const size_t> bounds) {
+  std::vector<size_t> even;
+  if (bounds.empty()) {
+    even = even_chunks(data.size(), group.size());
+    bounds = even;
+  }
+  ring_reduce_scatter(t, group, data, bounds, op, scratch, deadline);
+  ring_all_gather(t, group, data, bounds, op, deadline);
 }
 
 }  // namespace conveyor::pipeline

@@ -2,14 +2,19 @@
 // reduce-scatter then all-gather, each rank sending and receiving 2 (N-1)/N of the buffer in
 // 2 (N-1) steps to and from its ring neighbours only -- bandwidth-optimal, and over the
 // point-to-point transport (RDMA or shared memory where present), not the rendezvous
-// service. The groundwork of data parallelism (issue: data-parallel replicas).
+// service. The gradient all-reduce of data parallelism (pipeline/gradient_sync.h) runs on it.
 //
-// Determinism: the buffer is cut into N chunks, chunk k = [k n / N, (k+1) n / N). Chunk k is
-// summed in ring order starting at group[k], left to right: ((x_k + x_{k+1}) + ...) + x_{k-1}
-// (indices into the group, mod N). So for a given group the result is the same bits on every
-// run and on every rank; a different group size sums in another order.
+// Chunks: the buffer is cut into N chunks given as N+1 offsets (`bounds`, non-decreasing, from
+// 0 to the buffer's size; even_chunks() cuts chunk k = [k n / N, (k+1) n / N)). A chunk may be
+// empty.
+//
+// Determinism: chunk k is summed in ring order starting at group[k], left to right:
+// ((x_k + x_{k+1}) + ...) + x_{k-1} (indices into the group, mod N), and after the
+// reduce-scatter its sum is on group[chunk_holder(k, N)] = group[k-1]. So for a given group and
+// chunking the result is the same bits on every run and on every rank.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -19,13 +24,32 @@
 
 namespace conveyor::pipeline {
 
-// Sums `data` element-wise over the ranks of `group` (distinct ranks, in ring order, holding
-// this rank), in place; every member calls it with the same group, size and `op` (a sequence
-// number telling concurrent or consecutive reductions apart; its low 21 bits go into the
-// tags). `scratch` is resized to the largest chunk. Blocking; every wait ends at `deadline`
-// (Error kRuntime); a dead peer throws Error(kPeerFailed) as the transport does.
+// N+1 offsets cutting n elements into N even chunks.
+std::vector<size_t> even_chunks(size_t n, size_t parts);
+// The group index holding chunk k's sum after the reduce-scatter.
+inline size_t chunk_holder(size_t k, size_t members) {
+  return (k + members - 1) % members;
+}
+
+// Common contract: every member calls with the same group (distinct ranks, in ring order,
+// holding this rank), the same bounds, and the same `op` (a sequence number telling concurrent
+// or consecutive reductions apart; its low 21 bits go into the tags). `scratch` is resized to
+// the largest chunk. Blocking; every wait ends at `deadline` (Error kRuntime); a dead peer
+// throws Error(kPeerFailed) as the transport does.
+
+// Afterwards chunk k of `data` holds the sum on member chunk_holder(k); the other chunks hold
+// partial sums.
+void ring_reduce_scatter(transport::Transport& transport, std::span<const int> group,
+                         std::span<float> data, std::span<const size_t> bounds, uint64_t op,
+                         std::vector<float>& scratch, Deadline deadline);
+// REQUIRES: member chunk_holder(k) holds the value of chunk k. Afterwards every member holds
+// every chunk. Uses tags apart from ring_reduce_scatter's with the same op.
+void ring_all_gather(transport::Transport& transport, std::span<const int> group,
+                     std::span<float> data, std::span<const size_t> bounds, uint64_t op,
+                     Deadline deadline);
+// Both: every member ends with the sum of the whole buffer (even_chunks when bounds is empty).
 void ring_all_reduce_sum(transport::Transport& transport, std::span<const int> group,
                          std::span<float> data, uint64_t op, std::vector<float>& scratch,
-                         Deadline deadline);
+                         Deadline deadline, std::span<const size_t> bounds = {});
 
 }  // namespace conveyor::pipeline

@@ -270,4 +270,18 @@ std::vector<StageStep> stage_program(const Schedule& s, int stage) {
   return out;
 }
 
+std::vector<int> gradient_completion_order(const Schedule& s, int stage) {
+  std::vector<int> last(size_t(s.virtual_stages), -1);  // [chunk] index of its last W or BW
+  const auto& actions = s.actions[size_t(stage)];
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    if (a.op == Op::kBackwardWeight || a.op == Op::kBackward) last[size_t(a.chunk)] = int(i);
+  }
+  std::vector<int> order;
+  for (int c = 0; c < s.virtual_stages; ++c) order.push_back(c);
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return last[size_t(a)] < last[size_t(b)]; });
+  return order;
+}
+
 }  // namespace conveyor::pipeline

@@ -92,6 +92,10 @@ Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virt
 // min(s + 1, m); F-to-W live activations stay <= p on every stage, 1F1B's stage-0 peak.
 int peak_pending_weight(const Schedule& s, int stage);
 
+// The chunks of `stage` in the order their last weight-gradient action (W, or BW) of a step
+// runs: the order in which their gradients become final (pipeline/gradient_buckets.h).
+std::vector<int> gradient_completion_order(const Schedule& s, int stage);
+
 // ---- derived communication -------------------------------------------------------------
 
 enum class CommKind : uint8_t {

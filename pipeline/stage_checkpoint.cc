@@ -108,13 +108,17 @@ struct StageCheckpoint::Snapshot {
 
 StageCheckpoint::StageCheckpoint(const TrainConfig& config, model::StageModel& model,
                                  const Topology& topology, int rank,
-                                 transport::Transport* transport)
+                                 transport::Transport* transport, std::vector<bool> writes)
     : config_(config),
       model_(model),
       topology_(topology),
       rank_(rank),
       stage_(topology.place(rank).stage),
-      transport_(transport) {}
+      transport_(transport),
+      writes_(std::move(writes)) {
+  CONVEYOR_CHECK(writes_.empty() || writes_.size() == model.store().specs().size(),
+                 "{} write flags for {} parameters", writes_.size(), model.store().specs().size());
+}
 
 StageCheckpoint::~StageCheckpoint() {
   if (writer_.joinable()) writer_.join();
@@ -205,14 +209,27 @@ void StageCheckpoint::check_same_data(const checkpoint::Manifest& m,
   const nlohmann::json mine = config_.to_json();
   std::vector<std::string> changed, unknown;
   // The batches a step samples depend on these (and on --seq, a model field checked with the
-  // model's shape); --stages, --schedule and the rest may change.
-  for (const auto& [key, flag] : {std::pair{"micro_batch_size", "--micro-batch-size"},
-                                  std::pair{"microbatches", "--microbatches"}}) {
-    if (!saved.is_object() || !saved.contains(key)) {
-      unknown.push_back(flag);
-    } else if (saved[key] != mine[key]) {
+  // model's shape): the micro-batch size and the global micro-batch count (--replicas x
+  // --microbatches; a checkpoint from before data parallelism records only --microbatches,
+  // with one replica). --stages, --replicas alone, --schedule and the rest may change.
+  const nlohmann::json none;
+  auto saved_value = [&](const char* key, const char* fallback) -> const nlohmann::json& {
+    if (!saved.is_object()) return none;
+    if (saved.contains(key)) return saved[key];
+    return fallback && saved.contains(fallback) ? saved[fallback] : none;
+  };
+  struct Setting {
+    const char *key, *fallback, *flag;
+  };
+  for (const Setting& s :
+       {Setting{"micro_batch_size", nullptr, "--micro-batch-size"},
+        Setting{"global_microbatches", "microbatches", "--replicas x --microbatches"}}) {
+    const nlohmann::json& theirs = saved_value(s.key, s.fallback);
+    if (theirs.is_null()) {
+      unknown.push_back(s.flag);
+    } else if (theirs != mine[s.key]) {
       changed.push_back(
-          fmt::format("{} {} (the checkpoint's: {})", flag, mine[key].dump(), saved[key].dump()));
+          fmt::format("{} {} (the checkpoint's: {})", s.flag, mine[s.key].dump(), theirs.dump()));
     }
   }
   if (!saved.is_object() || !saved.contains(kDataIdentityKey)) {
@@ -315,14 +332,19 @@ int64_t StageCheckpoint::restore() {
     CONVEYOR_REQUIRE(reader.has(spec.name), "checkpoint {} has no parameter {}", chosen, spec.name);
     const int idx = static_cast<int>(i);
     load(checkpoint::kParams, spec.name, store.param(idx));
+    if (!store.has_moments(idx)) continue;  // ZeRO-1: another replica keeps them
     load(checkpoint::kExpAvg, spec.name, store.exp_avg(idx));
     load(checkpoint::kExpAvgSq, spec.name, store.exp_avg_sq(idx));
   }
   k.synchronize();
   const int64_t steps_done = reader.state().at("step").get<int64_t>();
   if (coordinator()) {
-    CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {} stage(s))", chosen, steps_done,
-                      reader.manifest().num_stages);
+    // The grid that saved it (a checkpoint from before data parallelism has one replica).
+    const int saved_replicas = saved.value("replicas", 1);
+    const int saved_stages = saved.value("stages", reader.manifest().num_stages);
+    CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {}{} stage(s))", chosen, steps_done,
+                      saved_replicas > 1 ? fmt::format("{} replica(s) x ", saved_replicas) : "",
+                      saved_stages);
   }
   abandon_newer(steps_done);
   return steps_done;
@@ -333,7 +355,7 @@ void StageCheckpoint::commit(int64_t steps_done) {
     nlohmann::json config = config_.to_json();
     if (!data_identity_.is_null()) config[kDataIdentityKey] = data_identity_;
     if (!config_.settings_toml.empty()) config[kSettingsKey] = config_.settings_toml;
-    checkpoint::commit_step(config_.ckpt_dir, steps_done, config_.stages, config,
+    checkpoint::commit_step(config_.ckpt_dir, steps_done, topology_.world_size(), config,
                             fingerprint_of(config_.model.to_json()), config_.keep);
   }
 }
@@ -344,15 +366,21 @@ checkpoint::ShardContents StageCheckpoint::shard_contents(int64_t steps_done, nl
   const auto& store = model_.store();
   checkpoint::ShardContents contents;
   contents.step = steps_done;
-  contents.stage = stage_;
-  contents.num_stages = config_.stages;
+  // One shard per rank (== per stage with one replica); each parameter in the shard of the
+  // replica that owns it (gradient_buckets.h), so it is written once per stage holding it.
+  contents.stage = rank_;
+  contents.num_stages = topology_.world_size();
   contents.state = std::move(state);
   for (size_t i = 0; i < store.specs().size(); ++i) {
+    const int idx = static_cast<int>(i);
+    if (!writes_.empty() && !writes_[i]) continue;
     const auto& spec = store.specs()[i];
-    const size_t off = store.offset(static_cast<int>(i));
+    CONVEYOR_CHECK(store.has_moments(idx), "rank {} writes {} but keeps no moments for it", rank_,
+                   spec.name);
+    const size_t off = store.offset(idx), moments = store.moment_offset(idx);
     contents.params.push_back({spec.name, spec.shape, params + off});
-    contents.exp_avg.push_back({spec.name, spec.shape, exp_avg + off});
-    contents.exp_avg_sq.push_back({spec.name, spec.shape, exp_avg_sq + off});
+    contents.exp_avg.push_back({spec.name, spec.shape, exp_avg + moments});
+    contents.exp_avg_sq.push_back({spec.name, spec.shape, exp_avg_sq + moments});
   }
   return contents;
 }
@@ -474,7 +502,7 @@ void StageCheckpoint::on_progress(const SaveProgress& summed) {
     }
     last_failed_step_ = async_step_;
     async_.store(AsyncSave::kIdle);
-  } else if (summed.written == config_.stages) {
+  } else if (summed.written == topology_.world_size()) {
     if (writer_.joinable()) writer_.join();
     if (coordinator()) {
       // The commit (manifest, renames, directory fsyncs) runs off the training thread too;

@@ -66,9 +66,11 @@ std::map<std::string, std::vector<int64_t>> saved_model_params(const checkpoint:
 
 class StageCheckpoint {
  public:
-  // transport is null with one rank.
+  // transport is null with one rank. `writes[i]`: store parameter i goes into this rank's
+  // shard (the parameters its replica owns; empty: all). Each rank writes one shard, named by
+  // its rank (stage_NNNNN.h5: the stage's number when there is one replica).
   StageCheckpoint(const TrainConfig& config, model::StageModel& model, const Topology& topology,
-                  int rank, transport::Transport* transport);
+                  int rank, transport::Transport* transport, std::vector<bool> writes = {});
   ~StageCheckpoint();  // joins a background save (its result is then dropped)
 
   bool enabled() const { return !config_.ckpt_dir.empty(); }
@@ -134,6 +136,7 @@ class StageCheckpoint {
   Topology topology_;
   int rank_, stage_;
   transport::Transport* transport_;
+  std::vector<bool> writes_;
 
   std::atomic<AsyncSave> async_{AsyncSave::kIdle};
   int64_t async_step_ = -1;  // the step of the save in flight

@@ -1,38 +1,51 @@
 // Topology: the one mapping between the job's ranks and its work, (replica, stage, virtual
 // chunk) <-> rank. Everything that needs a peer asks it: the executor (through the
-// schedule's program), the tied-embedding exchange, generation, the trace gather and
-// checkpoint commit. Nothing else computes a peer.
+// schedule's program), the tied-embedding exchange, the gradient all-reduce among replicas,
+// generation, the trace gather and checkpoint commit. Nothing else computes a peer.
 //
 // Layout
 //   - Virtual stages: with v chunks per stage, virtual stage vs = chunk * stages + stage holds
 //     the vs-th slice of the layers (round-robin, Megatron's interleaved layout). With v == 1,
 //     virtual stage == stage and chunk == 0.
-//   - Ranks: consecutive ranks form one pipeline: rank = replica * stages + stage. Today a job
-//     has one replica (data-parallel replicas add only the collectives between the replicas
-//     of each stage).
+//   - Ranks form a grid of `replicas` pipelines of `stages` stages (docs/PARALLELISM.md).
+//     RankOrder::kPipelines (the default, `--layout pipelines`): consecutive ranks form one
+//     pipeline, rank = replica * stages + stage. RankOrder::kReplicas (`--layout replicas`):
+//     consecutive ranks are the replicas of one stage, rank = stage * replicas + replica
+//     (keeps the gradient all-reduce, the heavier traffic, among neighbouring ranks).
 //   - The embedding is on stage_of(0) == 0; the head on stage_of(last virtual stage).
 //   - Rank 0 (replica 0, stage 0) coordinates: it picks the checkpoint to resume, commits
-//     saves and writes the trace.
+//     saves and writes the trace. Replica 0's head stage reports metrics.
 //
 // A pure value type; safe from any thread.
 #pragma once
+
+#include <string>
+#include <vector>
 
 #include "common/error.h"
 
 namespace conveyor::pipeline {
 
+enum class RankOrder { kPipelines, kReplicas };
+
+// "pipelines" | "replicas" (the --layout values). Throws Error(kUsage) for anything else.
+RankOrder parse_rank_order(const std::string& text);
+const char* rank_order_name(RankOrder order);
+
 struct Topology {
   int replicas = 1;
   int stages = 1;
   int virtual_stages = 1;  // chunks per stage
+  RankOrder order = RankOrder::kPipelines;
 
   // Throws Error(kUsage) for a count below 1.
-  static Topology make(int replicas, int stages, int virtual_stages) {
-    CONVEYOR_REQUIRE(replicas >= 1, "the job needs at least one replica (got {})", replicas);
+  static Topology make(int replicas, int stages, int virtual_stages,
+                       RankOrder order = RankOrder::kPipelines) {
+    CONVEYOR_REQUIRE(replicas >= 1, "--replicas is {}; it must be at least 1", replicas);
     CONVEYOR_REQUIRE(stages >= 1, "--stages is {}; it must be at least 1", stages);
     CONVEYOR_REQUIRE(virtual_stages >= 1, "--virtual-stages is {}; it must be at least 1",
                      virtual_stages);
-    return Topology{replicas, stages, virtual_stages};
+    return Topology{replicas, stages, virtual_stages, order};
   }
 
   int world_size() const { return replicas * stages; }
@@ -47,15 +60,32 @@ struct Topology {
     int replica;
     int stage;
   };
-  int rank(int replica, int stage) const { return replica * stages + stage; }
+  int rank(int replica, int stage) const {
+    return order == RankOrder::kPipelines ? replica * stages + stage : stage * replicas + replica;
+  }
   int rank_of_virtual_stage(int replica, int vs) const { return rank(replica, stage_of(vs)); }
-  Place place(int rank) const { return {rank / stages, rank % stages}; }
+  Place place(int rank) const {
+    if (order == RankOrder::kPipelines) return {rank / stages, rank % stages};
+    return {rank % replicas, rank / replicas};
+  }
+  // The ranks holding `stage`, replica 0 first: the group whose gradients are summed.
+  std::vector<int> replica_group(int stage) const {
+    std::vector<int> group;
+    for (int r = 0; r < replicas; ++r) group.push_back(rank(r, stage));
+    return group;
+  }
 
   int embedding_stage() const { return stage_of(0); }
   int head_stage() const { return stage_of(last_virtual_stage()); }
   bool holds_embedding(int stage) const { return stage == embedding_stage(); }
   bool holds_head(int stage) const { return stage == head_stage(); }
   int coordinator_rank() const { return rank(0, 0); }
+  // The rank that reports metrics and whose results collectives broadcast.
+  int reporter_rank() const { return rank(0, head_stage()); }
+
+  // The grid for the start-up log: "2 replicas x 2 stages (layout pipelines): replica 0 =
+  // ranks 0,1; replica 1 = ranks 2,3".
+  std::string describe() const;
 };
 
 }  // namespace conveyor::pipeline

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "model/partition.h"
 #include "pipeline/message_tag.h"
+#include "pipeline/topology.h"
 
 namespace conveyor::pipeline {
 
@@ -36,6 +37,25 @@ void TrainConfig::validate() const {
   if (!partition.empty()) {
     model::parse_partition(partition, model.layers, stages * virtual_stages);  // throws
   }
+  CONVEYOR_REQUIRE(replicas >= 0 && replicas <= kMaxReplicas,
+                   "--replicas must be between 1 and {} (got {}; 0 derives it from the world "
+                   "size)",
+                   kMaxReplicas, replicas);
+  parse_rank_order(layout);  // throws naming the values
+  CONVEYOR_REQUIRE(zero == 0 || zero == 1,
+                   "--zero {} is not a ZeRO stage conveyor has; use 0 (off) or 1 (AdamW moments "
+                   "sharded across replicas)",
+                   zero);
+  CONVEYOR_REQUIRE(std::isfinite(bucket_mb) && bucket_mb > 0 && bucket_mb <= 4096,
+                   "--bucket-mb must be more than 0 and at most 4096 (got {})", bucket_mb);
+  CONVEYOR_REQUIRE(overlap == "on" || overlap == "off",
+                   "--overlap '{}' is not known; use on (all-reduce while the pipeline cools "
+                   "down) or off",
+                   overlap);
+  CONVEYOR_REQUIRE(global_microbatches() < kMaxTagMicrobatches,
+                   "--replicas {} x --microbatches {} is more than the {} micro-batches a step "
+                   "can have; use fewer, larger micro-batches (--micro-batch-size)",
+                   replica_count(), microbatches, kMaxTagMicrobatches - 1);
   CONVEYOR_REQUIRE(steps >= 1, "--steps must be at least 1 (got {})", steps);
   // Hyperparameters: finite, and inside the range where AdamW is still an optimizer.
   CONVEYOR_REQUIRE(std::isfinite(optim.lr) && optim.lr > 0 && optim.lr <= kMaxLearningRate,
@@ -94,7 +114,13 @@ nlohmann::json TrainConfig::to_json() const {
   return {{"model", model.to_json()},
           {"data", data},
           {"stages", stages},
+          {"replicas", replica_count()},
+          {"layout", layout},
+          {"zero", zero},
+          {"bucket_mb", bucket_mb},
+          {"overlap", overlap},
           {"microbatches", microbatches},
+          {"global_microbatches", global_microbatches()},
           {"micro_batch_size", micro_batch_size},
           {"schedule", schedule},
           {"virtual_stages", virtual_stages},

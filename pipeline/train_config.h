@@ -16,6 +16,8 @@ namespace conveyor::pipeline {
 // --lr above this is refused: AdamW's step is about lr per weight, so 1 already moves every
 // weight by its own scale each step.
 inline constexpr float kMaxLearningRate = 1.0f;
+// --replicas above this is refused (a ring of that many is already slow to start).
+inline constexpr int kMaxReplicas = 4096;
 
 struct TrainConfig {
   model::ModelConfig model;
@@ -29,6 +31,13 @@ struct TrainConfig {
   std::string schedule = "1f1b";
   int virtual_stages = 1;
   std::string partition;  // empty: balanced
+
+  // Data parallelism (docs/PARALLELISM.md)
+  int replicas = 0;                  // pipeline replicas; 0: world size / --stages
+  std::string layout = "pipelines";  // rank order: pipelines | replicas (topology.h)
+  int zero = 0;                      // 1: ZeRO-1, AdamW moments sharded across replicas
+  double bucket_mb = 25;             // gradient all-reduce bucket size, MiB
+  std::string overlap = "on";        // on: all-reduce while the pipeline cools down; off
 
   // Run
   int64_t steps = 600;
@@ -68,8 +77,12 @@ struct TrainConfig {
 
   // Throws Error(kUsage) naming the flag and how to fix it.
   void validate() const;
-  // Tokens processed by one optimizer step.
-  int64_t tokens_per_step() const { return int64_t(microbatches) * micro_batch_size * model.seq; }
+  // Replicas once resolved (replicas, or 1 before the trainer resolved 0 from the world).
+  int replica_count() const { return replicas > 0 ? replicas : 1; }
+  // Micro-batches of the global batch (every replica's).
+  int64_t global_microbatches() const { return int64_t(replica_count()) * microbatches; }
+  // Tokens processed by one optimizer step, over all replicas.
+  int64_t tokens_per_step() const { return global_microbatches() * micro_batch_size * model.seq; }
   // The settings that must match across ranks and across a resume (model and data shape).
   nlohmann::json to_json() const;
   // fingerprint_of(to_json()), to check that all ranks run the same configuration.

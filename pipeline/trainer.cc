@@ -23,6 +23,8 @@
 #include "model/stage_model.h"
 #include "pipeline/executor.h"
 #include "pipeline/generate.h"
+#include "pipeline/gradient_buckets.h"
+#include "pipeline/gradient_sync.h"
 #include "pipeline/message_tag.h"
 #include "pipeline/metrics.h"
 #include "pipeline/schedule.h"
@@ -60,7 +62,7 @@ std::vector<model::ChunkSpec> my_chunks(const TrainConfig& c, const Topology& to
 int kernel_threads(const TrainConfig& c) {
   if (c.threads > 0) return c.threads;
   const int cores = std::max(1u, std::thread::hardware_concurrency());
-  return std::max(1, cores / c.stages);
+  return std::max(1, cores / (c.stages * c.replica_count()));
 }
 
 // Sums the embedding's and the head's wte gradients, in that order, on every stage that holds
@@ -108,25 +110,69 @@ double worst_bubble(std::span<const double> schedule_seconds, std::span<const do
   return worst;
 }
 
-// Refuses (exit 2) a stage whose model, optimizer state and activations at the schedule's
-// peak (`inflight` micro-batches, plus the receive posted ahead) do not fit in the memory
-// this host has available.
+// The configuration with --replicas resolved from the world size (0: world / --stages), after
+// checking that the world is --replicas x --stages processes.
+TrainConfig with_replicas_resolved(const TrainConfig& given, const transport::Options& launched) {
+  TrainConfig c = given;
+  const int world = launched.world_size;
+  if (c.replicas == 0) {
+    CONVEYOR_REQUIRE(world % c.stages == 0,
+                     "{} is {} but --stages is {}: a job is --replicas x --stages processes; "
+                     "start one process per stage and replica, e.g. conveyor launch --nproc {} "
+                     "-- conveyor train --stages {} ...",
+                     launched.world_size_from, world, c.stages, c.stages, c.stages);
+    c.replicas = world / c.stages;
+  }
+  CONVEYOR_REQUIRE(world == c.replicas * c.stages,
+                   "{} is {} but --replicas {} x --stages {} is {}; start that many processes, "
+                   "e.g. conveyor launch --nproc {} -- conveyor train --stages {} --replicas {} "
+                   "...",
+                   launched.world_size_from, world, c.replicas, c.stages, c.replicas * c.stages,
+                   c.replicas * c.stages, c.stages, c.replicas);
+  c.validate();  // the global batch is known now
+  return c;
+}
+
+// This stage's gradient buckets (gradient_buckets.h), in the order the schedule finishes them.
+BucketPlan plan_stage_buckets(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
+                              const Schedule& schedule, int stage) {
+  const auto params = model::stage_parameters(c.model, chunks);
+  std::vector<int> chunk_of;
+  for (const auto& p : params) chunk_of.push_back(model::chunk_of_parameter(p, chunks));
+  const auto bucket_elements = static_cast<size_t>(
+      std::max(1.0, std::floor(c.bucket_mb * double(1 << 20) / double(sizeof(float)))));
+  return plan_buckets(params, chunk_of, gradient_completion_order(schedule, stage), bucket_elements,
+                      c.replica_count());
+}
+
+// Logs what this stage will hold, and refuses (exit 2) a stage whose model, optimizer state
+// (the moments this replica keeps: a 1/replicas share with ZeRO-1) and activations at the
+// schedule's peak (`inflight` micro-batches, plus the receive posted ahead) do not fit in the
+// memory this host has available.
 void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
-                         int inflight) {
-  const auto need =
-      model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size, inflight + 1);
+                         int inflight, const std::vector<bool>& with_moments, int rank,
+                         const Topology& topology) {
+  const auto need = model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size,
+                                                       inflight + 1, with_moments);
+  const std::string breakdown = fmt::format(
+      "weights {}, gradients {}, AdamW moments {}{}, activations of {} micro-batches {}, "
+      "scratch {}",
+      human_bytes_binary(need.parameters), human_bytes_binary(need.gradients),
+      human_bytes_binary(need.optimizer), c.zero == 1 ? " (ZeRO-1: this replica's share)" : "",
+      inflight + 1, human_bytes_binary(need.activations), human_bytes_binary(need.scratch));
+  const auto place = topology.place(rank);
+  if (place.replica == 0 || c.zero == 1)
+    CONVEYOR_LOG_INFO("stage {} replica {} memory: about {} ({})", place.stage, place.replica,
+                      human_bytes_binary(need.total()), breakdown);
   const auto available = available_memory_bytes();
   if (!available || need.total() <= *available) return;
-  throw Error(ErrorKind::kUsage,
-              fmt::format("this stage needs about {} of memory (weights {}, gradients {}, AdamW "
-                          "moments {}, activations of {} micro-batches {}, scratch {}) but this "
-                          "host has {} available",
-                          human_bytes_binary(need.total()), human_bytes_binary(need.parameters),
-                          human_bytes_binary(need.gradients), human_bytes_binary(need.optimizer),
-                          inflight + 1, human_bytes_binary(need.activations),
-                          human_bytes_binary(need.scratch), human_bytes_binary(*available)),
-              "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
-              "more --stages");
+  throw Error(
+      ErrorKind::kUsage,
+      fmt::format("this stage needs about {} of memory ({}) but this host has {} "
+                  "available",
+                  human_bytes_binary(need.total()), breakdown, human_bytes_binary(*available)),
+      "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
+      "more --stages");
 }
 
 // "1 micro-batch", "4 micro-batches"
@@ -176,9 +222,13 @@ void load_initial_weights(const TrainConfig& config, model::StageModel& model) {
 
 }  // namespace
 
-TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
+TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   install_stop_handlers();
-  config.validate();
+  given.validate();
+  // Read even for one stage: two processes started for a one-stage job would each train it.
+  transport::Options launched = transport::options_from_env("");
+  const TrainConfig config = with_replicas_resolved(given, launched);
+  launched.fingerprint = config.fingerprint();
   // Outputs written at the end must fail now, not after the last step.
   if (!config.trace.empty())
     require_writable_output(config.trace, "--trace", OutputKind::kReplaced);
@@ -188,18 +238,12 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   const Schedule schedule =
       make_schedule(kind, config.stages, config.microbatches, config.virtual_stages);
   validate_schedule(schedule);  // throws with the grid when the schedule is broken
-  const Topology topology = Topology::make(1, config.stages, config.virtual_stages);
+  const Topology topology = Topology::make(config.replicas, config.stages, config.virtual_stages,
+                                           parse_rank_order(config.layout));
 
   std::unique_ptr<transport::Transport> transport;
   std::optional<transport::Options> options;
   int rank = 0;
-  // Read even for one stage: two processes started for a one-stage job would each train it.
-  const transport::Options launched = transport::options_from_env(config.fingerprint());
-  CONVEYOR_REQUIRE(launched.world_size == topology.world_size(),
-                   "{} is {} but --stages is {}; start one process per stage, e.g. "
-                   "conveyor launch --nproc {} -- conveyor train --stages {} ...",
-                   launched.world_size_from, launched.world_size, config.stages, config.stages,
-                   config.stages);
   if (topology.world_size() > 1) {
     options = launched;
     rank = options->rank;
@@ -208,8 +252,14 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     log::init();
   }
   const int stage = topology.place(rank).stage;
+  const int replica = topology.place(rank).replica;
+  const auto chunks = my_chunks(config, topology, stage);
+  BucketPlan buckets = plan_stage_buckets(config, chunks, schedule, stage);
+  // ZeRO-1: this replica keeps the moments of the parameters it owns only.
+  std::vector<bool> with_moments;
+  if (config.zero == 1) with_moments = GradientSync::owned_mask(buckets, replica);
   // Before any peer is waited for: a stage that cannot fit refuses the run at once.
-  require_memory_fits(config, my_chunks(config, topology, stage), schedule.max_inflight(stage));
+  require_memory_fits(config, chunks, schedule.max_inflight(stage), with_moments, rank, topology);
   if (options) {
     transport = transport::Transport::create(*options);
     transport->set_tag_describer(describe_message);
@@ -217,10 +267,10 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   const bool coordinator = rank == topology.coordinator_rank();
   auto backend = kernels::make_backend({config.device, kernel_threads(config)});
 
-  model::StageModel model(*backend, config.model, my_chunks(config, topology, stage),
-                          config.micro_batch_size);
+  model::StageModel model(*backend, config.model, chunks, config.micro_batch_size, with_moments);
   model.store().initialize(config.seed);
-  StageCheckpoint checkpoint(config, model, topology, rank, transport.get());
+  StageCheckpoint checkpoint(config, model, topology, rank, transport.get(),
+                             GradientSync::owned_mask(buckets, replica));
   // Before training: a --tokenizer that cannot decode this model's ids fails now.
   std::optional<data::Tokenizer> tokenizer;
   if (!config.tokenizer.empty()) {
@@ -263,6 +313,13 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
         "device {}",
         config.stages, config.schedule, config.microbatches, config.micro_batch_size,
         backend->describe());
+    if (topology.replicas > 1)
+      CONVEYOR_LOG_INFO(
+          "data parallel: {}; global batch {} micro-batches; {}; buckets of {} MiB, "
+          "overlap {}",
+          topology.describe(), config.global_microbatches(),
+          config.zero == 1 ? "ZeRO-1 (AdamW moments sharded)" : "no ZeRO", config.bucket_mb,
+          config.overlap);
   }
 
   std::unique_ptr<MetricsWriter> metrics;
@@ -287,16 +344,25 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     if (transport) {  // a stage without the data learns the window count from the head's
       std::vector<uint8_t> bytes(sizeof val_windows);
       std::memcpy(bytes.data(), &val_windows, sizeof val_windows);
-      transport->broadcast(bytes, topology.rank(0, topology.head_stage()), peer_deadline());
+      transport->broadcast(bytes, topology.reporter_rank(), peer_deadline());
       std::memcpy(&val_windows, bytes.data(), sizeof val_windows);
     }
   }
   const PipelinePlace place{topology, rank, transport.get()};
   const double started = now_seconds();
 
+  GradientSyncOptions sync_options;
+  sync_options.zero1 = config.zero == 1;
+  sync_options.overlap = config.overlap == "on";
+  sync_options.wait_timeout_s = kPeerWaitSeconds;
+  GradientSync gradient_sync(model, std::move(buckets), topology.replica_group(stage), replica,
+                             transport.get(), sync_options);
   ExecutorOptions exec_options;
   exec_options.record_spans = !config.trace.empty();
   exec_options.after_compute = hooks.after_compute;
+  exec_options.after_chunk_gradients = [&gradient_sync](int chunk) {
+    gradient_sync.chunk_done(chunk);
+  };
   Executor executor(model, schedule, topology, rank, transport.get(), exec_options);
   int peak_inflight = 0, peak_slots = 0;
   std::vector<Span> trace_spans;
@@ -313,6 +379,8 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
         "to step {}",
         end_step, config.steps, end_step);
   }
+  // Every replica's losses are scaled by the global batch's tokens: the summed gradient is the
+  // gradient of the global mean loss.
   const float loss_scale = 1.0f / static_cast<float>(config.tokens_per_step());
   const size_t num_params = model::parameter_table(config.model).size();
   TrainSummary summary;
@@ -321,11 +389,15 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
   for (int64_t step = start_step; step < end_step; ++step) {
     const double t0 = now_seconds();
     model.zero_grads();
+    // Micro-batch mb of replica r is global micro-batch r * m + mb: the tokens a step trains
+    // on do not depend on the number of replicas.
     BatchLoader load = [&](int mb, int32_t* tokens, int32_t* targets) {
-      data::sample_batch(*dataset, config.seed, step, mb, config.micro_batch_size, config.model.seq,
-                         tokens, targets);
+      data::sample_batch(*dataset, config.seed, step, replica * config.microbatches + mb,
+                         config.micro_batch_size, config.model.seq, tokens, targets);
     };
+    gradient_sync.begin_step(step);
     StepResult r = executor.run_step(step, load, loss_scale);
+    gradient_sync.finish_gradients();
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
     peak_slots = std::max(peak_slots, r.peak_slots);
     if (trace_stream) {
@@ -339,15 +411,19 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     }
 
     StepReduction reduction(num_params, config.stages);
-    reduction.grad_sum_squares = model.grad_sum_squares();
-    reduction.schedule_seconds[stage] = r.step_seconds;
-    reduction.busy_seconds[stage] = r.busy_seconds;
+    // Each parameter's square sum from its owner only: the sum over ranks counts it once.
+    reduction.grad_sum_squares =
+        model.grad_sum_squares([&gradient_sync](int i) { return gradient_sync.owns(i); });
+    if (replica == 0) {  // the step's timing, from the first pipeline
+      reduction.schedule_seconds[stage] = r.step_seconds;
+      reduction.busy_seconds[stage] = r.busy_seconds;
+    }
     reduction.save = checkpoint.progress();
     reduction.stop_requests = stop_signal() != 0 ? 1 : 0;
-    if (reporter) {
+    if (model.holds_head()) {  // every replica's head: the mean over the global batch
       double loss_sum = 0;
       for (float l : r.losses) loss_sum += l;
-      reduction.loss = loss_sum / config.microbatches;
+      reduction.loss = loss_sum / double(config.global_microbatches());
     }
     if (transport) {
       reduction.unpack(transport->all_reduce_sum(reduction.pack(), peer_deadline()));
@@ -365,6 +441,7 @@ TrainSummary train(const TrainConfig& config, const TrainHooks& hooks) {
     const float lr = model::learning_rate(config.optim, step, config.steps);
     checkpoint.before_update();  // an async save's snapshot must be copied first
     model::adamw_step(config.optim, model.store(), lr, step);
+    gradient_sync.gather_parameters();  // ZeRO-1: every replica's updated parameters
 
     const double step_s = now_seconds() - t0;
     elapsed += step_s;

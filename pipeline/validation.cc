@@ -78,11 +78,11 @@ double validation_loss(model::StageModel& m, const PipelinePlace& place, const d
     forward_through_pipeline(place, mine, tag, load, score);
   }
   double loss = loss_sum / double(windows);
-  if (place.transport) {  // the head's rank tells everyone
-    const Topology& topo = place.topology;
+  if (place.transport) {  // the head's rank tells everyone (replica 0's: every replica
+                          // scores the same weights, and a collective has one root)
     std::vector<uint8_t> bytes(sizeof loss);
     std::memcpy(bytes.data(), &loss, sizeof loss);
-    place.transport->broadcast(bytes, topo.rank(topo.place(place.rank).replica, topo.head_stage()),
+    place.transport->broadcast(bytes, place.topology.reporter_rank(),
                                Deadline::after_seconds(kPeerWaitSeconds));
     std::memcpy(&loss, bytes.data(), sizeof loss);
   }

@@ -48,19 +48,39 @@ TEST_CASE("a --partition that does not place every layer once exits 2", "[pipeli
                      {"--partition '4,0'", "at least one"});
 }
 
-TEST_CASE("the number of processes must match --stages", "[pipeline]") {
+TEST_CASE("the number of processes must be --replicas x --stages", "[pipeline]") {
   // Started by hand without a launcher: say how to start one process per stage.
   expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "2"})),
                      {"--stages is 2", "conveyor launch --nproc 2"});
+  // Not a whole number of pipelines.
   expect_usage_error(launched(2, with(tiny_args(), {"--stages", "4"})),
                      {"WORLD_SIZE is 2 but --stages is 4", "conveyor launch --nproc 4"});
-  // One stage started twice would train the same model twice, each unaware of the other.
-  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "1"})),
-                     {"WORLD_SIZE is 2 but --stages is 1", "conveyor launch --nproc 1"});
+  expect_usage_error(launched(3, with(tiny_args(), {"--stages", "2"})),
+                     {"WORLD_SIZE is 3 but --stages is 2"});
+  // --replicas given: the world must match it exactly (one stage started twice by mistake
+  // would otherwise train as two replicas).
+  expect_usage_error(
+      launched(2, with(tiny_args(), {"--stages", "1", "--replicas", "1"})),
+      {"WORLD_SIZE is 2 but --replicas 1 x --stages 1 is 1", "conveyor launch --nproc 1"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--replicas", "2"})),
+                     {"--replicas 2 x --stages 2 is 4", "conveyor launch --nproc 4"});
   // The message names the variable the world size came from.
-  expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "1"})),
-                     {"SLURM_NTASKS is 3 but --stages is 1"},
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--stages", "2"})),
+                     {"SLURM_NTASKS is 3 but --stages is 2"},
                      {"SLURM_PROCID=0", "SLURM_NTASKS=3", "CONVEYOR_JOB_TOKEN=t"});
+}
+
+TEST_CASE("data-parallel flags out of range exit 2 naming the flag", "[pipeline]") {
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--zero", "2"})),
+                     {"--zero 2", "use 0 (off) or 1"});
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--layout", "grid"})),
+                     {"--layout 'grid'", "pipelines", "replicas"});
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--bucket-mb", "0"})),
+                     {"--bucket-mb must be more than 0"});
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--overlap", "maybe"})),
+                     {"--overlap 'maybe'", "on", "off"});
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--replicas", "-1"})),
+                     {"--replicas must be between 1 and"});
 }
 
 TEST_CASE("interleaved needs micro-batches in groups of the stage count", "[pipeline]") {

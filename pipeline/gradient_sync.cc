@@ -1,0 +1,151 @@
+#include "pipeline/gradient_sync.h"
+
+#include <csignal>
+
+#include "checkpoint/fault_injection.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "pipeline/ring_all_reduce.h"
+#include "transport/transport.h"
+
+namespace conveyor::pipeline {
+
+std::vector<bool> GradientSync::owned_mask(const BucketPlan& plan, int replica) {
+  std::vector<bool> mask(plan.owner.size());
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = plan.owner[i] == replica;
+  return mask;
+}
+
+GradientSync::GradientSync(model::StageModel& model, BucketPlan plan, std::vector<int> group,
+                           int replica, transport::Transport* transport,
+                           GradientSyncOptions options)
+    : model_(model),
+      plan_(std::move(plan)),
+      group_(std::move(group)),
+      replica_(replica),
+      transport_(transport),
+      options_(options) {
+  CONVEYOR_CHECK(group_.size() == 1 || transport_, "{} replicas need a transport", group_.size());
+  for (int c = 0; c < model_.num_chunks(); ++c)
+    if (model_.chunk(c).spec().has_head) head_chunk_ = c;
+  if (group_.size() > 1 && options_.overlap) thread_ = std::thread([this] { worker(); });
+}
+
+GradientSync::~GradientSync() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t GradientSync::op_id(int job_index) const {
+  // Distinct for every reduction of a step (and from the step's parameter gathers); the ring
+  // keeps its low bits in the tags, which only have to differ among reductions in flight.
+  const uint64_t per_step = 2 * (plan_.buckets.size() + 1);
+  return uint64_t(step_) * per_step + uint64_t(job_index + 1);
+}
+
+void GradientSync::begin_step(int64_t step) {
+  step_ = step;
+  queued_ = 0;
+}
+
+int GradientSync::jobs_per_step() const {
+  return static_cast<int>(plan_.buckets.size()) + (head_chunk_ >= 0 ? 1 : 0);
+}
+
+void GradientSync::run_job(const Job& job) {
+  const Deadline deadline = Deadline::after_seconds(options_.wait_timeout_s);
+  auto& store = model_.store();
+  if (job.bucket < 0) {  // the head's wte gradient, kept apart from the store's
+    auto& grad = model_.head_wte_grad();
+    ring_all_reduce_sum(*transport_, group_, {grad.data(), grad.size()}, op_id(-1), scratch_,
+                        deadline);
+    return;
+  }
+  const GradientBucket& b = plan_.buckets[size_t(job.bucket)];
+  if (b.tied && !model_.holds_embedding()) return;  // the tie sets this stage's wte gradient
+  std::span<float> grads = store.grads().subspan(b.begin, b.elements());
+  ring_reduce_scatter(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket), scratch_,
+                      deadline);
+  if (job.bucket == 0 &&
+      checkpoint::fault::armed(checkpoint::fault::kKillInAllReduce, step_ + 1, transport_->rank()))
+    std::raise(SIGKILL);
+  // ZeRO-1 leaves the sums on their owners; the tied wte is needed whole on every replica.
+  if (!options_.zero1 || b.tied)
+    ring_all_gather(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket), deadline);
+}
+
+void GradientSync::worker() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    const Job job = queue_.front();
+    queue_.pop_front();
+    const bool skip = failure_ != nullptr;
+    lock.unlock();
+    std::exception_ptr failed;
+    if (!skip) {
+      try {
+        run_job(job);
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    }
+    lock.lock();
+    if (failed && !failure_) failure_ = failed;
+    --pending_;
+    cv_.notify_all();
+  }
+}
+
+void GradientSync::chunk_done(int chunk) {
+  if (group_.size() == 1 || !options_.overlap) return;
+  {
+    std::lock_guard lock(mu_);
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+      if (plan_.buckets[b].chunk != chunk) continue;
+      queue_.push_back({static_cast<int>(b)});
+      ++pending_;
+      ++queued_;
+    }
+    if (chunk == head_chunk_) {
+      queue_.push_back({-1});
+      ++pending_;
+      ++queued_;
+    }
+  }
+  cv_.notify_all();
+}
+
+void GradientSync::finish_gradients() {
+  if (group_.size() == 1) return;
+  if (!options_.overlap) {
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) run_job({static_cast<int>(b)});
+    if (head_chunk_ >= 0) run_job({-1});
+    return;
+  }
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return pending_ == 0; });
+  if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+  CONVEYOR_CHECK(queued_ == jobs_per_step(), "step {}: {} of {} gradient reductions were started",
+                 step_ + 1, queued_, jobs_per_step());
+}
+
+void GradientSync::gather_parameters() {
+  if (group_.size() == 1 || !options_.zero1) return;
+  const Deadline deadline = Deadline::after_seconds(options_.wait_timeout_s);
+  auto params = model_.store().params();
+  for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+    const GradientBucket& bucket = plan_.buckets[b];
+    const uint64_t op = op_id(static_cast<int>(plan_.buckets.size() + 1 + b));
+    ring_all_gather(*transport_, group_, params.subspan(bucket.begin, bucket.elements()),
+                    bucket.ring_bounds, op, deadline);
+  }
+}
+
+}  // namespace conveyor::pipeline
