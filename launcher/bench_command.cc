@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/stats.h"
+#include "launcher/bench_allreduce.h"
 #include "launcher/bench_checkpoint.h"
 #include "launcher/bench_command.h"
 #include "launcher/bench_schedule.h"
@@ -73,6 +74,7 @@ void add_bench(CLI::App& app, Runner& run) {
   s->callback([&run, sgemm] { run = [sgemm] { return run_sgemm(*sgemm); }; });
 
   add_bench_transport(*bench, run);
+  add_bench_allreduce(*bench, run);
   add_bench_schedule(*bench, run);
   add_bench_checkpoint(*bench, run);
 }

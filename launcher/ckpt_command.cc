@@ -36,7 +36,15 @@ int run_inspect(const std::string& dir) {
   auto m = checkpoint::read_manifest(step_dir);
   fmt::print("checkpoint: {}\n", step_dir.string());
   fmt::print("step: {}\n", m.step);
-  fmt::print("stages: {}\n", m.num_stages);
+  // With data-parallel replicas a shard is a rank's (docs/CHECKPOINT_FORMAT.md).
+  const int replicas =
+      m.config.is_object() && m.config.contains("replicas") ? m.config.value("replicas", 1) : 1;
+  if (replicas > 1) {
+    fmt::print("shards: {} ({} replicas x {} stages: one per rank, numbered by rank)\n",
+               m.num_stages, replicas, m.config.value("stages", 0));
+  } else {
+    fmt::print("stages: {}\n", m.num_stages);
+  }
   fmt::print("fingerprint: {}\n", m.fingerprint.empty() ? "(none)" : m.fingerprint);
   nlohmann::json config = m.config;
   const bool has_settings = config.is_object() && config.contains(pipeline::kSettingsKey);
@@ -56,7 +64,8 @@ int run_inspect(const std::string& dir) {
   }
   fmt::print("total: {} bytes\n", total);
   if (!m.layer_stages.empty()) {
-    fmt::print("layer -> stage: {}\n", fmt::join(m.layer_stages, " "));
+    fmt::print("layer -> {}: {}\n", replicas > 1 ? "shard" : "stage",
+               fmt::join(m.layer_stages, " "));
   }
 
   // One row per parameter copy, in the order each shard wrote them; columns aligned.

@@ -266,7 +266,7 @@ void ModelChunk::layer_backward_weight(int l, Slot& slot, const float* x) {
                                N, C);
 }
 
-void ModelChunk::backward_weight(Slot& slot) {
+void ModelChunk::backward_weight(Slot& slot, const std::function<void(int)>& done) {
   const int C = C_;
   const float* a = slot.buffer_.data();
   if (spec_.has_head) {
@@ -274,13 +274,16 @@ void ModelChunk::backward_weight(Slot& slot) {
     k_.linear_backward_weight(head_wte_grad_.data(), nullptr, a + h.d_logits, a + h.lnf, N_, C, V_);
     k_.layernorm_backward_weight(store_.grad(kLnFWeight), store_.grad(kLnFBias), a + h.d_lnf,
                                  slot.output_, a + h.lnf_mean, a + h.lnf_rstd, N_, C);
+    if (done) done(store_.index(kLnFWeight));
   }
   for (int l = spec_.num_layers - 1; l >= 0; --l) {
     layer_backward_weight(l, slot, layer_input(l, slot));
+    if (done) done(store_.index(layer_param_name(spec_.first_layer + l, "ln1.weight")));
   }
   if (spec_.has_embedding) {
     k_.embedding_backward(store_.grad(kWteWeight), store_.grad(kWpeWeight), slot.input_grad_,
                           slot.tokens_.data(), B_, T_, C);
+    if (done) done(store_.index(kWteWeight));
   }
 }
 

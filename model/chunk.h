@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -87,7 +88,11 @@ class ModelChunk {
   // others from slot.output_grad(). Writes slot.input_grad() (except on the first chunk).
   void backward_input(Slot& slot, float loss_scale);
   // W: accumulates this micro-batch's weight gradients into the store (and head_wte_grad).
-  void backward_weight(Slot& slot);
+  // `done`, when given, is called as the gradients become final in the order W computes them
+  // (the head, each block from the last, the embedding), with the lowest store index of the
+  // parameters just finished: every parameter of this chunk from that index on is then done
+  // for this slot. The data-parallel all-reduce starts buckets from it on the step's last W.
+  void backward_weight(Slot& slot, const std::function<void(int first_done_param)>& done = {});
 
   // The head's share of the wte gradient (last chunk only), summed over micro-batches.
   kernels::Buffer<float>& head_wte_grad() { return head_wte_grad_; }

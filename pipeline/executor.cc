@@ -13,12 +13,6 @@ namespace conveyor::pipeline {
 
 namespace {
 
-double wall_us() {
-  return std::chrono::duration<double, std::micro>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 bool is_receive(CommKind k) {
   return k == CommKind::kRecvActivation || k == CommKind::kRecvGradient;
 }
@@ -43,6 +37,9 @@ struct Executor::Impl {
   model::StageModel& model;
   const Schedule& sched;
   int rank, stage;
+  // The trace row: one per stage, or with several replicas one per rank, named for it.
+  int row;
+  std::string row_name;
   transport::Transport* transport;
   ExecutorOptions options;
   size_t act_bytes;  // N*C floats
@@ -64,6 +61,10 @@ struct Executor::Impl {
         sched(s),
         rank(r),
         stage(topology.place(r).stage),
+        row(topology.replicas > 1 ? r : stage),
+        row_name(topology.replicas > 1
+                     ? fmt::format("replica {} stage {}", topology.place(r).replica, stage)
+                     : std::string()),
         transport(t),
         options(o),
         act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)),
@@ -100,7 +101,7 @@ struct Executor::Impl {
 
   void span(const std::string& name, const char* category, double start_us, double end_us) {
     if (options.record_spans)
-      result.spans.push_back({stage, name, category, start_us, end_us - start_us});
+      result.spans.push_back({row, name, category, start_us, end_us - start_us, row_name});
   }
 
   transport::Tag tag(CommKind kind, int mb, int receiving_vs) const {
@@ -129,12 +130,12 @@ struct Executor::Impl {
     const Comm& c = ps.step.comm;
     SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
     if (ps.local) return;  // the matching send on this rank already copied the data in
-    const double t0 = wall_us();
+    const double t0 = trace_clock_us();
     const bool act = c.kind == CommKind::kRecvActivation;
     transport->wait(act ? s.recv_activation : s.recv_gradient, deadline());
     (act ? s.activation_pending : s.gradient_pending) = false;
     span(fmt::format("recv {}{}", is_activation(c.kind) ? "act" : "grad", c.microbatch), "recv", t0,
-         wall_us());
+         trace_clock_us());
   }
 
   void send(const PlannedStep& ps) {
@@ -147,18 +148,19 @@ struct Executor::Impl {
       model.backend().copy(act ? peer.slot->input() : peer.slot->output_grad(), data, act_bytes);
       return;
     }
-    const double t0 = wall_us();
+    const double t0 = trace_clock_us();
     s.sends.push_back(transport->isend(
         ps.peer_rank, tag(c.kind, c.microbatch, c.peer_virtual_stage), data, act_bytes, region(s)));
-    span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0, wall_us());
+    span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
+         trace_clock_us());
   }
 
   template <typename F>
   void timed(const Action& a, F&& f) {
-    const double t0 = wall_us();
+    const double t0 = trace_clock_us();
     f();
     if (options.after_compute) options.after_compute(a);
-    const double t1 = wall_us();
+    const double t1 = trace_clock_us();
     result.busy_seconds += (t1 - t0) * 1e-6;
     span(fmt::format("{}{}{}", op_name(a.op), a.microbatch,
                      sched.virtual_stages > 1 ? fmt::format(".{}", a.chunk) : ""),
@@ -189,14 +191,18 @@ struct Executor::Impl {
       }
       case Op::kBackwardWeight: {
         SlotState& s = pool.get(a.microbatch, a.chunk);
-        timed(a, [&] { chunk.backward_weight(*s.slot); });
+        const bool last = ++weight_actions_done[size_t(a.chunk)] == weight_actions[size_t(a.chunk)];
+        std::function<void(int)> done;  // on the step's last W of the chunk
+        if (last && options.after_chunk_gradients) {
+          done = [&](int first_done_param) {
+            model.backend().synchronize();  // the hook's readers see the finished gradients
+            options.after_chunk_gradients(a.chunk, first_done_param);
+          };
+        }
+        timed(a, [&] { chunk.backward_weight(*s.slot, done); });
         --inflight;
         pool.release(a.microbatch, a.chunk);
-        if (options.after_chunk_gradients &&
-            ++weight_actions_done[size_t(a.chunk)] == weight_actions[size_t(a.chunk)]) {
-          model.backend().synchronize();  // the hook's readers see the finished gradients
-          options.after_chunk_gradients(a.chunk);
-        }
+        if (done) done(0);
         break;
       }
       case Op::kBackward:
@@ -213,7 +219,7 @@ struct Executor::Impl {
     inflight = 0;
     next_to_post = 0;
     weight_actions_done.assign(weight_actions.size(), 0);
-    const double t0 = wall_us();
+    const double t0 = trace_clock_us();
     for (const PlannedStep& ps : plan) {
       if (transport) post_receives_through(ps.step.action_index + kReceiveLookahead);
       if (ps.step.is_compute) {
@@ -232,7 +238,7 @@ struct Executor::Impl {
                    "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
                    pool.in_use());
     if (transport) pool.wait_for_sends();
-    result.step_seconds = (wall_us() - t0) * 1e-6;
+    result.step_seconds = (trace_clock_us() - t0) * 1e-6;
     result.peak_slots = pool.peak_in_use();
     return std::move(result);
   }

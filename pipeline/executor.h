@@ -52,9 +52,12 @@ struct StepResult {
   std::vector<Span> spans;    // filled when tracing
 };
 
-// Called on the executor's thread right after chunk `chunk`'s last weight-gradient action of
-// the step: its gradients in the store are final (the data-parallel all-reduce starts then).
-using GradientsDoneHook = std::function<void(int chunk)>;
+// Called on the executor's thread during and after chunk `chunk`'s last weight-gradient
+// action of the step, each time more of its gradients are final: every parameter of the chunk
+// with store index >= first_done_param (0 at the end of the action: all of them) holds its
+// gradient for the step, and the backend has finished writing it. The data-parallel
+// all-reduce starts its buckets from this (pipeline/gradient_sync.h).
+using GradientsDoneHook = std::function<void(int chunk, int first_done_param)>;
 
 struct ExecutorOptions {
   double wait_timeout_s = kPeerWaitSeconds;  // bounds every single wait

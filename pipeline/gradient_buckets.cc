@@ -17,23 +17,24 @@ void cut_for_ring(GradientBucket& b, const std::vector<size_t>& offsets,
                   const std::vector<model::ParamSpec>& params, int replicas,
                   std::vector<int>& owner, std::vector<size_t>& owned) {
   const size_t n = b.elements(), R = size_t(replicas);
-  b.ring_bounds.assign(R + 1, n);
-  b.ring_bounds[0] = 0;
+  b.owner_bounds.assign(R + 1, n);
+  b.owner_bounds[0] = 0;
   size_t run = 0;
   for (int i = b.first_param; i < b.end_param; ++i) {
     const size_t start = offsets[size_t(i)] - b.begin;
     const size_t middle2 = 2 * start + params[size_t(i)].numel();  // twice the middle
     size_t k = n == 0 ? 0 : std::min(R - 1, middle2 * R / (2 * n));
-    if (b.end_param - b.first_param == 1) {
+    if (b.single()) {
       const size_t least = size_t(std::min_element(owned.begin(), owned.end()) - owned.begin());
       k = (least + 1) % R;  // the ring chunk whose sum ends on replica `least`
     }
-    while (run < k) b.ring_bounds[++run] = start;  // runs before k end here (may be empty)
+    while (run < k) b.owner_bounds[++run] = start;  // runs before k end here (may be empty)
     const size_t holder = chunk_holder(k, R);
     owner[size_t(i)] = static_cast<int>(holder);
     owned[holder] += params[size_t(i)].numel();
   }
-  while (run + 1 < R) b.ring_bounds[++run] = n;
+  while (run + 1 < R) b.owner_bounds[++run] = n;
+  b.ring_bounds = b.single() ? even_chunks(n, R) : b.owner_bounds;
 }
 
 }  // namespace

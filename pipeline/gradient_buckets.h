@@ -13,9 +13,14 @@
 //   - Buckets are listed in the order their chunks finish: the plan lists the chunks in the
 //     order given (the executor's), each chunk's buckets from its last parameter backwards.
 //   - A bucket's parameters are cut into `replicas` contiguous runs of nearly equal size at
-//     parameter boundaries; run k goes to ring chunk k, whose sum the ring leaves on replica
-//     chunk_holder(k): that replica owns the run's parameters. A bucket of one parameter goes
-//     whole to the replica owning the fewest elements so far.
+//     parameter boundaries (owner_bounds); run k goes to ring chunk k, whose sum the ring
+//     leaves on replica chunk_holder(k): that replica owns the run's parameters, and the ring
+//     sums with these chunks (ring_bounds == owner_bounds).
+//   - A bucket of one parameter cannot be cut at parameter boundaries: it goes whole to the
+//     replica owning the fewest elements so far, and the ring sums it with even chunks
+//     (ring_bounds = even_chunks) as a full all-reduce, also under ZeRO-1, so that a large
+//     parameter keeps the ring's bandwidth; its owner's update is then gathered with
+//     owner_bounds, whose one non-empty chunk is the owner's.
 // Pure; the same arguments give the same plan on every rank.
 #pragma once
 
@@ -32,8 +37,12 @@ struct GradientBucket {
   int chunk = 0;                       // the model chunk whose last W completes it
   bool tied = false;                   // wte: all-reduced whole; on a stage without the
                                        // embedding its gradient comes from the tie instead
-  std::vector<size_t> ring_bounds;     // replicas + 1 offsets relative to begin
+  // replicas + 1 offsets relative to begin: the ring's chunks when summing gradients, and the
+  // chunks whose holders own the parameters (gathering parameters under ZeRO-1).
+  std::vector<size_t> ring_bounds, owner_bounds;
   size_t elements() const { return end - begin; }
+  // One parameter: summed by a full all-reduce (even with ZeRO-1; see above).
+  bool single() const { return end_param - first_param == 1; }
 };
 
 struct BucketPlan {

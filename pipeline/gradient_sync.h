@@ -4,10 +4,12 @@
 //
 // Per step, on every replica of the stage:
 //   begin_step(step)               before the executor runs the step
-//   chunk_done(c)                  the executor's hook: chunk c's gradients are final; its
-//                                  buckets are queued for the communication thread at once
-//                                  (overlap on), so they are summed while the other chunks and
-//                                  the other stages are still computing (the cool-down)
+//   gradients_done(c, first)       the executor's hook, during chunk c's last W: the chunk's
+//                                  parameters from store index `first` on are final; the
+//                                  buckets made only of those are queued for the communication
+//                                  thread at once (overlap on), so they are summed while the
+//                                  rest of the backward pass, the other chunks and the other
+//                                  stages are still computing (the cool-down)
 //   finish_gradients()             waits for every bucket (overlap off: reduces them all here)
 //   ... tie the embedding, norm, clip, update ...
 //   gather_parameters()            ZeRO-1: each bucket's parameters from their owners
@@ -35,15 +37,14 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "model/stage_model.h"
 #include "pipeline/gradient_buckets.h"
-
-namespace conveyor::transport {
-class Transport;
-}
+#include "pipeline/trace.h"
+#include "transport/transport.h"
 
 namespace conveyor::pipeline {
 
@@ -51,6 +52,10 @@ struct GradientSyncOptions {
   bool zero1 = false;   // --zero 1
   bool overlap = true;  // --overlap on: reduce on a communication thread as chunks finish
   double wait_timeout_s = 0;
+  // --trace: record a span per reduction on this trace row (tid; its name in trace_row_name).
+  bool record_spans = false;
+  int trace_row = 0;
+  std::string trace_row_name;
 };
 
 class GradientSync {
@@ -60,7 +65,9 @@ class GradientSync {
   // replica owns every parameter. `transport` is non-null when the group has several ranks.
   GradientSync(model::StageModel& model, BucketPlan plan, std::vector<int> group, int replica,
                transport::Transport* transport, GradientSyncOptions options);
-  ~GradientSync();  // stops the communication thread (a reduction in flight is abandoned)
+  // Stops the communication thread (a reduction in flight is abandoned). REQUIRES: destroyed
+  // before the transport (it holds registered regions).
+  ~GradientSync();
 
   // Store parameter i is this replica's: it counts it in the norm, writes it to checkpoints
   // and, with ZeRO-1, keeps its moments and updates it.
@@ -71,17 +78,20 @@ class GradientSync {
   int replicas() const { return static_cast<int>(group_.size()); }
 
   void begin_step(int64_t step);
-  void chunk_done(int chunk);
+  void gradients_done(int chunk, int first_done_param);
   // Throws what a reduction threw (Error(kPeerFailed) for a dead replica, kRuntime for a
   // deadline).
   void finish_gradients();
   void gather_parameters();
+  // The spans recorded since the last call (with record_spans), in the order they ended.
+  std::vector<Span> take_spans();
 
  private:
   struct Job {
     int bucket;  // index into plan_.buckets; -1: the head's wte gradient
   };
-  void run_job(const Job& job);
+  void run_job(const Job& job);  // reduce() and its span
+  bool reduce(const Job& job);   // false: nothing to reduce here
   void worker();
   uint64_t op_id(int job_index) const;
   int jobs_per_step() const;  // the buckets, and the head's wte gradient on the head's stage
@@ -94,14 +104,21 @@ class GradientSync {
   GradientSyncOptions options_;
   int64_t step_ = 0;
   int head_chunk_ = -1;         // the chunk whose W completes the head's wte gradient (-1: no head)
-  std::vector<float> scratch_;  // the communication thread's receive buffer
+  std::vector<float> scratch_;  // the reduce-scatter's receive buffer, sized once
+  // Registered once with the transport, so the rings send from and receive into them
+  // zero-copy with no per-message lookup: gradients, parameters (ZeRO-1's all-gather), the
+  // head's wte gradient, scratch.
+  transport::MemoryRegion grads_region_, params_region_, head_wte_region_, scratch_region_;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
-  int pending_ = 0;             // queued or running
-  int queued_ = 0;              // this step's, so far (training thread only)
-  std::exception_ptr failure_;  // the first failure (later jobs are skipped)
+  int pending_ = 0;                  // queued or running
+  int queued_ = 0;                   // this step's, so far (training thread only)
+  std::vector<bool> bucket_queued_;  // [bucket] queued this step (training thread only)
+  bool head_queued_ = false;         // the head's wte gradient queued this step
+  std::vector<Span> spans_;          // with record_spans
+  std::exception_ptr failure_;       // the first failure (later jobs are skipped)
   bool stopping_ = false;
   std::thread thread_;
 };

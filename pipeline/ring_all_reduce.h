@@ -34,22 +34,29 @@ inline size_t chunk_holder(size_t k, size_t members) {
 // Common contract: every member calls with the same group (distinct ranks, in ring order,
 // holding this rank), the same bounds, and the same `op` (a sequence number telling concurrent
 // or consecutive reductions apart; its low 21 bits go into the tags). `scratch` is resized to
-// the largest chunk. Blocking; every wait ends at `deadline` (Error kRuntime); a dead peer
-// throws Error(kPeerFailed) as the transport does.
+// the largest chunk (a caller that registered it sizes it first, so it never moves).
+// `regions`, when given, are registered regions holding `data` and `scratch`: the transport
+// then uses their handles (zero-copy without a registration lookup). Blocking; every wait ends
+// at `deadline` (Error kRuntime); a dead peer throws Error(kPeerFailed) as the transport does.
+struct RingRegions {
+  const transport::MemoryRegion* data = nullptr;
+  const transport::MemoryRegion* scratch = nullptr;
+};
 
 // Afterwards chunk k of `data` holds the sum on member chunk_holder(k); the other chunks hold
 // partial sums.
 void ring_reduce_scatter(transport::Transport& transport, std::span<const int> group,
                          std::span<float> data, std::span<const size_t> bounds, uint64_t op,
-                         std::vector<float>& scratch, Deadline deadline);
+                         std::vector<float>& scratch, Deadline deadline, RingRegions regions = {});
 // REQUIRES: member chunk_holder(k) holds the value of chunk k. Afterwards every member holds
 // every chunk. Uses tags apart from ring_reduce_scatter's with the same op.
 void ring_all_gather(transport::Transport& transport, std::span<const int> group,
                      std::span<float> data, std::span<const size_t> bounds, uint64_t op,
-                     Deadline deadline);
+                     Deadline deadline, RingRegions regions = {});
 // Both: every member ends with the sum of the whole buffer (even_chunks when bounds is empty).
 void ring_all_reduce_sum(transport::Transport& transport, std::span<const int> group,
                          std::span<float> data, uint64_t op, std::vector<float>& scratch,
-                         Deadline deadline, std::span<const size_t> bounds = {});
+                         Deadline deadline, std::span<const size_t> bounds = {},
+                         RingRegions regions = {});
 
 }  // namespace conveyor::pipeline

@@ -9,7 +9,7 @@ namespace conveyor::pipeline {
 std::vector<uint8_t> spans_to_bytes(const std::vector<Span>& spans) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& s : spans) {
-    j.push_back({s.stage, s.name, s.category, s.start_us, s.dur_us});
+    j.push_back({s.stage, s.name, s.category, s.start_us, s.dur_us, s.row});
   }
   return nlohmann::json::to_cbor(j);
 }
@@ -19,7 +19,7 @@ std::vector<Span> spans_from_bytes(const std::vector<uint8_t>& bytes) {
   try {
     for (const auto& e : nlohmann::json::from_cbor(bytes)) {
       spans.push_back(Span{e[0].get<int>(), e[1].get<std::string>(), e[2].get<std::string>(),
-                           e[3].get<double>(), e[4].get<double>()});
+                           e[3].get<double>(), e[4].get<double>(), e[5].get<std::string>()});
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::kRuntime,

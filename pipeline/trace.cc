@@ -14,12 +14,12 @@ namespace conveyor::pipeline {
 
 namespace {
 
-nlohmann::json thread_name_event(int stage) {
+nlohmann::json thread_name_event(const Span& s) {
   return {{"name", "thread_name"},
           {"ph", "M"},
           {"pid", 0},
-          {"tid", stage},
-          {"args", {{"name", "stage " + std::to_string(stage)}}}};
+          {"tid", s.stage},
+          {"args", {{"name", s.row.empty() ? "stage " + std::to_string(s.stage) : s.row}}}};
 }
 
 nlohmann::json span_event(const Span& s) {
@@ -31,9 +31,9 @@ nlohmann::json span_event(const Span& s) {
 
 void write_chrome_trace(const std::string& path, const std::vector<Span>& spans) {
   nlohmann::json events = nlohmann::json::array();
-  std::set<int> stages;
-  for (const Span& s : spans) stages.insert(s.stage);
-  for (int st : stages) events.push_back(thread_name_event(st));
+  std::set<int> rows;
+  for (const Span& s : spans)
+    if (rows.insert(s.stage).second) events.push_back(thread_name_event(s));
   for (const Span& s : spans) events.push_back(span_event(s));
   const nlohmann::json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
 
@@ -76,7 +76,7 @@ void TraceStream::append(const std::vector<Span>& spans) {
   if (!file_) return;
   std::string text = ftell(file_) == 0 ? "[\n" : "";
   for (const Span& s : spans) {
-    if (named_stages_.insert(s.stage).second) text += thread_name_event(s.stage).dump() + ",\n";
+    if (named_rows_.insert(s.stage).second) text += thread_name_event(s).dump() + ",\n";
     text += span_event(s).dump() + ",\n";
   }
   if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0) {

@@ -1,14 +1,17 @@
 // Chrome / Perfetto trace writer shared by the schedule simulator and the executor.
 //
 // Output: {"traceEvents": [...], "displayTimeUnit": "ms"} with one complete event
-// (ph "X", pid 0, tid = stage) per span, plus one thread_name metadata event per stage
-// ("stage N"), so chrome://tracing and ui.perfetto.dev show one row per stage.
+// (ph "X", pid 0, tid = the span's row) per span, plus one thread_name metadata event per row
+// (the span's row name, "stage N" when it has none), so chrome://tracing and
+// ui.perfetto.dev show one row per stage (with data-parallel replicas: per rank, and one per
+// rank for its gradient all-reduce).
 //
 // Blocking: writes the whole file with checkpoint::write_file_atomic (to `path`.tmp, fsynced,
 // renamed into place), so a reader never sees half a trace. Throws Error(kUsage) naming the
 // path when it cannot be written.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -17,12 +20,21 @@
 namespace conveyor::pipeline {
 
 struct Span {
-  int stage;             // becomes tid
+  int stage;             // the row: becomes tid
   std::string name;      // e.g. "F3", "BW3.1"
   std::string category;  // e.g. "forward"
   double start_us;       // from the start of the trace
   double dur_us;
+  std::string row = {};  // the row's name; empty: "stage <stage>"
 };
+
+// The clock of every span: microseconds since the Unix epoch (the system clock, so that the
+// ranks of one host line up).
+inline double trace_clock_us() {
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 void write_chrome_trace(const std::string& path, const std::vector<Span>& spans);
 
@@ -51,7 +63,7 @@ class TraceStream {
  private:
   std::string path_;
   std::FILE* file_ = nullptr;
-  std::set<int> named_stages_;  // stages whose thread_name event is written
+  std::set<int> named_rows_;  // rows whose thread_name event is written
 };
 
 }  // namespace conveyor::pipeline

@@ -355,13 +355,16 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   sync_options.zero1 = config.zero == 1;
   sync_options.overlap = config.overlap == "on";
   sync_options.wait_timeout_s = kPeerWaitSeconds;
+  sync_options.record_spans = !config.trace.empty();
+  sync_options.trace_row = topology.world_size() + rank;  // below the ranks' compute rows
+  sync_options.trace_row_name = fmt::format("replica {} stage {} all-reduce", replica, stage);
   GradientSync gradient_sync(model, std::move(buckets), topology.replica_group(stage), replica,
                              transport.get(), sync_options);
   ExecutorOptions exec_options;
   exec_options.record_spans = !config.trace.empty();
   exec_options.after_compute = hooks.after_compute;
-  exec_options.after_chunk_gradients = [&gradient_sync](int chunk) {
-    gradient_sync.chunk_done(chunk);
+  exec_options.after_chunk_gradients = [&gradient_sync](int chunk, int first_done_param) {
+    gradient_sync.gradients_done(chunk, first_done_param);
   };
   Executor executor(model, schedule, topology, rank, transport.get(), exec_options);
   int peak_inflight = 0, peak_slots = 0;
@@ -398,6 +401,7 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
     gradient_sync.begin_step(step);
     StepResult r = executor.run_step(step, load, loss_scale);
     gradient_sync.finish_gradients();
+    for (Span& s : gradient_sync.take_spans()) r.spans.push_back(std::move(s));
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
     peak_slots = std::max(peak_slots, r.peak_slots);
     if (trace_stream) {

@@ -3,6 +3,7 @@
 // a fixed order (the same bits run to run, with or without ZeRO-1, for any stage count);
 // checkpoints resume onto another replicas x stages grid; a replica that dies mid-all-reduce
 // is named and ends the job.
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -88,8 +89,10 @@ TEST_CASE("2 replicas x 2 stages train the global batch of 1 pipeline with twice
   CHECK(loss_texts(zero_path) == loss_texts(two_path));
 }
 
-TEST_CASE("with a given replica count every stage count, schedule and layout gives the same bits",
+TEST_CASE("2 replicas give the same bits for every stage count, schedule, layout and bucket size",
           "[pipeline]") {
+  // Two replicas sum each gradient element in one addition, a + b == b + a: the order the
+  // ring uses cannot matter (docs/PARALLELISM.md).
   TempDir dir;
   const auto args = tiny_args(4, 20);
   const auto base_path = (dir / "base.jsonl").string();
@@ -105,22 +108,37 @@ TEST_CASE("with a given replica count every stage count, schedule and layout giv
   const std::vector<Grid> grids = {
       {2, {"--schedule", "zb-h1", "--layout", "replicas"}},
       {2, {"--schedule", "interleaved", "--virtual-stages", "2", "--zero", "1"}},
-      {4, {"--schedule", "1f1b", "--overlap", "off"}},
+      {4, {"--schedule", "1f1b", "--overlap", "off", "--bucket-mb", "0.01"}},
   };
-  for (const auto& g : grids) {
-    const auto path = (dir / ("grid" + std::to_string(&g - grids.data()) + ".jsonl")).string();
+  for (size_t i = 0; i < grids.size(); ++i) {
+    const Grid& g = grids[i];
+    const auto path = (dir / ("grid" + std::to_string(i) + ".jsonl")).string();
     auto r = train_grid(2, g.stages, with(with(args, g.flags), {"--metrics", path}));
     INFO("2 replicas x " << g.stages << " stages\n" << r.output);
     REQUIRE(r.exit_code == 0);
     CHECK(loss_texts(path) == expected);
   }
-  // Three replicas sum in a ring order of their own, within rounding of one pipeline.
+}
+
+TEST_CASE("3 replicas repeat their bits and stay within rounding of one pipeline", "[pipeline]") {
+  TempDir dir;
+  // Small buckets: several per stage, each summed from another replica of the ring.
+  const auto args = with(tiny_args(2, 20), {"--bucket-mb", "0.01"});
   const auto three_path = (dir / "r3.jsonl").string();
-  auto three = train_grid(3, 1, with(tiny_args(2, 20), {"--metrics", three_path}));
+  auto three = train_grid(3, 2, with(args, {"--metrics", three_path}));
   INFO(three.output);
   REQUIRE(three.exit_code == 0);
+  // The same grid again, with ZeRO-1, on the other layout and without overlap: the same order.
+  const auto again_path = (dir / "r3-again.jsonl").string();
+  auto again = train_grid(3, 2,
+                          with(args, {"--zero", "1", "--layout", "replicas", "--overlap", "off",
+                                      "--metrics", again_path}));
+  INFO(again.output);
+  REQUIRE(again.exit_code == 0);
+  CHECK(loss_texts(again_path) == loss_texts(three_path));
+  // One pipeline with the same global batch: another order, the same numbers within rounding.
   const auto one_path = (dir / "r1.jsonl").string();
-  REQUIRE(train_grid(1, 1, with(tiny_args(6, 20), {"--metrics", one_path})).exit_code == 0);
+  REQUIRE(train_grid(1, 2, with(tiny_args(6, 20), {"--metrics", one_path})).exit_code == 0);
   CHECK(max_relative_difference(losses(three_path), losses(one_path)) < 1e-6);
 }
 
@@ -156,8 +174,8 @@ TEST_CASE("a checkpoint of 2 replicas x 2 stages with ZeRO-1 resumes on other gr
   struct Grid {
     int replicas, stages, microbatches;
   };
-  // The same replica count on another stage count sums in the same order: the same bits and
-  // the same final state. Another replica count: within rounding.
+  // Two replicas on another stage count sum in the same order (docs/PARALLELISM.md): the same
+  // bits and the same final state. Another replica count: within rounding.
   for (const Grid g : {Grid{2, 1, 2}, Grid{1, 4, 4}, Grid{4, 1, 1}}) {
     const auto ckpt =
         (dir / ("to" + std::to_string(g.replicas) + "x" + std::to_string(g.stages))).string();
@@ -197,4 +215,28 @@ TEST_CASE("a replica killed in the middle of the gradient all-reduce is named an
     named |= rank == 0 && text.find("rank 1 (host ") != std::string::npos;
   }
   CHECK(named);
+}
+
+TEST_CASE("the trace of a data-parallel run shows every rank and its gradient all-reduce",
+          "[pipeline]") {
+  TempDir dir;
+  const auto trace = (dir / "t.json").string();
+  auto r = train_grid(2, 2, with(tiny_args(2, 3), {"--bucket-mb", "0.01", "--trace", trace}));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto events = nlohmann::json::parse(conveyor::read_text_file(trace)).at("traceEvents");
+  std::map<int, std::string> rows;
+  std::map<int, int> reductions;  // row -> all-reduce spans
+  for (const auto& e : events) {
+    if (e.at("ph") == "M") rows[e.at("tid").get<int>()] = e.at("args").at("name");
+    if (e.value("cat", "") == "allreduce") ++reductions[e.at("tid").get<int>()];
+  }
+  for (int rank = 0; rank < 4; ++rank) {
+    const std::string where = fmt::format("replica {} stage {}", rank / 2, rank % 2);
+    CHECK(rows[rank] == where);
+    CHECK(rows[4 + rank] == where + " all-reduce");
+    // Several buckets per stage, every one of the 3 steps (the head's wte gradient too).
+    CHECK(reductions[4 + rank] >= 3 * 3);
+    CHECK(reductions[4 + rank] % 3 == 0);
+  }
 }

@@ -99,9 +99,14 @@ TEST_CASE("every parameter is in one bucket of its chunk, cut at parameter bound
                   int(std::find(order.begin(), order.end(), b.chunk) - order.begin());
               CHECK(position >= last_chunk_position);
               last_chunk_position = position;
-              REQUIRE(b.ring_bounds.size() == size_t(replicas) + 1);
-              CHECK(b.ring_bounds.front() == 0);
-              CHECK(b.ring_bounds.back() == b.elements());
+              REQUIRE(b.owner_bounds.size() == size_t(replicas) + 1);
+              CHECK(b.owner_bounds.front() == 0);
+              CHECK(b.owner_bounds.back() == b.elements());
+              // The ring sums at the owners' cut, or evenly for a one-parameter bucket.
+              if (b.single())
+                CHECK(b.ring_bounds == even_chunks(b.elements(), size_t(replicas)));
+              else
+                CHECK(b.ring_bounds == b.owner_bounds);
               std::set<size_t> starts;  // parameter starts, relative to the bucket
               size_t offset = 0;
               for (int i = b.first_param; i < b.end_param; ++i) {
@@ -112,15 +117,15 @@ TEST_CASE("every parameter is in one bucket of its chunk, cut at parameter bound
               }
               CHECK(offset == b.elements());
               starts.insert(offset);
-              for (size_t k = 0; k + 1 < b.ring_bounds.size(); ++k) {
-                CHECK(b.ring_bounds[k] <= b.ring_bounds[k + 1]);
-                CHECK(starts.contains(b.ring_bounds[k]));
+              for (size_t k = 0; k + 1 < b.owner_bounds.size(); ++k) {
+                CHECK(b.owner_bounds[k] <= b.owner_bounds[k + 1]);
+                CHECK(starts.contains(b.owner_bounds[k]));
               }
               // The owner of each parameter is the holder of the ring chunk it lies in.
               offset = 0;
               for (int i = b.first_param; i < b.end_param; ++i) {
                 size_t k = 0;
-                while (b.ring_bounds[k + 1] <= offset) ++k;
+                while (b.owner_bounds[k + 1] <= offset) ++k;
                 CHECK(plan.owner[size_t(i)] == int(chunk_holder(k, size_t(replicas))));
                 offset += s.params[size_t(i)].numel();
               }
