@@ -29,7 +29,6 @@ std::vector<int32_t> generate_tokens(model::StageModel& m, const PipelinePlace& 
   const auto& config = m.config();
   const Topology& topo = place.topology;
   const int T = config.seq, V = config.vocab;
-  const int replica = topo.place(place.rank).replica;
   kernels::Backend& k = m.backend();
   // Batch-of-one chunks over this stage's parameters.
   std::vector<std::unique_ptr<model::ModelChunk>> chunks;

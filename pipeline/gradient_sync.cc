@@ -62,12 +62,18 @@ GradientSync::GradientSync(model::StageModel& model, BucketPlan plan, std::vecto
 }
 
 GradientSync::~GradientSync() {
+  bool running = false;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
     queue_.clear();
+    running = running_;
   }
   cv_.notify_all();
+  // A reduction still running means the step failed around it (finish_gradients() waits for
+  // every one otherwise). Its ring may wait on replicas that wait for this rank, so the job
+  // is failed first, which ends every wait at once instead of at the peer deadline.
+  if (running) transport_->abort("this rank's step failed while a gradient all-reduce ran");
   if (thread_.joinable()) thread_.join();
 }
 
@@ -145,6 +151,7 @@ void GradientSync::worker() {
     const Job job = queue_.front();
     queue_.pop_front();
     const bool skip = failure_ != nullptr;
+    running_ = !skip;
     lock.unlock();
     std::exception_ptr failed;
     if (!skip) {
@@ -155,6 +162,7 @@ void GradientSync::worker() {
       }
     }
     lock.lock();
+    running_ = false;
     if (failed && !failure_) failure_ = failed;
     --pending_;
     cv_.notify_all();

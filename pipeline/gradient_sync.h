@@ -25,11 +25,13 @@
 // (reduce-scatter + all-gather is the same arithmetic as the all-reduce).
 //
 // Failure: every ring wait has the peer deadline; a dead replica surfaces as
-// Error(kPeerFailed) naming it, rethrown by finish_gradients().
+// Error(kPeerFailed) naming it, rethrown by finish_gradients(). Destroyed while a reduction
+// runs (the step failed around it), it aborts the job through the transport first, so the
+// ring's waits end at once.
 //
-// Threading: begin_step, chunk_done, finish_gradients and gather_parameters are called from
-// the training thread (chunk_done through the executor); the communication thread only runs
-// rings on the buckets it was given.
+// Threading: begin_step, gradients_done, finish_gradients and gather_parameters are called
+// from the training thread (gradients_done through the executor); the communication thread
+// only runs rings on the buckets it was given.
 #pragma once
 
 #include <condition_variable>
@@ -120,6 +122,7 @@ class GradientSync {
   std::vector<Span> spans_;          // with record_spans
   std::exception_ptr failure_;       // the first failure (later jobs are skipped)
   bool stopping_ = false;
+  bool running_ = false;  // the communication thread is inside a reduction
   std::thread thread_;
 };
 
