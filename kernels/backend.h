@@ -1,6 +1,6 @@
 // The compute backend: every op the model, the optimizer and the trainer run, and every
-// buffer they run it on, through one object chosen at start (`--device cpu`; a CUDA backend
-// plugs in behind the same interface).
+// buffer they run it on, through one object chosen at start (`--device cpu`, or `cuda` in
+// builds with CONVEYOR_WITH_CUDA: kernels/cuda/cuda_backend.h).
 //
 // Why a virtual interface: one call per op of a whole micro-batch (llm.c's function-per-op
 // style), so the indirection costs nothing measurable, and a second backend is a second
@@ -201,9 +201,14 @@ void Buffer<T>::release() {
 struct BackendOptions {
   std::string device = "cpu";  // "cpu" (and "cuda" in builds with the CUDA backend)
   int threads = 0;             // cpu: kernel threads; 0 = $CONVEYOR_CPU_THREADS or all cores
+  // cuda: the GPU index (--gpu). -1 = LOCAL_RANK % device count (LOCAL_RANK unset: 0), so
+  // the ranks of one host spread over its GPUs, several ranks per GPU when there are more
+  // ranks than GPUs.
+  int gpu = -1;
 };
 
-// The backend for options.device. Throws Error(kUsage) naming the devices this build offers.
+// The backend for options.device. Throws Error(kUsage) naming the devices this build offers;
+// for "cuda" also when no GPU is found (saying why) or options.gpu does not exist.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);
 // The device names this build offers, comma-separated (for help texts and errors).
 std::string backend_names();

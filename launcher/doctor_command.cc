@@ -56,6 +56,13 @@ int run_doctor() {
   for (const auto& g : gpus)
     fmt::print("  {}: {}, PCI {}, {:.1f} GiB\n", g.index, g.name, g.pci_bus_id,
                static_cast<double>(g.memory_bytes) / (1u << 30));
+  // What `--device cuda` would run on (LOCAL_RANK picks the GPU), or why it cannot.
+  fmt::print("CUDA backend\n");
+  try {
+    fmt::print("  --device cuda: {}\n", kernels::make_backend({"cuda"})->describe());
+  } catch (const Error& e) {
+    fmt::print("  {}\n", describe(e));  // names --device cuda and says why
+  }
 
   bool shm = tl_names.count("sysv") || tl_names.count("posix");
   bool cma = tl_names.count("cma") > 0;

@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/scalar_math.h"
 
 namespace conveyor::cpu {
 
@@ -12,21 +13,17 @@ void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_av
   // Bias corrections in double, rounded once, so they match a double reference closely.
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta1), hp.step));
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta2), hp.step));
-  const float b1 = hp.beta1, b2 = hp.beta2;
-  const float lr = hp.lr, eps = hp.eps, wd = hp.weight_decay;
-  // Element-wise, so any split gives the same bits.
+  const kernels::scalar::AdamWScalars s{.b1 = hp.beta1,
+                                        .b2 = hp.beta2,
+                                        .lr = hp.lr,
+                                        .eps = hp.eps,
+                                        .wd = hp.weight_decay,
+                                        .bc1 = bc1,
+                                        .bc2 = bc2};
+  // Element-wise (kernels/scalar_math.h, shared with CUDA), so any split gives the same bits.
   detail::parallel_rows(n, 65536, [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      const float g = grad[i];
-      const float m = b1 * exp_avg[i] + (1.0f - b1) * g;
-      const float v = b2 * exp_avg_sq[i] + (1.0f - b2) * g * g;
-      exp_avg[i] = m;
-      exp_avg_sq[i] = v;
-      const float mhat = m / bc1;
-      const float vhat = v / bc2;
-      const float p = param[i];
-      param[i] = p - lr * (mhat / (std::sqrt(vhat) + eps) + wd * p);
-    }
+    for (size_t i = i0; i < i1; ++i)
+      param[i] = kernels::scalar::adamw_element(param[i], grad[i], exp_avg[i], exp_avg_sq[i], s);
   });
 }
 

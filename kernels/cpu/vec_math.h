@@ -4,40 +4,19 @@
 // Why not expf/tanhf from libm: glibc only offers vector versions under -ffast-math, and
 // a scalar libm call per element makes softmax and GELU cost as much as the matmuls.
 // These functions are plain IEEE arithmetic in a fixed order, so they give the same bits
-// on every call (determinism), and they are accurate to a few ulp.
+// on every call (determinism), and they are accurate to a few ulp. The kernels are compiled
+// with -ffp-contract=off, so no a*b+c becomes a fused multiply-add behind the source's back:
+// the CUDA kernels follow the same orders (kernels/cuda/lanes.cuh) and give the same bits.
 #pragma once
 
-#include <bit>
 #include <cstddef>
-#include <cstdint>
+
+#include "kernels/scalar_math.h"
 
 namespace conveyor::cpu::detail {
 
-// e^x, accurate to ~2 ulp for x in [-87, 88]; 0 below that range, e^88 above it.
-// NaN in, NaN out. (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial.)
-inline float fast_exp(float x) {
-  const float in = x;
-  x = x < 88.0f ? x : 88.0f;
-  const bool underflow = x < -87.0f;
-  x = x > -87.0f ? x : -87.0f;
-  // n = round(x / ln2) using the 1.5 * 2^23 trick (exact under round-to-nearest).
-  const float magic = 12582912.0f;
-  const float n = (x * 1.44269504088896341f + magic) - magic;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  // 2^n: n is in [-126, 127] after the clamps, so the biased exponent is in [1, 254].
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  float y = p * std::bit_cast<float>(bits);
-  y = underflow ? 0.0f : y;
-  return in != in ? in : y;
-}
+// e^x (see kernels/scalar_math.h): the CUDA softmaxes call the same function.
+using kernels::scalar::fast_exp;
 
 // Sum of x[0..n) with 16 interleaved partial sums combined in a fixed tree. The order
 // depends only on n, never on alignment or threads, and the loop vectorises.

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
 #include "kernels/backend.h"
 #include "tests/unit/kernels/backend_test_util.h"
 #include "tests/unit/kernels/kernel_test_util.h"
@@ -60,3 +62,26 @@ BACKEND_TEST_CASE("backend buffers of zero elements are empty and moves transfer
   a = std::move(b);
   CHECK(download(backend, a) == std::vector<float>{1.0f, 2.0f, 3.0f});
 }
+
+#ifdef CONVEYOR_WITH_CUDA
+TEST_CASE("make_backend(cuda) gives a device backend or says no GPU was found", "[kernels]") {
+  // Runs on every machine of a CUDA build: with a GPU, the backend works on device memory and
+  // names its GPU; without, the error is a usage error (exit 2) that says why.
+  BackendOptions options;
+  options.device = "cuda";
+  try {
+    auto backend = make_backend(options);
+    CHECK(std::string(backend->name()) == "cuda");
+    CHECK(backend->memory_type() == MemoryType::kDevice);
+    CHECK(backend->describe().find("TF32 off") != std::string::npos);
+    options.gpu = 1 << 20;
+    CHECK_THROWS_AS(make_backend(options), conveyor::Error);
+  } catch (const conveyor::Error& e) {
+    INFO(e.what());
+    CHECK(e.kind() == conveyor::ErrorKind::kUsage);
+    CHECK(std::string(e.what()).find("no GPU was found") != std::string::npos);
+    CHECK(std::string(e.what()).find("cudaGetDeviceCount") != std::string::npos);
+  }
+  CHECK(backend_names().find("cuda") != std::string::npos);
+}
+#endif

@@ -10,6 +10,8 @@
 //
 // registers one Catch2 test case per backend that can run here, named "<name> on <device>"
 // and tagged [<device>] (so ctest reports each backend separately and `[cuda]` selects one).
+// Cases of a GPU backend (every device but cpu) are also tagged [gpu]: tests/CMakeLists.txt
+// gives those the ctest label `gpu`, so `ctest -L gpu` runs exactly them.
 // CROSS_BACKEND_TEST_CASE(name, tags) registers one per runnable backend other than cpu, with
 // `cpu` and `backend` bound: with the cpu backend alone it registers nothing.
 //
@@ -43,14 +45,19 @@ namespace conveyor::kernels_test {
 inline std::vector<std::string> compiled_backends() {
   std::vector<std::string> devices = {"cpu"};
 #ifdef CONVEYOR_WITH_CUDA
-  // The CUDA backend adds itself with the line below. make_backend({"cuda"}) must throw when
-  // no GPU is present; the cuda cases are then skipped as described at the top of this file.
-  // devices.push_back("cuda");
+  // make_backend({"cuda"}) throws when no GPU is present; the cuda cases are then skipped as
+  // described at the top of this file.
+  devices.push_back("cuda");
 #endif
   return devices;
 }
 
 namespace detail {
+
+// The Catch2 tags of a case on `device`.
+inline std::string device_tags(const std::string& tags, const std::string& device) {
+  return tags + "[" + device + "]" + (device == "cpu" ? "" : "[gpu]");
+}
 
 // Runs a BACKEND_TEST_CASE body on one backend.
 class BackendCase final : public Catch::ITestInvoker {
@@ -115,7 +122,7 @@ inline Backends& backends() {
             " backend, which is compiled in but cannot run here: " + e.what();
         register_case(new SkipNotice(message),
                       "kernel tests skip the " + device + " backend that cannot run here",
-                      "[kernels][" + device + "]", __FILE__, __LINE__);
+                      device_tags("[kernels]", device), __FILE__, __LINE__);
       }
     }
     return b;
@@ -128,7 +135,7 @@ struct BackendCaseRegistrar {
                        size_t line) {
     for (auto& [device, backend] : backends().runnable) {
       register_case(new BackendCase(body, backend.get()), std::string(name) + " on " + device,
-                    std::string(tags) + "[" + device + "]", file, line);
+                    device_tags(tags, device), file, line);
     }
   }
 };
@@ -143,8 +150,7 @@ struct CrossBackendCaseRegistrar {
     for (auto& [device, backend] : backends().runnable) {
       if (device == "cpu") continue;
       register_case(new CrossBackendCase(body, cpu, backend.get()),
-                    std::string(name) + " on " + device, std::string(tags) + "[" + device + "]",
-                    file, line);
+                    std::string(name) + " on " + device, device_tags(tags, device), file, line);
     }
   }
 };

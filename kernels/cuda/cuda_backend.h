@@ -1,0 +1,128 @@
+// The CUDA backend: every kernels::Backend op on one GPU, in device memory, fp32.
+//
+// Memory: cudaMalloc (never managed memory), zero-filled before alloc returns. Work: one
+// compute stream per backend (a blocking stream, so it is also ordered against the legacy
+// default stream); every op is queued on it in call order, so ops complete in call order,
+// and synchronize() waits for the stream. to_host and from_host are synchronous (they
+// return when the bytes have arrived), so host memory may be reused at once; copy and zero
+// are queued on the stream.
+//
+// Numerics (kernels/cuda/ops.h says which ops give the CPU's bits and which a tolerance):
+// - fp32 everywhere; cuBLAS in pedantic math mode (CUBLAS_PEDANTIC_MATH, compute type 32F):
+//   no TF32, no reduced-precision or emulated paths, whatever the environment says.
+// - Deterministic: one stream, a fixed cuBLAS workspace (cublasSetWorkspace, 32 MiB, as
+//   Hopper wants), no atomics in reductions, splits fixed by the shape. cuBLAS promises the
+//   same bits only on the same GPU architecture and SM count with the same cuBLAS version,
+//   so describe() names all three. cuBLAS may also pick its kernel by the operands'
+//   alignment: for the same bits in every partition, callers must give each tensor the
+//   same alignment (offsets in multiples of 256 bytes, say) whichever stage holds it.
+// - sum() and sum_of_squares(): double, in chunks of 4096 elements (each added in index order
+//   on the GPU), the chunk sums then added in chunk order on the host. For n <= 4096 that is
+//   the CPU's index order, the same bits; beyond, it differs from the CPU in the last bits.
+//   Both return to the host, so they wait for the stream.
+// - Cross-entropy checks its targets on the device (ops.h) and then waits for the stream to
+//   read the result, so a bad target throws Error(kRuntime) from the call with nothing
+//   written. That costs one stream synchronisation per call (two per micro-batch), which
+//   the trainer's loss readback (sum) needs at that point anyway.
+//
+// Threads: every public function sets this backend's GPU as the calling thread's current
+// device first, so any thread may call it. Ops may be queued concurrently from several
+// threads; the shared scratch (sum partials, the target-check flag) is guarded by a mutex.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace conveyor::kernels {
+
+class CudaBackend final : public Backend {
+ public:
+  // gpu: the device index (0 <= gpu < cudaGetDeviceCount). Throws Error(kRuntime) when CUDA
+  // fails to set it up. make_cuda_backend below does the checks a user can get wrong.
+  explicit CudaBackend(int gpu);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  const char* name() const override { return "cuda"; }
+  // "cuda (GPU 0: NVIDIA H200, sm_90, 132 SMs; cuBLAS 13.0.0; fp32, TF32 off)"
+  std::string describe() const override { return describe_; }
+  MemoryType memory_type() const override { return MemoryType::kDevice; }
+  int gpu() const { return gpu_; }
+
+  void zero(void* p, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void to_host(void* host_dst, const void* src, size_t bytes) override;
+  void from_host(void* dst, const void* host_src, size_t bytes) override;
+  void synchronize() override;
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                         int B, int T, int C) override;
+  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                          int T, int C) override;
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                         const float* weight, const float* bias, int N, int C) override;
+  void layernorm_backward_input(float* dinp, const float* dout, const float* inp,
+                                const float* weight, const float* mean, const float* rstd, int N,
+                                int C) override;
+  void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
+                                 const float* mean, const float* rstd, int N, int C) override;
+  void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                      int IC, int OC) override;
+  void linear_backward_input(float* dinp, const float* dout, const float* weight, int N, int IC,
+                             int OC) override;
+  void linear_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
+                              int N, int IC, int OC) override;
+  void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                         int NH) override;
+  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                          const float* att, int B, int T, int C, int NH) override;
+  void gelu_forward(float* out, const float* inp, size_t n) override;
+  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override;
+  void residual_forward(float* out, const float* a, const float* b, size_t n) override;
+  void crossentropy_forward(float* losses, float* probs, const float* logits,
+                            const int32_t* targets, int N, int V) override;
+  void crossentropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                             float scale, int N, int V) override;
+  double sum(const float* x, size_t n) override;
+  void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                    const AdamWParams& hp) override;
+  double sum_of_squares(const float* x, size_t n) override;
+  void scale_inplace(float* x, size_t n, float s) override;
+  void add_inplace(float* x, const float* y, size_t n) override;
+
+ protected:
+  void* allocate_bytes(size_t bytes) const override;
+  void free_bytes(void* p) const noexcept override;
+
+ private:
+  void release() noexcept;  // frees what the constructor got, in reverse order
+  void use_device() const;  // makes gpu_ current on the calling thread
+  double chunked_sum(const float* x, size_t n, bool squares);
+  // Reads the target check's result (after the stream has run) and throws for a bad row.
+  void throw_if_bad_target(const int32_t* targets, int V, const char* op);
+
+  int gpu_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  std::string describe_;
+
+  std::mutex scratch_mutex_;    // guards everything below
+  double* partials_ = nullptr;  // device, partials_capacity_ doubles
+  size_t partials_capacity_ = 0;
+  int* bad_row_ = nullptr;       // device
+  int* bad_row_host_ = nullptr;  // pinned
+};
+
+// The backend for GPU `gpu`, or for gpu < 0 the GPU LOCAL_RANK % device count (LOCAL_RANK
+// unset: 0), so the ranks of one host spread over its GPUs. Throws Error(kUsage) when no GPU
+// is found (the message gives cudaGetDeviceCount's reason) or when gpu is out of range.
+std::unique_ptr<Backend> make_cuda_backend(int gpu);
+
+}  // namespace conveyor::kernels
