@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The reference for bench/train_vs_pytorch.sh: the same GPT-2 model and optimizer as
-conveyor's, trained with Debian's python3-torch on the CPU. Prints one JSON line:
+conveyor's, trained with Debian's python3-torch on the CPU, or with --device cuda on a GPU
+(eager mode, fp32 with TF32 off, for scripts/gpu-check.sh). Prints one JSON line:
 {"impl": "pytorch", "tokens_per_s": ..., "step_ms": ...} (median over the timed steps)."""
 import argparse
 import json
@@ -39,7 +40,7 @@ class Block(nn.Module):
     @staticmethod
     def _attention(q, k, v, T):
         att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         return att @ v
 
@@ -54,7 +55,7 @@ class GPT(nn.Module):
 
     def forward(self, idx, targets):
         T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T))
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.blocks:
             x = b(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
@@ -72,28 +73,36 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup-steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    if dev.type == "cuda":  # fp32 as conveyor computes it: no TF32 in products
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = GPT(a.layers, a.dim, a.heads, a.seq, a.vocab)
+    model = GPT(a.layers, a.dim, a.heads, a.seq, a.vocab).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=0.1)
     times = []
     for step in range(a.steps):
-        idx = torch.randint(0, a.vocab, (a.batch, a.seq))
-        tgt = torch.randint(0, a.vocab, (a.batch, a.seq))
+        idx = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+        tgt = torch.randint(0, a.vocab, (a.batch, a.seq), device=dev)
+        sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = model(idx, tgt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()  # the GPU's work is done before the clock is read
         dt = time.perf_counter() - t0
         if step >= a.warmup_steps:
             times.append(dt)
     step_s = statistics.median(times)
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__,
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "device": a.device,
                       "threads": torch.get_num_threads(),
                       "tokens_per_s": a.batch * a.seq / step_s, "step_ms": step_s * 1e3}))
 

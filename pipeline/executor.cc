@@ -43,6 +43,10 @@ struct Executor::Impl {
   transport::Transport* transport;
   ExecutorOptions options;
   size_t act_bytes;  // N*C floats
+  // The backend keeps its tensors in device memory: batches are filled on the host and
+  // copied in, and the stream is drained before the transport reads an activation.
+  bool device;
+  std::vector<int32_t> host_tokens, host_targets;
   std::vector<PlannedStep> plan;
   SlotPool pool;
 
@@ -68,6 +72,7 @@ struct Executor::Impl {
         transport(t),
         options(o),
         act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)),
+        device(m.backend().memory_type() == kernels::MemoryType::kDevice),
         pool(m, t, o.wait_timeout_s) {
     const int replica = topology.place(r).replica;
     for (const StageStep& st : stage_program(s, stage)) {
@@ -149,10 +154,26 @@ struct Executor::Impl {
       return;
     }
     const double t0 = trace_clock_us();
+    if (device) model.backend().synchronize();  // the transport reads what the stream wrote
     s.sends.push_back(transport->isend(
         ps.peer_rank, tag(c.kind, c.microbatch, c.peer_virtual_stage), data, act_bytes, region(s)));
     span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
          trace_clock_us());
+  }
+
+  // The loader writes host memory: straight into a host slot, through host vectors and
+  // from_host into a device one.
+  void load_batch(int mb, model::Slot& slot) {
+    if (!device) {
+      (*load)(mb, slot.tokens(), slot.targets());
+      return;
+    }
+    const size_t n = size_t(model.micro_batch_size()) * model.config().seq;
+    host_tokens.resize(n);
+    host_targets.resize(n);
+    (*load)(mb, host_tokens.data(), host_targets.data());
+    model.backend().from_host(slot.tokens(), host_tokens.data(), n * sizeof(int32_t));
+    model.backend().from_host(slot.targets(), host_targets.data(), n * sizeof(int32_t));
   }
 
   template <typename F>
@@ -172,9 +193,7 @@ struct Executor::Impl {
     switch (a.op) {
       case Op::kForward: {
         SlotState& s = slot_for(a.microbatch, a.chunk);
-        if (chunk.spec().has_embedding || chunk.spec().has_head) {
-          (*load)(a.microbatch, s.slot->tokens(), s.slot->targets());
-        }
+        if (chunk.spec().has_embedding || chunk.spec().has_head) load_batch(a.microbatch, *s.slot);
         ++inflight;
         result.peak_inflight = std::max(result.peak_inflight, inflight);
         CONVEYOR_CHECK(inflight <= sched.max_inflight(stage),

@@ -46,7 +46,12 @@ GradientSync::GradientSync(model::StageModel& model, BucketPlan plan, std::vecto
   if (head_chunk_ >= 0)
     largest_chunk = std::max(largest_chunk,
                              (model_.head_wte_grad().size() + group_.size() - 1) / group_.size());
-  scratch_.resize(largest_chunk);
+  device_ = model_.backend().memory_type() == kernels::MemoryType::kDevice;
+  if (device_) {
+    device_scratch_ = model_.backend().alloc<float>(largest_chunk);
+  } else {
+    scratch_.resize(largest_chunk);
+  }
   auto& store = model_.store();
   auto register_span = [&](std::span<float> s) {
     return s.empty() ? transport::MemoryRegion()
@@ -57,7 +62,8 @@ GradientSync::GradientSync(model::StageModel& model, BucketPlan plan, std::vecto
   if (head_chunk_ >= 0)
     head_wte_region_ =
         register_span({model_.head_wte_grad().data(), model_.head_wte_grad().size()});
-  scratch_region_ = register_span(scratch_);
+  scratch_region_ = device_ ? register_span({device_scratch_.data(), device_scratch_.size()})
+                            : register_span(scratch_);
   if (options_.overlap) thread_ = std::thread([this] { worker(); });
 }
 
@@ -122,16 +128,29 @@ bool GradientSync::reduce(const Job& job) {
   auto& store = model_.store();
   if (job.bucket < 0) {  // the head's wte gradient, kept apart from the store's
     auto& grad = model_.head_wte_grad();
-    ring_all_reduce_sum(*transport_, group_, {grad.data(), grad.size()}, op_id(-1), scratch_,
-                        deadline, {}, {if_valid(head_wte_region_), if_valid(scratch_region_)});
+    const RingRegions regions{if_valid(head_wte_region_), if_valid(scratch_region_)};
+    if (device_) {
+      ring_all_reduce_sum(*transport_, group_, {grad.data(), grad.size()}, op_id(-1),
+                          model_.backend(), {device_scratch_.data(), device_scratch_.size()},
+                          deadline, regions);
+    } else {
+      ring_all_reduce_sum(*transport_, group_, {grad.data(), grad.size()}, op_id(-1), scratch_,
+                          deadline, {}, regions);
+    }
     return true;
   }
   const GradientBucket& b = plan_.buckets[size_t(job.bucket)];
   if (b.tied && !model_.holds_embedding()) return false;  // the tie sets this stage's wte grad
   std::span<float> grads = store.grads().subspan(b.begin, b.elements());
   const RingRegions regions{if_valid(grads_region_), if_valid(scratch_region_)};
-  ring_reduce_scatter(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket), scratch_,
-                      deadline, regions);
+  if (device_) {
+    ring_reduce_scatter(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket),
+                        model_.backend(), {device_scratch_.data(), device_scratch_.size()},
+                        deadline, regions);
+  } else {
+    ring_reduce_scatter(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket), scratch_,
+                        deadline, regions);
+  }
   if (job.bucket == 0 &&
       checkpoint::fault::armed(checkpoint::fault::kKillInAllReduce, step_ + 1, transport_->rank()))
     std::raise(SIGKILL);
@@ -196,6 +215,7 @@ void GradientSync::gradients_done(int chunk, int first_done_param) {
 void GradientSync::finish_gradients() {
   if (group_.size() == 1) return;
   if (!options_.overlap) {
+    if (device_) model_.backend().synchronize();  // the rings read what the stream wrote
     for (size_t b = 0; b < plan_.buckets.size(); ++b) run_job({static_cast<int>(b)});
     if (head_chunk_ >= 0) run_job({-1});
     return;
@@ -210,6 +230,7 @@ void GradientSync::finish_gradients() {
 void GradientSync::gather_parameters() {
   if (group_.size() == 1 || !options_.zero1) return;
   const Deadline deadline = Deadline::after_seconds(options_.wait_timeout_s);
+  if (device_) model_.backend().synchronize();  // AdamW's updates are complete
   auto params = model_.store().params();
   for (size_t b = 0; b < plan_.buckets.size(); ++b) {
     const GradientBucket& bucket = plan_.buckets[b];

@@ -107,6 +107,10 @@ class GradientSync {
   int64_t step_ = 0;
   int head_chunk_ = -1;         // the chunk whose W completes the head's wte gradient (-1: no head)
   std::vector<float> scratch_;  // the reduce-scatter's receive buffer, sized once
+  // With the backend's tensors in device memory: the receive buffer is the backend's too, and
+  // the backend adds (ring_all_reduce.h); scratch_ stays empty.
+  bool device_ = false;
+  kernels::Buffer<float> device_scratch_;
   // Registered once with the transport, so the rings send from and receive into them
   // zero-copy with no per-message lookup: gradients, parameters (ZeRO-1's all-gather), the
   // head's wte gradient, scratch.

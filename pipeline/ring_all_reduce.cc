@@ -96,6 +96,24 @@ void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, st
   }
 }
 
+void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, std::span<float> data,
+                         std::span<const size_t> bounds, uint64_t op, kernels::Backend& backend,
+                         std::span<float> scratch, Deadline deadline, RingRegions regions) {
+  const Ring ring(t, group, data, bounds, op, deadline, regions);
+  const size_t N = ring.N, g = ring.g;
+  if (N == 1) return;
+  CONVEYOR_CHECK(scratch.size() >= ring.largest(),
+                 "ring all-reduce: scratch of {} floats for chunks of up to {}", scratch.size(),
+                 ring.largest());
+  for (size_t s = 0; s + 1 < N; ++s) {  // the steps of the host version above
+    const auto out = ring.chunk((g + N - s) % N), in = ring.chunk((g + 2 * N - s - 1) % N);
+    ring.exchange(s, out, scratch.first(in.size()), true);
+    if (in.empty()) continue;
+    backend.add_inplace(in.data(), scratch.data(), in.size());
+    backend.synchronize();  // the next step sends this chunk, or receives over scratch
+  }
+}
+
 void ring_all_gather(transport::Transport& t, std::span<const int> group, std::span<float> data,
                      std::span<const size_t> bounds, uint64_t op, Deadline deadline,
                      RingRegions regions) {
@@ -117,6 +135,14 @@ void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, st
     bounds = even;
   }
   ring_reduce_scatter(t, group, data, bounds, op, scratch, deadline, regions);
+  ring_all_gather(t, group, data, bounds, op, deadline, regions);
+}
+
+void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, std::span<float> data,
+                         uint64_t op, kernels::Backend& backend, std::span<float> scratch,
+                         Deadline deadline, RingRegions regions) {
+  const auto bounds = even_chunks(data.size(), group.size());
+  ring_reduce_scatter(t, group, data, bounds, op, backend, scratch, deadline, regions);
   ring_all_gather(t, group, data, bounds, op, deadline, regions);
 }
 

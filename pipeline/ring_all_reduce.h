@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "kernels/backend.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -48,6 +49,14 @@ struct RingRegions {
 void ring_reduce_scatter(transport::Transport& transport, std::span<const int> group,
                          std::span<float> data, std::span<const size_t> bounds, uint64_t op,
                          std::vector<float>& scratch, Deadline deadline, RingRegions regions = {});
+// The same for `data` in a compute backend's device memory: each received chunk lands in
+// `scratch` (that backend's memory, at least the largest chunk) and the backend adds it
+// (add_inplace: in + received, the same bits as the host loop's received + in, since IEEE
+// addition is commutative); the backend's stream is drained before the next send reads it.
+void ring_reduce_scatter(transport::Transport& transport, std::span<const int> group,
+                         std::span<float> data, std::span<const size_t> bounds, uint64_t op,
+                         kernels::Backend& backend, std::span<float> scratch, Deadline deadline,
+                         RingRegions regions = {});
 // REQUIRES: member chunk_holder(k) holds the value of chunk k. Afterwards every member holds
 // every chunk. Uses tags apart from ring_reduce_scatter's with the same op.
 void ring_all_gather(transport::Transport& transport, std::span<const int> group,
@@ -58,5 +67,8 @@ void ring_all_reduce_sum(transport::Transport& transport, std::span<const int> g
                          std::span<float> data, uint64_t op, std::vector<float>& scratch,
                          Deadline deadline, std::span<const size_t> bounds = {},
                          RingRegions regions = {});
+void ring_all_reduce_sum(transport::Transport& transport, std::span<const int> group,
+                         std::span<float> data, uint64_t op, kernels::Backend& backend,
+                         std::span<float> scratch, Deadline deadline, RingRegions regions = {});
 
 }  // namespace conveyor::pipeline

@@ -78,9 +78,11 @@ void TrainConfig::validate() const {
                    "--exit-at-step {} must be between 1 and --steps {}", exit_at_step, steps);
   CONVEYOR_REQUIRE(device == "cpu" || device == "cuda",
                    "--device '{}' is not known; use cpu or cuda", device);
-  CONVEYOR_REQUIRE(device == "cpu",
-                   "--device cuda: the CUDA training backend is not available in this build; "
-                   "use --device cpu");
+  // Whether this build has the CUDA backend and this host a GPU is make_backend's to say
+  // (kernels/backend.h): it names the devices the build offers and why no GPU was found.
+  CONVEYOR_REQUIRE(gpu >= -1, "--gpu must be a GPU index, or -1 for LOCAL_RANK % GPUs (got {})",
+                   gpu);
+  CONVEYOR_REQUIRE(gpu == -1 || device == "cuda", "--gpu {} needs --device cuda", gpu);
   CONVEYOR_REQUIRE(save_every >= 0, "--save-every must not be negative (got {})", save_every);
   CONVEYOR_REQUIRE(save_every == 0 || !ckpt_dir.empty(),
                    "--save-every {} needs --ckpt-dir to say where checkpoints go", save_every);

@@ -21,6 +21,7 @@
 #include "interop/weight_source.h"
 #include "kernels/backend.h"
 #include "model/stage_model.h"
+#include "pipeline/device_transport.h"
 #include "pipeline/executor.h"
 #include "pipeline/generate.h"
 #include "pipeline/gradient_buckets.h"
@@ -36,6 +37,7 @@
 #include "pipeline/topology.h"
 #include "pipeline/trace.h"
 #include "pipeline/validation.h"
+#include "transport/cuda_support.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -148,10 +150,11 @@ BucketPlan plan_stage_buckets(const TrainConfig& c, const std::vector<model::Chu
 // Logs what this stage will hold, and refuses (exit 2) a stage whose model, optimizer state
 // (the moments this replica keeps: a 1/replicas share with ZeRO-1) and activations at the
 // schedule's peak (`inflight` micro-batches, plus the receive posted ahead) do not fit in the
-// memory this host has available.
+// memory this host has available, or with --device cuda in the memory of this rank's GPU
+// (its total: ranks sharing the GPU are not added up).
 void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
                          int inflight, const std::vector<bool>& with_moments, int rank,
-                         const Topology& topology) {
+                         const Topology& topology, int local_rank) {
   const auto need = model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size,
                                                        inflight + 1, with_moments);
   const std::string breakdown = fmt::format(
@@ -164,6 +167,19 @@ void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpe
   if (place.replica == 0 || c.zero == 1)
     CONVEYOR_LOG_INFO("stage {} replica {} memory: about {} ({})", place.stage, place.replica,
                       human_bytes_binary(need.total()), breakdown);
+  if (c.device == "cuda") {
+    std::string why_none;
+    const auto gpus = transport::cuda::devices(&why_none);
+    if (gpus.empty()) return;  // make_backend says why no GPU was found
+    const auto& gpu = gpus[size_t(c.gpu >= 0 ? c.gpu : local_rank) % gpus.size()];
+    if (c.gpu >= int(gpus.size()) || need.total() <= double(gpu.memory_bytes)) return;
+    throw Error(ErrorKind::kUsage,
+                fmt::format("this stage needs about {} of GPU memory ({}) but GPU {} ({}) has {}",
+                            human_bytes_binary(need.total()), breakdown, gpu.index, gpu.name,
+                            human_bytes_binary(double(gpu.memory_bytes))),
+                "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
+                "more --stages");
+  }
   const auto available = available_memory_bytes();
   if (!available || need.total() <= *available) return;
   throw Error(
@@ -259,13 +275,16 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   std::vector<bool> with_moments;
   if (config.zero == 1) with_moments = GradientSync::owned_mask(buckets, replica);
   // Before any peer is waited for: a stage that cannot fit refuses the run at once.
-  require_memory_fits(config, chunks, schedule.max_inflight(stage), with_moments, rank, topology);
+  require_memory_fits(config, chunks, schedule.max_inflight(stage), with_moments, rank, topology,
+                      launched.local_rank);
   if (options) {
     transport = transport::Transport::create(*options);
     transport->set_tag_describer(describe_message);
   }
   const bool coordinator = rank == topology.coordinator_rank();
-  auto backend = kernels::make_backend({config.device, kernel_threads(config)});
+  auto backend = kernels::make_backend({config.device, kernel_threads(config), config.gpu});
+  // Device tensors go through pinned host memory where UCX cannot reach the GPU.
+  transport = transport_for_backend(std::move(transport), *backend);
 
   model::StageModel model(*backend, config.model, chunks, config.micro_batch_size, with_moments);
   model.store().initialize(config.seed);

@@ -157,6 +157,12 @@ class Transport {
   // a registered region use its handle; passing `mr` skips the lookup. Non-blocking.
   virtual MemoryRegion register_memory(void* p, size_t bytes) = 0;
 
+  // Whether point-to-point calls and register_memory take CUDA device memory as it is, with
+  // no copy through host memory (UCX built with CUDA support: cuda_ipc, GPUDirect RDMA).
+  // When false, a caller that moves device tensors wraps the transport in a StagingTransport
+  // (staging_transport.h), which hands this one host memory only.
+  virtual bool device_memory_direct() const { return false; }
+
   // Error messages about a request name its peer, its size and describer(tag); without a
   // describer, the tag in hex. Set before the first isend/irecv.
   virtual void set_tag_describer(TagDescriber describer) = 0;

@@ -42,6 +42,7 @@ class UcxTransport final : public Transport {
   int world_size() const override { return options_.world_size; }
 
   MemoryRegion register_memory(void* p, size_t bytes) override;
+  bool device_memory_direct() const override { return ucx_cuda_; }
   void set_tag_describer(TagDescriber describer) override { describer_ = describer; }
   Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) override;
   Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) override;

@@ -2,6 +2,9 @@
 // before any training starts.
 #include <catch2/catch.hpp>
 
+#include <exception>
+
+#include "kernels/backend.h"
 #include "tests/integration/pipeline/pipeline_test_util.h"
 
 using namespace conveyor::test;
@@ -24,6 +27,10 @@ void expect_usage_error(const std::vector<std::string>& args,
   INFO(command << "\n" << r.output);
   REQUIRE(r.exit_code == 2);
   for (const auto& text : must_mention) CHECK(r.output.find(text) != std::string::npos);
+}
+
+bool kernels_have_cuda() {
+  return conveyor::kernels::backend_names().find("cuda") != std::string::npos;
 }
 
 std::vector<std::string> launched(int nproc, const std::vector<std::string>& train_args) {
@@ -108,4 +115,31 @@ TEST_CASE("conveyor schedule rejects impossible pipelines with exit 2", "[pipeli
       {"schedule", "--schedule", "interleaved", "--stages", "4", "--microbatches", "6"},
       {"multiple of --stages"});
   expect_usage_error({"schedule", "--f-cost", "0"}, {"--f-cost"});
+}
+
+TEST_CASE("training on cuda without a GPU exits 2 saying no GPU was found", "[pipeline]") {
+  // The same question make_backend answers for `conveyor train`, asked in this process first:
+  // where a GPU is found, training on it is scripts/gpu-check.sh's to test, not this case's.
+  const bool compiled = kernels_have_cuda();
+  if (compiled) {
+    try {
+      conveyor::kernels::make_backend({.device = "cuda"});
+      WARN("SKIPPED: a GPU is usable here, so --device cuda trains instead of failing");
+      return;
+    } catch (const std::exception&) {
+    }
+  }
+  const auto args = with({"train"}, with(tiny_args(), {"--device", "cuda"}));
+  if (compiled) {
+    expect_usage_error(args, {"no GPU was found"});
+    // Two ranks, one GPU or none: each fails the same way, the job with exit 2.
+    expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--device", "cuda"})),
+                       {"no GPU was found"});
+  } else {
+    expect_usage_error(args, {"cuda", "cpu"});  // names the devices this build offers
+  }
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--gpu", "1"})),
+                     {"--gpu 1 needs --device cuda"});
+  expect_usage_error(with({"train"}, with(tiny_args(), {"--device", "cuda", "--gpu", "-2"})),
+                     {"--gpu must be a GPU index"});
 }
