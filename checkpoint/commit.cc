@@ -28,7 +28,7 @@ ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_sta
                             step, stage, path.string()),
                 "every stage must finish write_shard() before the commit (barrier)");
   }
-  json j = json::parse(read_text_file(path), nullptr, false);
+  json j = json::parse(read_input_file(path), nullptr, false);
   if (j.is_discarded()) {
     throw Error(ErrorKind::kRuntime, fmt::format("{} is not valid JSON", path.string()));
   }
@@ -170,7 +170,7 @@ std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) 
   std::error_code ec;
   const auto latest = root / kLatestFile;
   if (fs::is_regular_file(latest, ec)) {
-    std::string text = read_text_file(latest);
+    std::string text = read_input_file(latest);
     while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
     auto named = parse_step_dir_name(text);
     if (named && std::find(moved.begin(), moved.end(), *named) != moved.end()) {

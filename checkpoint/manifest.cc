@@ -228,7 +228,7 @@ Manifest read_manifest(const std::filesystem::path& step_dir) {
                             step_dir.string()),
                 "pass a step directory (step_NNNNNNNNN) or a checkpoint root containing LATEST");
   }
-  std::string text = read_text_file(path);
+  std::string text = read_input_file(path);
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) malformed(path.string(), "not valid JSON");
   return manifest_from_json(j, path.string());

@@ -34,7 +34,7 @@ std::optional<int64_t> read_latest(const fs::path& root) {
   if (!fs::exists(path, ec)) return std::nullopt;
   std::string text;
   try {
-    text = read_text_file(path);
+    text = read_input_file(path);
   } catch (const Error& e) {
     CONVEYOR_LOG_WARN("{}; scanning {} for committed steps", e.message(), root.string());
     return std::nullopt;

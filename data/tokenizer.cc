@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "common/read_file.h"
+#include "common/file_io.h"
 
 namespace conveyor::data {
 
@@ -52,7 +52,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
     throw Error(ErrorKind::kUsage, fmt::format("--tokenizer {} is not a file", path.string()),
                 "give a SentencePiece .model (conveyor tokenize writes one) or llm.c's "
                 "gpt2_tokenizer.bin");
-  const std::string bytes = read_text_file(path);
+  const std::string bytes = read_input_file(path);
   Tokenizer t;
   uint32_t magic = 0;
   if (bytes.size() >= 4) std::memcpy(&magic, bytes.data(), 4);

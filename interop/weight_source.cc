@@ -11,7 +11,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
-#include "common/read_file.h"
+#include "common/file_io.h"
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
 #include "interop/saved_model.h"
@@ -31,7 +31,7 @@ void require_count(const std::string& where, const std::string& name, size_t hav
 class HfSource : public WeightSource {
  public:
   explicit HfSource(const fs::path& dir) : dir_(dir), file_(dir / "model.safetensors") {
-    const auto text = read_text_file(dir / "config.json");
+    const auto text = read_input_file(dir / "config.json");
     const auto j = nlohmann::json::parse(text, nullptr, false);
     CONVEYOR_REQUIRE(j.is_object(), "{}/config.json is not JSON", dir.string());
     auto field = [&](const char* key) {
@@ -84,7 +84,7 @@ class HfSource : public WeightSource {
 
 class LlmcSource : public WeightSource {
  public:
-  explicit LlmcSource(const fs::path& path) : path_(path), bytes_(read_text_file(path)) {
+  explicit LlmcSource(const fs::path& path) : path_(path), bytes_(read_input_file(path)) {
     const std::string where = path.string();
     CONVEYOR_REQUIRE(bytes_.size() >= kLlmcHeaderInts * 4,
                      "{} is too short for llm.c's 1024-byte header ({} bytes)", where,

@@ -13,7 +13,7 @@
 #include "checkpoint/file_util.h"
 #include "common/error.h"
 #include "common/net.h"
-#include "common/read_file.h"
+#include "common/file_io.h"
 
 namespace conveyor::pipeline {
 
@@ -25,7 +25,7 @@ constexpr const char* kCheckFile = ".shared-check";
 // The file's content, or empty when this rank cannot read it (it does not see the directory).
 std::string content_or_empty(const std::filesystem::path& path) {
   try {
-    return read_text_file(path);
+    return read_input_file(path);
   } catch (const Error&) {
     return {};
   }

@@ -11,7 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "common/read_file.h"
+#include "common/file_io.h"
 #include "tests/integration/pipeline/pipeline_test_util.h"
 
 using namespace conveyor::test;
@@ -159,7 +159,7 @@ TEST_CASE("a checkpoint of 2 replicas x 2 stages with ZeRO-1 resumes on other gr
   INFO(first.output);
   REQUIRE(first.exit_code == 0);
   const auto manifest = nlohmann::json::parse(
-      conveyor::read_text_file(std::filesystem::path(cut) / "step_000000010" / "manifest.json"));
+      conveyor::read_input_file(std::filesystem::path(cut) / "step_000000010" / "manifest.json"));
   CHECK(manifest.at("shards").size() == 4);
   std::map<std::string, int> written;  // parameter -> shards holding it
   for (const auto& shard : manifest.at("shards"))
@@ -224,7 +224,7 @@ TEST_CASE("the trace of a data-parallel run shows every rank and its gradient al
   auto r = train_grid(2, 2, with(tiny_args(2, 3), {"--bucket-mb", "0.01", "--trace", trace}));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  const auto events = nlohmann::json::parse(conveyor::read_text_file(trace)).at("traceEvents");
+  const auto events = nlohmann::json::parse(conveyor::read_input_file(trace)).at("traceEvents");
   std::map<int, std::string> rows;
   std::map<int, int> reductions;  // row -> all-reduce spans
   for (const auto& e : events) {
