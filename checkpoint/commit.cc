@@ -85,9 +85,10 @@ void commit_step(const fs::path& root, int64_t step, int num_stages, const json&
                  const std::string& fingerprint, int keep) {
   CONVEYOR_CHECK(num_stages >= 1, "commit_step: num_stages is {}", num_stages);
   const auto tmp = root / temp_dir_name(step);
-  CONVEYOR_CHECK(fs::is_directory(tmp),
-                 "cannot commit checkpoint step {}: {} does not exist (begin_step was not called "
-                 "or the directory was removed)",
+  // Not through a link: the commit deletes what it does not know in this folder.
+  CONVEYOR_CHECK(fs::is_directory(fs::symlink_status(tmp)),
+                 "cannot commit checkpoint step {}: {} does not exist or is not a directory "
+                 "(begin_step was not called, or the directory was removed or replaced)",
                  step, tmp.string());
 
   Manifest m;

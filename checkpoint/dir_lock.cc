@@ -101,13 +101,9 @@ DirLock DirLock::acquire(const fs::path& root) {
                 kDirHint);
   }
   const fs::path path = root / kLockFile;
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    throw Error(ErrorKind::kUsage,
-                fmt::format("checkpoint directory {} is not writable: cannot create {}: {}",
-                            root.string(), path.string(), std::strerror(errno)),
-                kDirHint);
-  }
+  // Never through a link planted at .lock: its target would get the record and be emptied
+  // when this job ends. A FIFO there is refused, not blocked on.
+  const int fd = open_output_file(path, WriteMode::kLock, "checkpoint lock file").release();
   DirLock lock(fd);  // closes fd on every error path below
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;

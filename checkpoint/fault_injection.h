@@ -27,6 +27,11 @@
 //                                                 the middle of the data-parallel gradient
 //                                                 all-reduce (after a bucket's reduce-scatter,
 //                                                 before its all-gather); its number is a RANK
+//   CONVEYOR_FAULT_STOP_IN_VALIDATION=STEP[:STAGE] the validation after step STEP: the rank
+//                                                 sends itself SIGTERM before its first batch
+//                                                 (a preemption that lands mid-validation)
+//   CONVEYOR_FAULT_STOP_IN_SAMPLE=TOKEN[:STAGE]   --sample generation: SIGTERM to itself
+//                                                 before token TOKEN (0-based) is drawn
 //
 // Without ":STAGE" the fault fires on every stage that reaches the point.
 #pragma once
@@ -46,9 +51,11 @@ inline constexpr const char* kKillAfterCommit = "CONVEYOR_FAULT_KILL_AFTER_COMMI
 inline constexpr const char* kSlowSnapshot = "CONVEYOR_FAULT_SLOW_SNAPSHOT";
 inline constexpr const char* kNanGradient = "CONVEYOR_FAULT_NAN_GRADIENT";
 inline constexpr const char* kKillInAllReduce = "CONVEYOR_FAULT_KILL_IN_ALL_REDUCE";
-inline constexpr std::array<const char*, 7> kPoints = {
-    kKillInSave,   kFailSave,    kKillBeforeCommit, kKillAfterCommit,
-    kSlowSnapshot, kNanGradient, kKillInAllReduce};
+inline constexpr const char* kStopInValidation = "CONVEYOR_FAULT_STOP_IN_VALIDATION";
+inline constexpr const char* kStopInSample = "CONVEYOR_FAULT_STOP_IN_SAMPLE";
+inline constexpr std::array<const char*, 9> kPoints = {
+    kKillInSave,  kFailSave,        kKillBeforeCommit, kKillAfterCommit, kSlowSnapshot,
+    kNanGradient, kKillInAllReduce, kStopInValidation, kStopInSample};
 
 // Which points are armed, and at which step (and stage). Empty by default: nothing fires.
 class FaultHooks {

@@ -1,5 +1,7 @@
 #include "checkpoint/writer.h"
 
+#include <unistd.h>
+
 #include <set>
 
 #include "checkpoint/fault_injection.h"
@@ -7,6 +9,8 @@
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/layout.h"
 #include "common/error.h"
+#include "common/log.h"
+#include "common/printable.h"
 
 namespace conveyor::checkpoint {
 
@@ -84,11 +88,20 @@ void write_group(hid_t file, const char* group, const std::vector<TensorRef>& te
 }  // namespace
 
 std::filesystem::path begin_step(const std::filesystem::path& root, int64_t step) {
+  namespace fs = std::filesystem;
   auto tmp = root / temp_dir_name(step);
   std::error_code ec;
-  std::filesystem::create_directories(tmp, ec);
+  // The temporary name is conveyor's own: a link planted there would send the shards into its
+  // target and let the commit delete that folder's files, so it is removed, never followed.
+  if (fs::is_symlink(fs::symlink_status(tmp, ec))) {
+    CONVEYOR_LOG_WARN("removing the symbolic link {} found where checkpoint step {} is written",
+                      printable(tmp.string()), step);
+    fs::remove(tmp, ec);
+  }
+  fs::create_directories(root, ec);
+  fs::create_directory(tmp, ec);
   // Another stage may have created it at the same moment; only a missing directory is an error.
-  if (!std::filesystem::is_directory(tmp)) {
+  if (!fs::is_directory(fs::symlink_status(tmp, ec))) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("cannot create checkpoint directory {}: {}", tmp.string(),
                             ec ? ec.message() : "not a directory"),
@@ -109,6 +122,7 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
   const auto final_path = tmp_dir / info.file;
   auto part_path = final_path;
   part_path += ".part";
+  ::unlink(part_path.c_str());  // HDF5 would write through a link planted at the name
   {
     h5::Handle file = h5::create_file(part_path);
     h5::write_attr_string(file.get(), "format", kFormatName, part_path);

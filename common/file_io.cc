@@ -218,9 +218,8 @@ fs::path temporary_path_beside(const fs::path& path) {
   return tmp;
 }
 
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  // Renaming over a device or FIFO would replace it (as root, /dev/full became a file). A
-  // link at `path` is itself replaced by the rename, never written through.
+void rename_into_place(const fs::path& tmp, const fs::path& path) {
+  // Renaming over a device or FIFO would replace it (as root, /dev/full became a file).
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
     throw Error(
@@ -228,6 +227,12 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
         fmt::format("{} exists and is {}; it was left as it is", shown(path), kind_of(st.st_mode)),
         "write to the path of a regular file");
   }
+  rename_path(tmp, path);
+  const fs::path parent = path.parent_path();
+  fsync_dir(parent.empty() ? fs::path(".") : parent);
+}
+
+void write_file_atomic(const fs::path& path, const std::string& text) {
   const fs::path tmp = temporary_path_beside(path);
   ::unlink(tmp.c_str());  // a stale or planted one; unlink never follows a link
   try {
@@ -249,13 +254,28 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
                   "check that the file system is writable and not full");
     }
     fd = UniqueFd();
-    rename_path(tmp, path);
+    rename_into_place(tmp, path);
   } catch (...) {
     ::unlink(tmp.c_str());  // no half-written temporary file is left behind
     throw;
   }
-  const fs::path parent = path.parent_path();
-  fsync_dir(parent.empty() ? fs::path(".") : parent);
+}
+
+Error from_filesystem_error(const fs::filesystem_error& e) {
+  const int err = e.code().value();
+  const bool usage =
+      e.code().category() == std::generic_category() ||
+              e.code().category() == std::system_category()
+          ? (err == ELOOP || err == ENOENT || err == ENOTDIR || err == EISDIR ||
+             err == ENAMETOOLONG || err == EACCES || err == EPERM || err == EEXIST || err == EROFS)
+          : false;
+  std::string paths = shown(e.path1());
+  if (!e.path2().empty()) paths += " and " + shown(e.path2());
+  return Error(usage ? ErrorKind::kUsage : ErrorKind::kRuntime,
+               fmt::format("cannot use {}: {}", paths,
+                           err == ELOOP ? "too many levels of symbolic links (a link loop?)"
+                                        : e.code().message()),
+               usage ? "check the path" : "");
 }
 
 }  // namespace conveyor

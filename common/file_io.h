@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/error.h"
+
 namespace conveyor {
 
 // An owned file descriptor (closed on destruction).
@@ -95,6 +97,11 @@ void fsync_dir(const std::filesystem::path& dir);
 // link at `to` is itself replaced.
 void rename_path(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// Renames the finished (and fsynced) temporary file `tmp` over `path` and fsyncs the folder:
+// the last step of every replacement. Refuses (kRuntime, nothing renamed) when `path` is a
+// folder, FIFO or device; a link at `path` is itself replaced, never written through.
+void rename_into_place(const std::filesystem::path& tmp, const std::filesystem::path& path);
+
 // Replaces `path` with `text`: writes the temporary file beside it (whatever stood at that
 // name is unlinked first and the file is created exclusively, so nothing planted is
 // followed), fsyncs it, renames it over `path`, fsyncs the folder. Refuses (kRuntime, nothing
@@ -105,5 +112,10 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& tex
 // The temporary name write_file_atomic uses beside `path`: "<path>.tmp" (a crash leaves it;
 // the checkpoint directory's clean-up knows the name).
 std::filesystem::path temporary_path_beside(const std::filesystem::path& path);
+
+// A std::filesystem error as conveyor's Error: kUsage (exit 2) when the path is the user's to
+// fix (missing, a link loop, a file where a folder belongs, no permission, a name too long),
+// kRuntime otherwise; the message names the path(s), escaped.
+Error from_filesystem_error(const std::filesystem::filesystem_error& e);
 
 }  // namespace conveyor

@@ -1,11 +1,14 @@
 #include "common/log.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace conveyor::log {
 
@@ -21,13 +24,33 @@ spdlog::level::level_enum level_from_env() {
               "use one of trace, debug, info, warn, error, off, or unset it for info");
 }
 
+namespace {
+
+// The message of a log line made safe for a terminal (printable.h): a file name in it may
+// hold escape codes.
+class TerminalSafeMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string safe = terminal_text({msg.payload.data(), msg.payload.size()});
+    dest.append(safe.data(), safe.data() + safe.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<TerminalSafeMessage>();
+  }
+};
+
+}  // namespace
+
 void init(int rank, int stage) {
   const auto level = level_from_env();  // before the logger exists: a bad value throws
   auto logger = spdlog::stderr_color_mt("conveyor");
   std::string prefix;
   if (rank >= 0)
     prefix = "[rank " + std::to_string(rank) + " stage " + std::to_string(stage) + "] ";
-  logger->set_pattern("%H:%M:%S.%e %^%l%$ " + prefix + "%v");
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<TerminalSafeMessage>('*').set_pattern("%H:%M:%S.%e %^%l%$ " + prefix + "%*");
+  logger->set_formatter(std::move(formatter));
   logger->set_level(level);
   spdlog::set_default_logger(logger);
 }

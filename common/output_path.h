@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace conveyor {
 
@@ -12,8 +14,15 @@ enum class OutputKind {
 };
 
 // Throws Error(kUsage) naming `flag` and `path` when the path is a folder, is a device or
-// FIFO where `kind` needs a regular file, is not writable, or its folder is missing or not
-// writable. Creates nothing.
+// FIFO where `kind` needs a regular file, is a link where it is appended to (a link to a
+// stream such as /dev/stdout excepted: common/file_io.h), is not writable, or its folder is missing
+// or not writable. Creates nothing.
 void require_writable_output(const std::string& path, const std::string& flag, OutputKind kind);
+
+// Throws Error(kUsage) naming both flags when `path` (of `flag`) and one of `others`
+// ({flag, path}) are one file (the same path once made absolute and normal, or, when both
+// exist, the same file through a link or a hard link): one would overwrite the other.
+void require_distinct_output(const std::string& flag, const std::string& path,
+                             const std::vector<std::pair<std::string, std::string>>& others);
 
 }  // namespace conveyor

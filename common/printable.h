@@ -22,4 +22,16 @@ inline constexpr size_t kMaxPeerTextBytes = 4096;
 // kept whole (so a string escaped by the service is not escaped twice by a rank).
 std::string printable(std::string_view text, size_t max_bytes = kMaxPeerTextBytes);
 
+// `text` as valid UTF-8, for a JSON string (nlohmann's dump() throws on anything else): text
+// that is valid UTF-8 comes back unchanged; otherwise every byte outside a valid UTF-8
+// sequence is written as \xNN. A file name with a Latin-1 byte thus keeps one stable text in
+// manifests and fingerprints.
+std::string utf8_text(std::string_view text);
+
+// `text` made safe for a terminal, for the messages and log lines conveyor prints (which hold
+// file names, and a file name may hold anything): control bytes other than newline and tab,
+// DEL, the C1 controls and bytes outside valid UTF-8 are written as \xNN; everything else,
+// non-ASCII text included, is kept.
+std::string terminal_text(std::string_view text);
+
 }  // namespace conveyor

@@ -1,11 +1,14 @@
 // conveyor: pipeline-parallel GPT training. The only place an Error becomes an exit code.
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 
 #include "checkpoint/fault_injection.h"
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/printable.h"
 #include "launcher/bench_command.h"
 #include "launcher/commands.h"
 
@@ -63,16 +66,22 @@ int main(int argc, char** argv) {
     // CLI11 returns 0 for --help/--version and its own codes for errors; the contract says 2.
     return code == 0 ? kExitOk : kExitUsage;
   } catch (const Error& e) {
-    std::fprintf(stderr, "conveyor: error: %s\n", describe(e).c_str());
+    std::fprintf(stderr, "conveyor: error: %s\n", terminal_text(describe(e)).c_str());
     return e.exit_code();
   }
   try {
     return run ? run() : kExitUsage;
   } catch (const Error& e) {
-    std::fprintf(stderr, "conveyor: error: %s\n", describe(e).c_str());
+    std::fprintf(stderr, "conveyor: error: %s\n", terminal_text(describe(e)).c_str());
     return e.exit_code();
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the file system refuses (a link loop, a file where a folder
+    // belongs): theirs to fix, so exit 2. Anything else the file system says is a failure.
+    const Error error = from_filesystem_error(e);
+    std::fprintf(stderr, "conveyor: error: %s\n", terminal_text(describe(error)).c_str());
+    return error.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "conveyor: internal error: %s\n", e.what());
+    std::fprintf(stderr, "conveyor: internal error: %s\n", terminal_text(e.what()).c_str());
     return kExitRuntime;
   }
 }

@@ -220,8 +220,7 @@ void add_train(CLI::App& app, Runner& run) {
       if (!summary.stopped_on_request) return kExitOk;
       // Preempted with its state saved: requeue and rerun. Without a checkpoint there is
       // nothing to resume, so the exit says "killed by the signal", as it would have been.
-      const int sig = pipeline::stop_signal() != 0 ? pipeline::stop_signal() : SIGTERM;
-      return config->ckpt_dir.empty() ? 128 + sig : pipeline::kExitPreempted;
+      return pipeline::stop_exit_code(!config->ckpt_dir.empty());
     };
   });
 }

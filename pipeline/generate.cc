@@ -1,15 +1,18 @@
 #include "pipeline/generate.h"
 
 #include <xxhash.h>
+#include <csignal>
 
 #include <cstring>
 #include <vector>
 
+#include "checkpoint/fault_injection.h"
 #include "common/clock.h"
 #include "common/error.h"
 #include "model/chunk.h"
 #include "pipeline/forward_pass.h"
 #include "pipeline/message_tag.h"
+#include "pipeline/stop_request.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -43,7 +46,11 @@ std::vector<int32_t> generate_tokens(model::StageModel& m, const PipelinePlace& 
   std::vector<int32_t> window(T);
   std::vector<float> probs(V);
   std::vector<int32_t> out;
+  const int stage = topo.place(place.rank).stage;
   for (int i = 0; i < count; ++i) {
+    if (checkpoint::fault::armed(checkpoint::fault::kStopInSample, i, stage))
+      ::raise(SIGTERM);  // TEST HOOK (fault_injection.h): a preemption mid-generation
+    if (stop_requested_anywhere(place.transport)) break;
     // The last T tokens; positions after the context are padding the causal mask ignores.
     const size_t start = context.size() > size_t(T) ? context.size() - T : 0;
     const int len = static_cast<int>(context.size() - start);

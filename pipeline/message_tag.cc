@@ -27,6 +27,8 @@ const char* kind_name(MessageKind kind) {
       return "validation activation";
     case MessageKind::kAllReduce:
       return "all-reduce chunk";
+    case MessageKind::kTracePart:
+      return "trace piece";
   }
   return "unknown message";
 }
@@ -71,6 +73,9 @@ std::string describe_message(transport::Tag tag) {
     case MessageKind::kAllReduce:
       return fmt::format("{} of ring step {}, reduction {}", kind_name(t.kind), t.microbatch,
                          t.step);
+    case MessageKind::kTracePart:
+      return fmt::format("{} {} ({})", kind_name(t.kind), t.step,
+                         t.microbatch == 0 ? "length" : "bytes");
   }
   return fmt::format("unknown message (tag {:#x})", tag);
 }

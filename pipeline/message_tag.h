@@ -21,6 +21,8 @@ enum class MessageKind : uint8_t {
   kGeneration = 3,    // a generated token's activations, stage to stage
   kValidation = 4,    // a validation batch's activations (micro-batch: the batch's index)
   kAllReduce = 5,     // a ring all-reduce step (step: the reduction, micro-batch: ring step)
+  kTracePart = 6,     // a piece of a rank's trace, to the coordinator at the end (step: the
+                      // piece's index, micro-batch: 0 for its length, 1 for its bytes)
 };
 
 inline constexpr int kMaxTagVirtualStages = 1 << 8;

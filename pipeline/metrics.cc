@@ -3,36 +3,45 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include <fmt/format.h>
 
-#include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "common/file_io.h"
 #include "common/log.h"
+#include "common/printable.h"
 
 namespace conveyor::pipeline {
 
 namespace {
 
-// Rewrites `path` keeping only the rows up to step `keep_through` (and no torn last line from
-// a crash). Returns how many rows it dropped.
+// Rewrites `path` without the step rows past `keep_through` (and without a torn last line,
+// from a crash mid-write). Every other line is kept as it is: a line that is not a row is
+// not this run's to delete. Returns how many rows it dropped. Only a regular file is rolled
+// back: a stream (--metrics /dev/stdout, a FIFO) cannot be re-read, and reading it would block.
 int roll_back(const std::string& path, int64_t keep_through) {
-  std::ifstream in(path);
-  if (!in) return 0;  // no file yet
-  std::string kept, line;
+  if (!is_plain_regular_file(path)) return 0;
+  const std::string text = read_input_file(path, "--metrics file");
+  std::string kept;
   int dropped = 0;
-  while (std::getline(in, line)) {
+  size_t begin = 0;
+  while (begin < text.size()) {
+    const size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;  // torn: the crash came before its newline
+    const std::string_view line(text.data() + begin, end - begin);
+    begin = end + 1;
     const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    const bool keep = row.is_object() && row.contains("step") && row["step"].is_number_integer() &&
-                      row["step"].get<int64_t>() <= keep_through;
-    if (keep)
-      kept += line + "\n";
-    else
+    const bool later_row = row.is_object() && row.contains("step") &&
+                           row["step"].is_number_integer() &&
+                           row["step"].get<int64_t>() > keep_through;
+    if (later_row)
       ++dropped;
+    else
+      kept.append(line).append("\n");
   }
-  if (dropped > 0) checkpoint::write_file_atomic(path, kept);
+  if (kept.size() != text.size()) write_file_atomic(path, kept);
   return dropped;
 }
 
@@ -42,14 +51,13 @@ MetricsWriter::MetricsWriter(const std::string& path, std::optional<int64_t> res
   if (resumed_at) {
     if (const int dropped = roll_back(path, *resumed_at); dropped > 0)
       CONVEYOR_LOG_INFO("--metrics {}: removed {} row(s) past step {}, where this run resumes",
-                        path, dropped, *resumed_at);
+                        printable(path), dropped, *resumed_at);
   }
-  file_ = std::fopen(path.c_str(), "a");
-  if (!file_) {
-    throw Error(ErrorKind::kUsage,
-                fmt::format("cannot open --metrics file '{}': {}", path, std::strerror(errno)),
-                "check that the directory exists and is writable");
-  }
+  // A stream is allowed (--metrics /dev/stdout); a link to a file, a FIFO without a reader
+  // and a device are not.
+  file_ =
+      open_output_stream(path, WriteMode::kAppend, "--metrics file", OutputTarget::kRegularOrStream)
+          .release();
 }
 
 MetricsWriter::~MetricsWriter() {

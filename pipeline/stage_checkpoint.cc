@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/printable.h"
 #include "data/dataset.h"
 #include "model/param_table.h"
 #include "pipeline/shared_dir_check.h"
@@ -144,8 +145,9 @@ void StageCheckpoint::open_directory() {
   std::error_code ec;
   const auto status = fs::status(latest, ec);
   CONVEYOR_REQUIRE(!fs::exists(status) || fs::is_regular_file(status),
-                   "{} is not a file (a directory?): it is where the checkpoint directory names "
-                   "its newest step, and no commit could replace it; remove or rename it",
+                   "{} is not a regular file (a folder, FIFO or device): it is where the "
+                   "checkpoint directory names its newest step, and no commit could replace it; "
+                   "remove or rename it",
                    latest.string());
   const int removed = checkpoint::remove_stale_temp_dirs(config_.ckpt_dir);
   if (removed > 0) {
@@ -354,7 +356,7 @@ void StageCheckpoint::commit(int64_t steps_done) {
   if (coordinator()) {
     nlohmann::json config = config_.to_json();
     if (!data_identity_.is_null()) config[kDataIdentityKey] = data_identity_;
-    if (!config_.settings_toml.empty()) config[kSettingsKey] = config_.settings_toml;
+    if (!config_.settings_toml.empty()) config[kSettingsKey] = utf8_text(config_.settings_toml);
     checkpoint::commit_step(config_.ckpt_dir, steps_done, topology_.world_size(), config,
                             fingerprint_of(config_.model.to_json()), config_.keep);
   }

@@ -2,6 +2,9 @@
 
 #include <signal.h>
 
+#include "common/clock.h"
+#include "transport/transport.h"
+
 namespace conveyor::pipeline {
 
 namespace {
@@ -25,6 +28,18 @@ void install_stop_handlers() {
 
 int stop_signal() {
   return g_stop_signal;
+}
+
+bool stop_requested_anywhere(transport::Transport* transport) {
+  const double mine = stop_signal() != 0 ? 1 : 0;
+  if (!transport) return mine > 0;
+  const double flag[1] = {mine};
+  return transport->all_reduce_sum(flag, Deadline::after_seconds(kPeerWaitSeconds))[0] > 0;
+}
+
+int stop_exit_code(bool checkpoint_saved) {
+  if (checkpoint_saved) return kExitPreempted;
+  return 128 + (stop_signal() != 0 ? stop_signal() : SIGTERM);
 }
 
 }  // namespace conveyor::pipeline

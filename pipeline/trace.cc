@@ -1,5 +1,9 @@
 #include "pipeline/trace.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +13,8 @@
 
 #include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/printable.h"
 
 namespace conveyor::pipeline {
 
@@ -59,37 +65,108 @@ std::string trace_part_path(const std::string& path, int rank) {
 }
 
 TraceStream::TraceStream(const std::string& path, int rank) : path_(trace_part_path(path, rank)) {
-  file_ = std::fopen(path_.c_str(), "w");
-  if (!file_) {
-    throw Error(ErrorKind::kUsage,
-                fmt::format("cannot create trace file '{}': {}", path_, std::strerror(errno)),
-                "check that the folder of --trace exists and is writable");
+  auto stream = open_output_stream(path_, WriteMode::kTruncate, "trace part file");
+  struct stat st {};
+  if (fstat(fileno(stream.get()), &st) == 0) {
+    device_ = st.st_dev;
+    inode_ = st.st_ino;
   }
+  file_ = stream.release();
   append({});  // the opening bracket
 }
 
 TraceStream::~TraceStream() {
-  if (file_) std::fclose(file_);
+  close();
 }
 
 void TraceStream::append(const std::vector<Span>& spans) {
   if (!file_) return;
-  std::string text = ftell(file_) == 0 ? "[\n" : "";
+  std::string text = started_ ? "" : "[\n";
+  started_ = true;
   for (const Span& s : spans) {
     if (named_rows_.insert(s.stage).second) text += thread_name_event(s).dump() + ",\n";
     text += span_event(s).dump() + ",\n";
   }
   if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0) {
-    throw Error(ErrorKind::kRuntime,
-                fmt::format("writing trace file '{}' failed: {}", path_, std::strerror(errno)));
+    throw Error(ErrorKind::kRuntime, fmt::format("writing trace file '{}' failed: {}",
+                                                 printable(path_), std::strerror(errno)));
   }
 }
 
-void TraceStream::remove() {
+void TraceStream::close() {
   if (file_) std::fclose(file_);
   file_ = nullptr;
-  std::error_code ignored;
-  std::filesystem::remove(path_, ignored);
+}
+
+void TraceStream::remove() {
+  close();
+  // Only the file this stream made: something put at the name since is not ours to delete.
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == device_ &&
+      st.st_ino == inode_)
+    ::unlink(path_.c_str());
+}
+
+MergedTraceWriter::MergedTraceWriter(const std::string& path)
+    : path_(path), tmp_(temporary_path_beside(path).string()) {
+  ::unlink(tmp_.c_str());  // a stale one from a crash, or a planted link: never followed
+  fd_ = open_output_file(tmp_, WriteMode::kExclusive, "--trace temporary file").release();
+  write("{\"traceEvents\": [\n");
+}
+
+MergedTraceWriter::~MergedTraceWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void MergedTraceWriter::begin_part() {
+  skip_ = 2;  // "[\n"
+}
+
+void MergedTraceWriter::add(std::string_view bytes) {
+  const size_t skipped = std::min(skip_, bytes.size());
+  bytes.remove_prefix(skipped);
+  skip_ -= skipped;
+  if (bytes.empty()) return;
+  // Every event ends in ",\n"; the last one of the whole trace must not, so the final two
+  // bytes seen are held until more follow.
+  std::string data = held_;
+  data.append(bytes);
+  const size_t keep = std::min<size_t>(2, data.size());
+  write(std::string_view(data).substr(0, data.size() - keep));
+  held_ = data.substr(data.size() - keep);
+}
+
+void MergedTraceWriter::commit() {
+  write("\n], \"displayTimeUnit\": \"ms\"}\n");
+  if (::fsync(fd_) != 0) {
+    throw Error(ErrorKind::kRuntime, fmt::format("fsync of trace file '{}' failed: {}",
+                                                 printable(tmp_), std::strerror(errno)));
+  }
+  ::close(fd_);
+  fd_ = -1;
+  try {
+    rename_into_place(tmp_, path_);
+  } catch (...) {
+    ::unlink(tmp_.c_str());
+    throw;
+  }
+}
+
+void MergedTraceWriter::write(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(
+          ErrorKind::kRuntime,
+          fmt::format("writing trace file '{}' failed: {}", printable(tmp_), std::strerror(errno)),
+          "check that the disk is not full");
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
 }
 
 }  // namespace conveyor::pipeline

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/printable.h"
 #include "model/partition.h"
 #include "pipeline/message_tag.h"
 #include "pipeline/topology.h"
@@ -114,7 +115,7 @@ void TrainConfig::validate() const {
 
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model.to_json()},
-          {"data", data},
+          {"data", utf8_text(data)},  // a JSON string: valid UTF-8
           {"stages", stages},
           {"replicas", replica_count()},
           {"layout", layout},

@@ -30,12 +30,12 @@
 #include "pipeline/metrics.h"
 #include "pipeline/schedule.h"
 #include "pipeline/schedule_validator.h"
-#include "pipeline/span_codec.h"
 #include "pipeline/stage_checkpoint.h"
 #include "pipeline/step_reduction.h"
 #include "pipeline/stop_request.h"
 #include "pipeline/topology.h"
 #include "pipeline/trace.h"
+#include "pipeline/trace_merge.h"
 #include "pipeline/validation.h"
 #include "transport/cuda_support.h"
 #include "transport/transport.h"
@@ -250,6 +250,13 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
     require_writable_output(config.trace, "--trace", OutputKind::kReplaced);
   if (!config.metrics.empty())
     require_writable_output(config.metrics, "--metrics", OutputKind::kAppended);
+  if (!config.metrics.empty() && !config.trace.empty()) {
+    std::vector<std::pair<std::string, std::string>> traces = {{"--trace", config.trace}};
+    for (int r = 0; r < config.stages * config.replica_count(); ++r)
+      traces.emplace_back(fmt::format("the rank {} part of --trace", r),
+                          trace_part_path(config.trace, r));
+    require_distinct_output("--metrics", config.metrics, traces);
+  }
   const ScheduleKind kind = parse_schedule_kind(config.schedule);
   const Schedule schedule =
       make_schedule(kind, config.stages, config.microbatches, config.virtual_stages);
@@ -387,7 +394,6 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   };
   Executor executor(model, schedule, topology, rank, transport.get(), exec_options);
   int peak_inflight = 0, peak_slots = 0;
-  std::vector<Span> trace_spans;
   std::unique_ptr<TraceStream> trace_stream;  // this rank's spans, on disk as the run goes
   if (!config.trace.empty()) trace_stream = std::make_unique<TraceStream>(config.trace, rank);
   kernels::Buffer<float> tied_scratch;  // the peer's wte gradient (embedding or head stage)
@@ -423,10 +429,7 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
     for (Span& s : gradient_sync.take_spans()) r.spans.push_back(std::move(s));
     peak_inflight = std::max(peak_inflight, r.peak_inflight);
     peak_slots = std::max(peak_slots, r.peak_slots);
-    if (trace_stream) {
-      trace_stream->append(r.spans);
-      trace_spans.insert(trace_spans.end(), r.spans.begin(), r.spans.end());
-    }
+    if (trace_stream) trace_stream->append(r.spans);
     tie_embedding_gradients(model, transport.get(), topology, rank, step, tied_scratch);
     if (checkpoint::fault::armed(checkpoint::fault::kNanGradient, step + 1, stage)) {
       const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -453,7 +456,7 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
     }
     checkpoint.on_progress(reduction.save);  // commits a finished async save
     // Every rank sees the same sum, so all stop after this same step.
-    const bool stop_requested = reduction.stop_requests > 0;
+    bool stop_requested = reduction.stop_requests > 0;
     const double norm = model::global_norm(reduction.grad_sum_squares);
     require_finite(reduction.loss, norm, step);
     const float clip = model::clip_factor(config.optim, norm);
@@ -493,40 +496,49 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
       }
     }
     const int64_t steps_done = step + 1;
-    if (val_windows > 0 && ((config.eval_every > 0 && steps_done % config.eval_every == 0) ||
-                            steps_done == end_step)) {
-      ValidationMetrics v;
-      v.step = steps_done;
-      v.val_loss = validation_loss(model, place, val ? &*val : nullptr, val_windows, step);
-      v.windows = val_windows;
-      v.elapsed_s = now_seconds() - started;
-      v.time = unix_seconds();
-      if (reporter) {
-        if (metrics) metrics->write(v);
-        if (config.print_every > 0) {
-          std::printf("step %lld: val loss %.4f (%lld windows)\n",
-                      static_cast<long long>(steps_done), v.val_loss,
-                      static_cast<long long>(val_windows));
-          std::fflush(stdout);
+    // The save comes before validation: a run asked to stop saves before any optional work,
+    // and a request that lands during validation finds this step already saved.
+    const bool saving = (config.save_every > 0 && steps_done % config.save_every == 0) ||
+                        steps_done == end_step || stop_requested;
+    if (saving) checkpoint.save(steps_done);
+    if (!stop_requested && val_windows > 0 &&
+        ((config.eval_every > 0 && steps_done % config.eval_every == 0) ||
+         steps_done == end_step)) {
+      const auto val_loss = validation_loss(model, place, val ? &*val : nullptr, val_windows, step);
+      if (!val_loss) {  // every rank was told during validation: stop as after the step
+        stop_requested = true;
+        if (!saving) checkpoint.save(steps_done);
+      } else {
+        ValidationMetrics v;
+        v.step = steps_done;
+        v.val_loss = *val_loss;
+        v.windows = val_windows;
+        v.elapsed_s = now_seconds() - started;
+        v.time = unix_seconds();
+        if (reporter) {
+          if (metrics) metrics->write(v);
+          if (config.print_every > 0) {
+            std::printf("step %lld: val loss %.4f (%lld windows)\n",
+                        static_cast<long long>(steps_done), v.val_loss,
+                        static_cast<long long>(val_windows));
+            std::fflush(stdout);
+          }
         }
       }
     }
-    if ((config.save_every > 0 && steps_done % config.save_every == 0) || steps_done == end_step ||
-        stop_requested) {
-      checkpoint.save(steps_done);
-    }
+    summary.stop_seen = stop_requested;
     if (stop_requested && steps_done < end_step) {
       summary.stopped_on_request = true;
       if (coordinator)
         CONVEYOR_LOG_WARN(
             "asked to stop (SIGTERM or SIGUSR1, {} rank(s)): stopping after step {}; {}; exit "
             "{}",
-            reduction.stop_requests, steps_done,
+            std::max(reduction.stop_requests, 1), steps_done,
             config.ckpt_dir.empty()
                 ? "nothing is saved (no --ckpt-dir)"
                 : fmt::format("checkpoint step {} in {}: run the same command to resume",
                               steps_done, config.ckpt_dir),
-            kExitPreempted);
+            stop_exit_code(!config.ckpt_dir.empty()));
       break;
     }
   }
@@ -540,22 +552,12 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
                     plural(peak_inflight, "micro-batch", "micro-batches"),
                     plural(peak_slots, "activation slot", "activation slots"),
                     schedule.max_inflight(stage));
-  if (!config.trace.empty()) {
-    std::vector<Span> all = trace_spans;
-    if (transport) {
-      all.clear();
-      for (int r = 0; r < topology.world_size(); ++r) {
-        std::vector<uint8_t> bytes;
-        if (r == rank) bytes = spans_to_bytes(trace_spans);
-        transport->broadcast(bytes, r, peer_deadline());
-        auto spans = spans_from_bytes(bytes);
-        all.insert(all.end(), spans.begin(), spans.end());
-      }
-    }
-    if (coordinator) write_chrome_trace(config.trace, all);
+  if (trace_stream) {
+    trace_stream->close();
+    merge_trace_parts(config.trace, *trace_stream, transport.get(), topology.coordinator_rank());
     trace_stream->remove();  // the merged trace holds its spans
   }
-  if (config.sample > 0 && !summary.stopped_on_request) {
+  if (config.sample > 0 && !summary.stop_seen) {  // optional work: not after a stop request
     std::string text;
     if (tokenizer) {
       std::vector<int32_t> prompt = {0};
@@ -565,9 +567,12 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
     } else {
       text = generate(model, place, "\n", config.sample, config.seed);
     }
+    // Generation stops early when asked to stop; the ranks agree whether it did.
+    const bool cut_short = stop_requested_anywhere(transport.get());
     if (reporter) {
-      std::printf("--- sample (%d %s) ---\n%s\n---\n", config.sample,
-                  tokenizer ? "tokens" : "characters", text.c_str());
+      std::printf("--- sample (%d %s%s) ---\n%s\n---\n", config.sample,
+                  tokenizer ? "tokens" : "characters",
+                  cut_short ? ", cut short: asked to stop" : "", text.c_str());
       std::fflush(stdout);
     }
   }

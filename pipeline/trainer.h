@@ -15,6 +15,7 @@ struct TrainSummary {
   float first_loss = 0;
   float last_loss = 0;
   bool stopped_on_request = false;  // SIGTERM/SIGUSR1 (stop_request.h): exit kExitPreempted
+  bool stop_seen = false;           // asked to stop, perhaps only after the last step
 };
 
 // Ways for benchmarks and tests to look into a run (none is needed to train).

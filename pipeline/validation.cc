@@ -1,13 +1,16 @@
 #include "pipeline/validation.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "checkpoint/fault_injection.h"
 #include "common/clock.h"
 #include "data/sampler.h"
 #include "pipeline/forward_pass.h"
+#include "pipeline/stop_request.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -36,8 +39,8 @@ ForwardChunks chunks_for(model::StageModel& m, int rows,
 
 }  // namespace
 
-double validation_loss(model::StageModel& m, const PipelinePlace& place, const data::Dataset* data,
-                       int64_t windows, int64_t step) {
+std::optional<double> validation_loss(model::StageModel& m, const PipelinePlace& place,
+                                      const data::Dataset* data, int64_t windows, int64_t step) {
   const int T = m.config().seq;
   const int batch = m.micro_batch_size();
   kernels::Backend& k = m.backend();
@@ -57,9 +60,13 @@ double validation_loss(model::StageModel& m, const PipelinePlace& place, const d
                         targets.data() + size_t(w) * T);
     }
   };
+  const int stage = place.topology.place(place.rank).stage;
+  if (checkpoint::fault::armed(checkpoint::fault::kStopInValidation, step + 1, stage))
+    ::raise(SIGTERM);   // TEST HOOK (fault_injection.h): a preemption mid-validation
   double loss_sum = 0;  // sum over windows of the window's mean loss, in window order
   int64_t index = 0;
   for (int64_t first = 0; first < windows; first += batch, ++index) {
+    if (stop_requested_anywhere(place.transport)) return std::nullopt;
     const int n = static_cast<int>(std::min<int64_t>(batch, windows - first));
     const ForwardChunks& mine = n == batch ? full : last;
     auto load = [&](model::Slot& slot) {

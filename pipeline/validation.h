@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "data/dataset.h"
 #include "model/stage_model.h"
@@ -17,8 +18,10 @@ namespace conveyor::pipeline {
 
 // Collective over the replica's ranks (every one calls it with the same `windows` and
 // `step`). `data` is needed on the ranks holding the embedding or the head (null elsewhere).
-// REQUIRES 1 <= windows <= data's window count. Returns the loss on every rank.
-double validation_loss(model::StageModel& model, const PipelinePlace& place,
-                       const data::Dataset* data, int64_t windows, int64_t step);
+// REQUIRES 1 <= windows <= data's window count. Returns the loss on every rank, or nothing
+// when a rank was asked to stop (stop_request.h) before the last batch: all ranks give up
+// together, and the caller saves without waiting for the rest.
+std::optional<double> validation_loss(model::StageModel& model, const PipelinePlace& place,
+                                      const data::Dataset* data, int64_t windows, int64_t step);
 
 }  // namespace conveyor::pipeline

@@ -81,6 +81,8 @@ TEST_CASE("a signalled run without --ckpt-dir saves nothing and exits as killed"
   INFO(r.output);
   CHECK(r.output.find("train exit 138") != std::string::npos);  // 128 + SIGUSR1
   CHECK(r.output.find("nothing is saved (no --ckpt-dir)") != std::string::npos);
+  // The warning names the exit code the process then has.
+  CHECK(r.output.find("(no --ckpt-dir); exit 138") != std::string::npos);
 }
 
 TEST_CASE("a restarted job resumes with its restart count and no step twice in the metrics",

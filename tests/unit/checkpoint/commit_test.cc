@@ -114,3 +114,29 @@ TEST_CASE("begin_step is idempotent and find_latest handles an empty root", "[ch
   CHECK(fs::is_directory(a));
   CHECK_FALSE(find_latest(root).has_value());
 }
+
+TEST_CASE("a link planted at a step's temporary name is not written through or committed into",
+          "[checkpoint]") {
+  conveyor::test::TempDir dir;
+  const auto root = dir.path() / "ckpt";
+  const auto victim = dir.path() / "victim";
+  fs::create_directories(root);
+  fs::create_directories(victim);
+  conveyor::test::write_file(victim / "precious.txt", "precious\n");
+  save_step(root, 1, 2);
+  // Planted after start-up, where the next save creates its temporary directory.
+  fs::create_directory_symlink(victim, root / ".tmp-step_000000002");
+  save_step(root, 2, 2);
+  CHECK(entries(victim) == std::vector<std::string>{"precious.txt"});
+  CHECK(conveyor::test::read_file(victim / "precious.txt") == "precious\n");
+  CHECK(fs::is_directory(fs::symlink_status(root / "step_000000002")));
+  CHECK(verify(root / "step_000000002").shards == 2);
+
+  // A link swapped in between the shards and the commit stops the commit.
+  write_all_shards(root, 3, 2);
+  fs::rename(root / ".tmp-step_000000003", dir.path() / "moved");
+  fs::create_directory_symlink(victim, root / ".tmp-step_000000003");
+  CHECK_THROWS_AS(commit_step(root, 3, 2, fake_config(), "fake-fingerprint", 0), conveyor::Error);
+  CHECK(entries(victim) == std::vector<std::string>{"precious.txt"});
+  CHECK(latest_of(root) == "step_000000002\n");
+}

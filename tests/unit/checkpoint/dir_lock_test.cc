@@ -1,5 +1,6 @@
 // The checkpoint directory lock: one holder at a time, the holder named to the refused one, a
 // stale record taken over, a clean release leaving an empty file.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -77,4 +78,24 @@ TEST_CASE("a checkpoint directory that is a file, or cannot be created, is refus
   e = refusal(file / "sub");
   CHECK(e.kind() == conveyor::ErrorKind::kUsage);
   CHECK_THAT(e.message(), Catch::Contains("cannot create"));
+}
+
+TEST_CASE("a link or FIFO planted at the lock file is refused and its target left alone",
+          "[checkpoint][lock]") {
+  conveyor::test::TempDir dir;
+  const auto victim = dir.path() / "victim.txt";
+  conveyor::test::write_file(victim, "precious\n");
+  const auto ckpt = dir.path() / "ckpt";
+  std::filesystem::create_directories(ckpt);
+  std::filesystem::create_symlink(victim, ckpt / ".lock");
+  auto e = refusal(ckpt);
+  CHECK(e.kind() == conveyor::ErrorKind::kUsage);
+  CHECK_THAT(e.message(), Catch::Contains("symbolic link"));
+  CHECK(conveyor::test::read_file(victim) == "precious\n");
+
+  std::filesystem::remove(ckpt / ".lock");
+  REQUIRE(mkfifo((ckpt / ".lock").c_str(), 0644) == 0);
+  e = refusal(ckpt);  // returns at once: a FIFO is not opened for blocking I/O
+  CHECK(e.kind() == conveyor::ErrorKind::kUsage);
+  CHECK_THAT(e.message(), Catch::Contains("FIFO"));
 }

@@ -5,6 +5,8 @@
 #include "common/log_rate_limit.h"
 #include "common/printable.h"
 
+#include <nlohmann/json.hpp>
+
 using namespace conveyor;
 
 TEST_CASE("printable escapes control bytes so a peer cannot forge a log line", "[common]") {
@@ -47,4 +49,26 @@ TEST_CASE("a log rate limit admits a burst per window and reports what it left o
   auto next = limit.admit(t0 + seconds(11));
   REQUIRE(next);
   CHECK(next->empty());
+}
+
+TEST_CASE("utf8_text keeps valid UTF-8 and escapes the bytes of anything else", "[common]") {
+  CHECK(utf8_text("data/ok.txt") == "data/ok.txt");
+  CHECK(utf8_text("caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80") ==
+        "caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80");
+  CHECK(utf8_text("data\xff.txt") == "data\\xff.txt");                            // Latin-1 byte
+  CHECK(utf8_text("\xc0\xaf") == "\\xc0\\xaf");                                   // overlong '/'
+  CHECK(utf8_text("\xed\xa0\x80") == "\\xed\\xa0\\x80");                          // a surrogate
+  CHECK(utf8_text("\xe2\x82") == "\\xe2\\x82");                                   // cut short
+  CHECK(utf8_text("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");                 // past U+10FFFF
+  CHECK(nlohmann::json(utf8_text("a\xff\xfe")).dump() == "\"a\\\\xff\\\\xfe\"");  // no throw
+}
+
+TEST_CASE("terminal_text escapes what a terminal would act on and keeps the rest", "[common]") {
+  CHECK(terminal_text("line one\n\tline two") == "line one\n\tline two");
+  CHECK(terminal_text("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");
+  CHECK(terminal_text("evil\x1b[2J.bin") == "evil\\x1b[2J.bin");
+  CHECK(terminal_text("a\rb\x7f") == "a\\x0db\\x7f");
+  CHECK(terminal_text("c1 \xc2\x9b"
+                      "31m") == "c1 \\xc2\\x9b31m");  // CSI as a C1 control
+  CHECK(terminal_text("bad \xff") == "bad \\xff");
 }
