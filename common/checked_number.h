@@ -4,7 +4,7 @@
 // a later conversion are refused at start-up with exit 2, and every message has one shape:
 //
 //   --grace 'nan' is not a number of seconds in [0, 86400]
-//   environment variable CONVEYOR_CONNECT_TIMEOUT='inf' is not a number of seconds in ...
+//   environment variable CONVEYOR_CONNECT_TIMEOUT 'inf' is not a number of seconds in ...
 //
 // `what` names the source as the user wrote it ("--grace", "environment variable X",
 // "config.json field n_layer"); `unit` names what the number counts ("seconds", "ranks").

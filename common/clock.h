@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <chrono>
+#include <cstdint>
 
 namespace conveyor {
 
@@ -34,15 +35,31 @@ inline Clock::time_point coarse_now() {
       std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
 }
 
+// The longest wait a duration of seconds stands for: a century. Longer requests (1e300, inf)
+// mean "as good as never" and are clamped to it, so that adding them to the clock cannot
+// overflow its 64-bit nanoseconds (292 years) and wrap into the past.
+inline constexpr double kMaxWaitSeconds = 100.0 * 365 * 24 * 3600;
+
+// `s` seconds as the clock's duration, for any double: not a number, negative or zero is
+// zero (already over); more than kMaxWaitSeconds, infinity included, is kMaxWaitSeconds.
+inline Clock::duration clamped_seconds(double s) {
+  if (!(s > 0)) return Clock::duration::zero();
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(s < kMaxWaitSeconds ? s : kMaxWaitSeconds));
+}
+
 // A point in time after which a wait gives up. Deadlines are for timeouts of milliseconds
-// to minutes: they read coarse_now(), so one may pass up to a kernel tick late.
+// to minutes: they read coarse_now(), so one may pass up to a kernel tick late. Any length
+// is safe: a negative one has expired, a huge one is kMaxWaitSeconds away.
 class Deadline {
  public:
-  static Deadline after(std::chrono::milliseconds d) { return Deadline(coarse_now() + d); }
-  static Deadline after_seconds(double s) {
-    return Deadline(coarse_now() +
-                    std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
+  static Deadline after(std::chrono::milliseconds d) {
+    // Compared in milliseconds: converting a huge count to nanoseconds would overflow.
+    constexpr auto kMax = std::chrono::milliseconds(static_cast<int64_t>(kMaxWaitSeconds) * 1000);
+    if (d <= std::chrono::milliseconds::zero()) return Deadline(coarse_now());
+    return Deadline(coarse_now() + (d < kMax ? d : kMax));
   }
+  static Deadline after_seconds(double s) { return Deadline(coarse_now() + clamped_seconds(s)); }
   bool expired() const { return coarse_now() >= at_; }
   Clock::time_point at() const { return at_; }
   std::chrono::milliseconds remaining() const {

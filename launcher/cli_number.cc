@@ -1,5 +1,9 @@
 #include "launcher/cli_number.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
 #include "common/checked_number.h"
 #include "common/error.h"
 
@@ -7,29 +11,47 @@ namespace conveyor::cli {
 
 namespace {
 
-// Runs `check` on the flag's text; CLI11 wants the reason as text ("" when it is fine).
+// Runs `check` on `text`, which it rewrites in canonical form; returns the reason it was
+// refused ("" when it is fine). The checked parser's message starts with the name of what
+// it read, empty here for CLI11 to put "--flag: " in front.
+template <class Check>
+std::string run_check(const Check& check, std::string& text) {
+  try {
+    text = check(text);
+    return {};
+  } catch (const Error& e) {
+    const std::string& m = e.message();
+    return m.substr(std::min(m.find_first_not_of(' '), m.size()));
+  }
+}
+
 template <class Check>
 CLI::Validator validator(Check check, const std::string& description) {
-  return CLI::Validator(
-      [check](std::string& text) -> std::string {
-        try {
-          check(text);
-          return {};
-        } catch (const Error& e) {
-          return e.message();
-        }
-      },
-      description);
+  return CLI::Validator([check](std::string& text) { return run_check(check, text); }, description);
 }
 
 }  // namespace
 
-CLI::Validator real_in(double min, double max, const std::string& unit) {
-  return validator([=](const std::string& t) { parse_real(t, "", min, max, unit); }, "NUMBER");
+CLI::Validator real_in(double min, double max, const std::string& unit, const std::string& flag) {
+  return validator(
+      [=](const std::string& t) { return fmt::format("{}", parse_real(t, flag, min, max, unit)); },
+      "NUMBER");
 }
 
 CLI::Validator integer_in(int64_t min, int64_t max, const std::string& unit) {
-  return validator([=](const std::string& t) { parse_integer(t, "", min, max, unit); }, "INT");
+  return validator(
+      [=](const std::string& t) { return fmt::format("{}", parse_integer(t, "", min, max, unit)); },
+      "INT");
+}
+
+CLI::Validator unsigned_number(const std::string& unit) {
+  return validator(
+      [=](const std::string& t) { return fmt::format("{}", parse_unsigned(t, "", unit)); }, "UINT");
+}
+
+std::string check_unsigned(std::string& text, const std::string& unit) {
+  return run_check(
+      [&](const std::string& t) { return fmt::format("{}", parse_unsigned(t, "", unit)); }, text);
 }
 
 CLI::Validator seconds_at_least(double min) {

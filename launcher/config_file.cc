@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "common/error.h"
@@ -24,11 +25,42 @@ std::string place(const std::string& path, const toml::source_region& where) {
                      where.begin.column);
 }
 
-std::string value_text(const toml::node& node, const std::string& key, const std::string& path) {
+// A TOML float as written in a file: 2.0 stays "2.0", not "2".
+std::string float_text(double v) {
+  return v == std::floor(v) && std::fabs(v) < 1e15 ? fmt::format("{:.1f}", v)
+                                                   : fmt::format("{}", v);
+}
+
+// The text of a setting's value, as a flag would give it. Numbers are checked here, where
+// TOML's types are still known: a whole-number flag takes a TOML integer, never a float
+// (2.5, or 2.0 that reads as 2), and a float is finite (TOML has nan and inf). Strings with
+// a NUL byte are refused: the C paths they become would end at it.
+std::string value_text(const toml::node& node, const std::string& key, const std::string& path,
+                       const CLI::Option& option) {
   if (auto v = node.value<bool>(); node.is_boolean()) return *v ? "true" : "false";
   if (auto v = node.value<int64_t>(); node.is_integer()) return std::to_string(*v);
-  if (node.is_floating_point()) return fmt::format("{}", *node.value<double>());
-  if (auto v = node.value<std::string>()) return *v;
+  if (node.is_floating_point()) {
+    const double v = *node.value<double>();
+    const std::string type = option.get_type_name();
+    if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0)
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("{}: '{}' must be a whole number (got {})",
+                              place(path, node.source()), key, float_text(v)),
+                  fmt::format("write it without a fraction or exponent, e.g. {} = 4", key));
+    if (!std::isfinite(v))
+      throw Error(ErrorKind::kUsage, fmt::format("{}: '{}' must be a finite number (got {})",
+                                                 place(path, node.source()), key, v));
+    return fmt::format("{}", v);
+  }
+  if (auto v = node.value<std::string>()) {
+    if (v->find('\0') != std::string::npos)
+      throw Error(ErrorKind::kUsage,
+                  fmt::format("{}: '{}' holds a NUL byte (\\u0000), which no path or setting "
+                              "may contain",
+                              place(path, node.source()), key),
+                  "remove the \\u0000 escape from the string");
+    return *v;
+  }
   throw Error(
       ErrorKind::kUsage,
       fmt::format("{}: '{}' must be a string, number or boolean", place(path, node.source()), key),
@@ -70,7 +102,7 @@ void apply_config_file(CLI::App& command, const std::string& path) {
                               command.get_name()));
     }
     if (option->count() > 0) continue;  // the command line wins
-    const std::string text = value_text(node, key, path);
+    const std::string text = value_text(node, key, path, *option);
     try {
       if (option->get_expected_min() == 0) {  // a flag: true/false
         if (text == "true") {

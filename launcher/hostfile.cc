@@ -39,12 +39,21 @@ bool valid_host(const std::string& host) {
   return true;
 }
 
+// The machine a hostfile entry reaches: the name after any "user@", in lower case, since
+// host names are case-insensitive (N1 and n1 are one host; two supervisors there would
+// give two ranks one LOCAL_RANK).
+std::string machine_of(const std::string& host) {
+  std::string name = host.substr(host.find('@') + 1);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
 void add(std::vector<HostSlots>& hosts, std::set<std::string>& seen, HostSlots h,
          const std::string& where) {
   if (!valid_host(h.host))
     throw Error(ErrorKind::kUsage, fmt::format("{}: '{}' is not a host name", where, h.host),
                 "use a host name or address that ssh accepts");
-  if (!seen.insert(h.host).second)
+  if (!seen.insert(machine_of(h.host)).second)
     throw Error(ErrorKind::kUsage, fmt::format("{}: host {} is listed twice", where, h.host),
                 "list each host once, with all its ranks in slots=N");
   hosts.push_back(std::move(h));

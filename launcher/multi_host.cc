@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iterator>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "launcher/hostfile.h"
 #include "launcher/launch_util.h"
@@ -163,7 +164,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
   // themselves; kNoticeTime plus the grace time later they are told to stop (signal line),
   // then their sessions are closed, then killed.
   constexpr auto kNoticeTime = std::chrono::seconds(2);
-  const auto grace = std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+  const auto grace = clamped_seconds(o.grace_seconds);
   auto stop_at = Clock::time_point::max(), close_at = stop_at, kill_at = stop_at;
   bool stopping = false;
   int result = 0;
@@ -186,10 +187,8 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
                    preempting ? "every rank on every host saves and stops" : "stopping every host");
       for (auto& s : sessions) write_line(s, LauncherChannel::signal_line(forwarded));
       if (result == 0) result = 128 + forwarded;
-      begin_stopping(
-          std::chrono::seconds(0),
-          preempting ? std::chrono::milliseconds(static_cast<int>(o.stop_timeout_seconds * 1000))
-                     : grace);
+      begin_stopping(std::chrono::seconds(0),
+                     preempting ? clamped_seconds(o.stop_timeout_seconds) : grace);
       stop_at = Clock::time_point::max();  // already told
     }
     std::vector<pollfd> fds;

@@ -2,13 +2,15 @@
 // the step grid, the bubble fraction and the activation memory per stage. Pure: no model,
 // no transport, no processes. Exit 2 on invalid parameters (pipeline::make_schedule's
 // messages say how to fix them).
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "common/error.h"
+#include "launcher/cli_number.h"
 #include "launcher/commands.h"
+#include "pipeline/message_tag.h"
 #include "pipeline/schedule.h"
 #include "pipeline/schedule_grid.h"
 #include "pipeline/schedule_validator.h"
@@ -16,6 +18,19 @@
 
 namespace conveyor::cli {
 namespace {
+
+// The costs' range, in time units: twelve decades of ratio between the fastest and the
+// slowest op, and small enough that the makespan of the largest schedule (256 pipeline
+// pieces x 65535 micro-batches x 3 ops) times the stages stays far from overflowing a
+// double, so the bubble is always a number.
+constexpr double kMinCost = 1e-6;
+constexpr double kMaxCost = 1e6;
+
+// What the printed grid may hold: it has a cell per stage and time unit (the shortest op),
+// and the simulation a record per action. Train's caps alone would still allow a grid of
+// gigabytes (256 stages x 65535 micro-batches), so the display has its own bounds.
+constexpr int64_t kMaxPasses = int64_t{1} << 21;  // stages x virtual stages x micro-batches
+constexpr double kMaxGridCells = double(int64_t{1} << 23);
 
 struct ScheduleOptions {
   int stages = 4;
@@ -32,13 +47,29 @@ int run_schedule(const ScheduleOptions& o) {
   const int v =
       o.virtual_stages > 0 ? o.virtual_stages : (kind == ScheduleKind::kInterleaved ? 2 : 1);
   const Costs costs{o.f_cost, o.b_cost, o.w_cost};
-  for (double c : {o.f_cost, o.b_cost, o.w_cost}) {
-    CONVEYOR_REQUIRE(std::isfinite(c) && c > 0,
-                     "--f-cost, --b-cost and --w-cost must be positive numbers (got {}, {}, {})",
-                     o.f_cost, o.b_cost, o.w_cost);
-  }
+  // The caps of `conveyor train` (TrainConfig::validate): the message tags' limits.
+  CONVEYOR_REQUIRE(int64_t(o.stages) * v <= kMaxTagVirtualStages,
+                   "--stages {} x --virtual-stages {} is more than the {} pipeline pieces a job "
+                   "can have",
+                   o.stages, v, kMaxTagVirtualStages);
+  const int64_t passes = int64_t(o.stages) * v * o.microbatches;
+  CONVEYOR_REQUIRE(passes <= kMaxPasses,
+                   "--stages {} x --virtual-stages {} x --microbatches {} = {} micro-batch passes "
+                   "is more than the {} a schedule can show; use fewer stages or micro-batches",
+                   o.stages, v, o.microbatches, passes, kMaxPasses);
   const Schedule s = make_schedule(kind, o.stages, o.microbatches, v);
   const SimulationResult r = validate_schedule(s, costs);
+  // The grid's columns: the makespan in units of the shortest op (as render_grid draws it).
+  double unit = 0;
+  for (const auto& stage : r.times)
+    for (const auto& t : stage)
+      if (t.end > t.start && (unit == 0 || t.end - t.start < unit)) unit = t.end - t.start;
+  const double cells = s.stages * (unit > 0 ? r.makespan / unit : r.makespan);
+  CONVEYOR_REQUIRE(cells <= kMaxGridCells,
+                   "the grid would have {:.3g} cells ({} stages x a makespan of {:g} in units of "
+                   "the shortest op, {:g}), more than the {:g} it can show; bring --f-cost, "
+                   "--b-cost and --w-cost closer together, or use fewer micro-batches",
+                   cells, s.stages, r.makespan, unit, kMaxGridCells);
 
   std::printf(
       "schedule %s: %d stages, %d micro-batches, %d virtual stage%s per stage; "
@@ -63,22 +94,35 @@ int run_schedule(const ScheduleOptions& o) {
 }  // namespace
 
 void add_schedule(CLI::App& app, Runner& run) {
+  using pipeline::kMaxTagMicrobatches;
+  using pipeline::kMaxTagVirtualStages;
   auto opts = std::make_shared<ScheduleOptions>();
   auto* sub = app.add_subcommand(
       "schedule", "Show a pipeline schedule: step x stage grid, bubble, activation memory");
-  sub->add_option("--stages", opts->stages, "pipeline stages p")->capture_default_str();
+  // Capped as `conveyor train` caps them (pipeline/message_tag.h); uncapped, the schedule's
+  // time and memory grow with stages x micro-batches.
+  sub->add_option("--stages", opts->stages, "pipeline stages p")
+      ->capture_default_str()
+      ->transform(integer_in(1, kMaxTagVirtualStages, "stages"));
   sub->add_option("--microbatches", opts->microbatches, "micro-batches per step m")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->transform(integer_in(1, kMaxTagMicrobatches - 1, "micro-batches"));
   sub->add_option("--schedule", opts->schedule, "one of " + pipeline::schedule_kind_names())
       ->capture_default_str();
   sub->add_option("--virtual-stages", opts->virtual_stages,
-                  "model chunks per stage v (interleaved only; default 2 there, else 1)");
-  sub->add_option("--f-cost", opts->f_cost, "time of one forward (F)")->capture_default_str();
+                  "model chunks per stage v (interleaved only; default 2 there, else 1)")
+      ->transform(integer_in(0, kMaxTagVirtualStages, "virtual stages"));
+  const auto cost = real_in(kMinCost, kMaxCost, "time units");
+  sub->add_option("--f-cost", opts->f_cost, "time of one forward (F)")
+      ->capture_default_str()
+      ->transform(cost);
   sub->add_option("--b-cost", opts->b_cost, "time of one input-gradient backward (B)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->transform(cost);
   sub->add_option("--w-cost", opts->w_cost,
                   "time of one weight-gradient backward (W); BW costs B + W")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->transform(cost);
   sub->add_option("--trace", opts->trace, "also write the simulated timeline as a Chrome trace");
   sub->callback([&run, opts] { run = [opts] { return run_schedule(*opts); }; });
 }

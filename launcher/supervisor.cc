@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/net.h"
 #include "launcher/launch_util.h"
@@ -138,7 +139,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   auto begin_stopping = [&] {
     stopping = true;
     term_at = Clock::now() + kNoticeTime;
-    stop_deadline = term_at + std::chrono::milliseconds(static_cast<int>(o.grace_seconds * 1000));
+    stop_deadline = term_at + clamped_seconds(o.grace_seconds);
   };
   // The first line says which rank failed: the one the job blamed when a rank reported it,
   // else the first rank to fail. `blamed` is that rank (-1: not known).
@@ -197,7 +198,7 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       stopping = true;
       result = 128 + sig;
       const double wait_s = preempting ? o.stop_timeout_seconds : o.grace_seconds;
-      stop_deadline = Clock::now() + std::chrono::milliseconds(static_cast<int>(wait_s * 1000));
+      stop_deadline = Clock::now() + clamped_seconds(wait_s);
     }
     std::vector<pollfd> fds;
     std::vector<Child*> owners;
@@ -272,6 +273,11 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     }
   }
   close(report[0]);
+  // Every rank finished: the job is done, whatever signal launch passed on (a stop request
+  // that lands in the last step lets every rank complete, commit and exit 0).
+  if (std::all_of(children.begin(), children.end(),
+                  [](const Child& c) { return c.exit_code == 0; }))
+    return kExitOk;
   // Every rank saved and stopped on request: the job was preempted, not failed.
   if (preempting && std::all_of(children.begin(), children.end(), [](const Child& c) {
         return c.exit_code == pipeline::kExitPreempted;

@@ -13,7 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "transport/tag.h"
+
 namespace conveyor::cli {
+
+// The most ranks one job may have, on one host or several: a rank is 14 bits of every
+// message tag (transport/tag.h). `--nproc` is bounded by it.
+inline constexpr int kMaxJobRanks = transport::kMaxRanks - 1;
 
 struct LaunchOptions {
   int nproc = 0;      // ranks on this node (required without --hostfile/--hosts)
@@ -38,7 +44,9 @@ struct LaunchOptions {
   std::vector<std::string> command;  // "conveyor" as argv[0] means this binary
 };
 
-// Runs the group until every rank exits; returns 0 when all succeeded, otherwise the exit
+// Runs the group until every rank exits; returns 0 when all succeeded (also after a signal
+// launch passed on to them), 4 (kExitPreempted) when a SIGTERM or SIGUSR1 stopped every rank
+// with its state saved, 128 + the signal when a signal stopped them otherwise, else the exit
 // code of the rank the job blamed when it is local (137 for a silent rank launch killed),
 // else of the first rank that failed (a rank's own failure preferred over exit 3, which only
 // says "a peer failed"). Throws Error(kUsage) for bad options.

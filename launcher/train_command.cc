@@ -12,7 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "common/checked_number.h"
 #include "common/error.h"
+#include "launcher/cli_number.h"
 #include "launcher/commands.h"
 #include "launcher/config_file.h"
 #include "pipeline/stop_request.h"
@@ -40,15 +42,18 @@ struct SimulatedCompute {
 
 // CLI11 reads "-1" into an unsigned option as 2^64 - 1, and the trainer keeps -1 for "not
 // given" in --exit-at-step; so both are checked on the text: digits only (and not zero when
-// `least` is 1).
-CLI::Validator whole_number_at_least(int least) {
+// `least` is 1), and at most 2^64 - 1 (more is refused, never clamped). The text is
+// rewritten in canonical form (CLI11 would read a leading 0 as octal): register it with
+// Option::transform.
+CLI::Validator whole_number_at_least(int least, const std::string& unit) {
   return CLI::Validator(
-      [least](std::string& text) -> std::string {
+      [least, unit](std::string& text) -> std::string {
         const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char ch) {
           return ch >= '0' && ch <= '9';
         });
-        if (digits && (least == 0 || text.find_first_not_of('0') != std::string::npos)) return {};
-        return fmt::format("must be a whole number, {} or more (got '{}')", least, text);
+        if (!digits || (least == 1 && text.find_first_not_of('0') == std::string::npos))
+          return fmt::format("must be a whole number, {} or more (got '{}')", least, text);
+        return check_unsigned(text, unit);
       },
       least == 0 ? "UINT" : "INT>=1");
 }
@@ -151,10 +156,10 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
       ->capture_default_str();
   set.add("--seed", c.seed, "seed of initialisation and data order")
       ->capture_default_str()
-      ->check(whole_number_at_least(0));
+      ->transform(whole_number_at_least(0, "seed values"));
   set.add("--exit-at-step", c.exit_at_step, "stop after this step (saving first with --ckpt-dir)",
           std::optional<int64_t>(-1))
-      ->check(whole_number_at_least(1));
+      ->transform(whole_number_at_least(1, "steps"));
   set.add("--ckpt-dir", c.ckpt_dir, "directory for checkpoints");
   set.add("--save-every", c.save_every, "save every K steps (0: only at the end)")
       ->capture_default_str();
@@ -186,9 +191,12 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--print-every", c.print_every, "progress line every N steps")->capture_default_str();
   // Benchmark-only: simulated compute (conveyor bench schedule); hidden from --help and
   // from --print-config.
-  sub.add_option("--sleep-f-ms", sim.f_ms)->group("");
-  sub.add_option("--sleep-b-ms", sim.b_ms)->group("");
-  sub.add_option("--sleep-w-ms", sim.w_ms)->group("");
+  for (auto [flag, ms] :
+       {std::pair{"--sleep-f-ms", &sim.f_ms}, std::pair{"--sleep-b-ms", &sim.b_ms},
+        std::pair{"--sleep-w-ms", &sim.w_ms}}) {
+    sub.add_option(flag, *ms)->group("")->transform(
+        real_in(0, kMaxSettingSeconds * 1000, "milliseconds", flag));
+  }
 }
 
 }  // namespace

@@ -215,6 +215,32 @@ TEST_CASE("Ctrl-C on launch stops every rank", "[launch]") {
   CHECK(r.output.find("alive") == std::string::npos);
 }
 
+TEST_CASE("launch returns 0 after a stop request when every rank finished with 0", "[launch]") {
+  TempDir dir;
+  // Each rank finishes on SIGTERM (as a rank does when the request lands in its last step:
+  // it completes, commits and exits 0), after saying it is ready for the signal.
+  const std::string rank_cmd = "trap 'echo finished $RANK; exit 0' TERM; echo > " +
+                               shell_quoted(dir.str()) +
+                               "/ready.$RANK; while :; do sleep 0.05; done";
+  // The longest --stop-timeout also checks that it did not turn into an immediate SIGKILL.
+  const std::string script = shell_quoted(CONVEYOR_BIN) +
+                             " launch --nproc 2 --stop-timeout 604800 -- sh -c " +
+                             shell_quoted(rank_cmd) +
+                             " & launch=$!\n"
+                             "cd " +
+                             shell_quoted(dir.str()) +
+                             "\n"
+                             "until [ -e ready.0 ] && [ -e ready.1 ]; do sleep 0.05; done\n"
+                             "kill -TERM $launch\n"
+                             "wait $launch; echo \"launch exit $?\"\n";
+  auto r = run_program({"sh", "-c", script}, {}, 60);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("[rank 0] finished 0"));
+  CHECK_THAT(r.output, Catch::Contains("[rank 1] finished 1"));
+  CHECK_THAT(r.output, Catch::Contains("launch exit 0\n"));  // not 143
+}
+
 TEST_CASE("launch refuses node flags that cannot form one job", "[launch]") {
   auto refused = [](const std::vector<std::string>& flags, const std::string& mention) {
     auto args = with({"launch", "--nproc", "1"}, flags);

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <limits>
 
 #include "common/clock.h"
 
@@ -34,4 +35,25 @@ TEST_CASE("deadlines expire after their duration, within a tick", "[clock]") {
   const auto waited = conveyor::Clock::now() - start;
   CHECK(waited >= 10ms);  // 20 ms, less at most one tick of the coarse clock
   CHECK(soon.remaining() == 0ms);
+}
+
+TEST_CASE("a deadline of any length is safe: huge and infinite ones never expire at once",
+          "[clock]") {
+  using conveyor::Deadline;
+  // A conversion to the clock's nanoseconds that overflows would wrap into the past.
+  for (double s : {1e300, 1e20, 1e10, std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::max()}) {
+    INFO(s);
+    const auto d = Deadline::after_seconds(s);
+    CHECK_FALSE(d.expired());
+    CHECK(d.remaining() > std::chrono::hours(24 * 365));
+  }
+  // Not a number, negative or -inf: already expired, never far in the future.
+  for (double s : {-1e300, -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN()}) {
+    INFO(s);
+    CHECK(Deadline::after_seconds(s).expired());
+  }
+  CHECK_FALSE(Deadline::after(std::chrono::milliseconds::max()).expired());
+  CHECK(Deadline::after(std::chrono::milliseconds::min()).expired());
 }

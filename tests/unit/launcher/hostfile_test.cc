@@ -65,6 +65,28 @@ TEST_CASE("the hosts flag takes h1:2,h2:2 with one slot by default", "[launcher]
   CHECK_THROWS_AS(parse_hosts("n1:-1"), Error);
 }
 
+TEST_CASE("a host listed twice is refused whatever the case of its name", "[launcher]") {
+  // DNS names are case-insensitive: N1 and n1 are one host, which would then run two
+  // supervisors whose LOCAL_RANKs collide.
+  test::TempDir dir;
+  const auto path = (dir / "hosts").string();
+  auto refused = [](auto read, const std::string& mention) {
+    try {
+      read();
+      FAIL("accepted");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.message(), Catch::Contains(mention));
+    }
+  };
+  test::write_file(path, "N1 slots=2\nn1 slots=1\n");
+  refused([&] { read_hostfile(path); }, path + ":2: host n1 is listed twice");
+  refused([] { parse_hosts("Node-1:2,node-1:1"); }, "host node-1 is listed twice");
+  // The same host under another login is still the same host.
+  refused([] { parse_hosts("alice@gpu1,bob@GPU1"); }, "host bob@GPU1 is listed twice");
+  CHECK(parse_hosts("n1,n2").size() == 2);
+}
+
 TEST_CASE("the launcher channel carries the token, then signals, then its end", "[launcher]") {
   int fds[2];
   REQUIRE(pipe(fds) == 0);

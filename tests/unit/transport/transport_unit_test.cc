@@ -37,12 +37,26 @@ namespace {
 class ScopedEnv {
  public:
   ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
-    for (const char* n :
-         {"RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
-          "SLURM_JOB_NODELIST", "SLURM_NODELIST", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-          "OMPI_COMM_WORLD_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_RDZV_PORT",
-          "TORCHELASTIC_RUN_ID", "CONVEYOR_JOB_TOKEN", "CONVEYOR_UCX_PEER_ERROR_MODE",
-          "CONVEYOR_FAILURE_REPORT_FD"}) {
+    for (const char* n : {"RANK",
+                          "WORLD_SIZE",
+                          "LOCAL_RANK",
+                          "SLURM_PROCID",
+                          "SLURM_NTASKS",
+                          "SLURM_LOCALID",
+                          "SLURM_JOB_NODELIST",
+                          "SLURM_NODELIST",
+                          "OMPI_COMM_WORLD_RANK",
+                          "OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "MASTER_ADDR",
+                          "MASTER_PORT",
+                          "CONVEYOR_RDZV_PORT",
+                          "TORCHELASTIC_RUN_ID",
+                          "CONVEYOR_JOB_TOKEN",
+                          "CONVEYOR_UCX_PEER_ERROR_MODE",
+                          "CONVEYOR_FAILURE_REPORT_FD",
+                          "CONVEYOR_CONNECT_TIMEOUT",
+                          "CONVEYOR_HEARTBEAT_TIMEOUT"}) {
       const char* v = std::getenv(n);
       saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
       unsetenv(n);
@@ -164,19 +178,84 @@ TEST_CASE("options_from_env rejects bad values with usage errors", "[transport]"
     }
   };
   usage_error({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}}, "not below");
-  usage_error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}}, "RANK='x'");
+  usage_error({{"RANK", "x"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}}, "RANK 'x'");
   usage_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}}, "CONVEYOR_JOB_TOKEN");
   usage_error({{"RANK", "0"}}, "no world size");
   usage_error({{"MASTER_PORT", "70000"}}, "MASTER_PORT");
   usage_error({{"CONVEYOR_UCX_PEER_ERROR_MODE", "yes"}}, "must be 0 or 1");
   usage_error({{"CONVEYOR_FAILURE_REPORT_FD", "-1"}}, "CONVEYOR_FAILURE_REPORT_FD");
-  usage_error({{"LOCAL_RANK", "-1"}}, "LOCAL_RANK='-1'");
-  usage_error({{"CONVEYOR_RDZV_PORT", "0"}}, "CONVEYOR_RDZV_PORT='0'");
+  usage_error({{"LOCAL_RANK", "-1"}}, "LOCAL_RANK '-1'");
+  usage_error({{"CONVEYOR_RDZV_PORT", "0"}}, "CONVEYOR_RDZV_PORT '0'");
   usage_error({{"SLURM_PROCID", "0"},
                {"SLURM_NTASKS", "2"},
                {"SLURM_JOB_NODELIST", "n[1-"},
                {"CONVEYOR_JOB_TOKEN", "t"}},
               "SLURM_JOB_NODELIST: host list 'n[1-' is malformed");
+}
+
+TEST_CASE("a rank without a world size, or a world size without a rank, names what is missing",
+          "[transport]") {
+  auto message = [](std::initializer_list<std::pair<const char*, const char*>> vars) {
+    ScopedEnv env(vars);
+    try {
+      options_from_env("fp");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      return e.message();
+    }
+    FAIL("accepted half a launch environment");
+    return std::string();
+  };
+  const auto no_rank = message({{"WORLD_SIZE", "2"}});
+  CHECK_THAT(no_rank, Catch::Contains("WORLD_SIZE is set but no rank is"));
+  CHECK_THAT(no_rank, Catch::Contains("RANK"));
+  const auto no_size = message({{"RANK", "0"}});
+  CHECK_THAT(no_size, Catch::Contains("RANK is set but no world size is"));
+  CHECK_THAT(message({{"SLURM_NTASKS", "2"}}),
+             Catch::Contains("SLURM_NTASKS is set but no rank is (set SLURM_PROCID"));
+  CHECK_THAT(message({{"OMPI_COMM_WORLD_RANK", "1"}}),
+             Catch::Contains("OMPI_COMM_WORLD_RANK is set but no world size is (set "
+                             "OMPI_COMM_WORLD_SIZE"));
+}
+
+TEST_CASE("environment durations are finite seconds in range, integers are decimal",
+          "[transport]") {
+  auto refused = [](std::initializer_list<std::pair<const char*, const char*>> vars,
+                    const std::string& mention) {
+    ScopedEnv env(vars);
+    try {
+      options_from_env("fp");
+      FAIL("accepted a bad environment");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kUsage);
+      CHECK_THAT(e.message(), Catch::Contains(mention));
+    }
+  };
+  // inf or 1e300 used to become a deadline in the past: the rendezvous gave up at once.
+  for (const char* bad : {"inf", "1e300", "nan", "-1", "0", "5s", "0x10", "1e-9"}) {
+    INFO(bad);
+    refused({{"CONVEYOR_CONNECT_TIMEOUT", bad}},
+            std::string("environment variable CONVEYOR_CONNECT_TIMEOUT '") + bad +
+                "' is not a number of seconds in [");
+    refused({{"CONVEYOR_HEARTBEAT_TIMEOUT", bad}},
+            std::string("environment variable CONVEYOR_HEARTBEAT_TIMEOUT '") + bad + "'");
+  }
+  {
+    ScopedEnv env({{"CONVEYOR_CONNECT_TIMEOUT", "604800"}, {"CONVEYOR_HEARTBEAT_TIMEOUT", "0.5"}});
+    const auto o = options_from_env("fp");
+    CHECK(o.connect_timeout_s == 604800);
+    CHECK(o.heartbeat_timeout_s == 0.5);
+  }
+  // strtol took leading blanks, '+' and stopped at nothing; the checked parser takes digits.
+  refused({{"RANK", " 1"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}},
+          "environment variable RANK ' 1'");
+  refused({{"RANK", "+1"}, {"WORLD_SIZE", "2"}, {"CONVEYOR_JOB_TOKEN", "t"}},
+          "environment variable RANK '+1'");
+  refused({{"RANK", "0"}, {"WORLD_SIZE", "16384"}, {"CONVEYOR_JOB_TOKEN", "t"}},
+          "environment variable WORLD_SIZE '16384' is not a number of ranks in [1, 16383]");
+  refused({{"RANK", "0"}, {"WORLD_SIZE", "99999999999999999999"}, {"CONVEYOR_JOB_TOKEN", "t"}},
+          "WORLD_SIZE '99999999999999999999'");
+  refused({{"CONVEYOR_FAILURE_REPORT_FD", "3.0"}}, "CONVEYOR_FAILURE_REPORT_FD '3.0'");
 }
 
 TEST_CASE("a failure report reaches the supervisor's socket intact, and junk is refused",
