@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/file_io.h"
 
 namespace conveyor::cli {
 
@@ -70,11 +71,11 @@ std::string value_text(const toml::node& node, const std::string& key, const std
 }  // namespace
 
 void apply_config_file(CLI::App& command, const std::string& path) {
-  CONVEYOR_REQUIRE(std::filesystem::is_regular_file(path),
-                   "--config '{}' does not exist or is not a file", path);
+  // Read as every input is (common/file_io.h): a FIFO is refused, never blocked on.
+  const std::string text = read_input_file(path, "--config file");
   toml::table table;
   try {
-    table = toml::parse_file(path);
+    table = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     const auto& where = e.source().begin;
     throw Error(ErrorKind::kUsage,

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_io.h"
 
 namespace conveyor::cli {
 
@@ -62,10 +63,8 @@ void add(std::vector<HostSlots>& hosts, std::set<std::string>& seen, HostSlots h
 }  // namespace
 
 std::vector<HostSlots> read_hostfile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    throw Error(ErrorKind::kUsage, fmt::format("--hostfile {} cannot be read", path),
-                "give a file with one 'HOST slots=N' line per host");
+  // Read as every input is (common/file_io.h): a FIFO is refused, never blocked on.
+  std::istringstream in(read_input_file(path, "--hostfile"));
   std::vector<HostSlots> hosts;
   std::set<std::string> seen;
   std::string line;

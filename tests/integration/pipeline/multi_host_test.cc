@@ -4,6 +4,8 @@
 // Also: ranks started the way torchrun starts them, without a launcher of ours.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -147,8 +149,12 @@ TEST_CASE("multi-host flags that cannot work are refused", "[launch]") {
   refused({"launch", "--hosts", "a:2,a:1", "--", "true"}, "host a is listed twice");
   refused({"launch", "--hosts", "a:0", "--", "true"}, "slots '0' is not a whole number");
   refused({"launch", "--hosts", "-oProxyCommand=x", "--", "true"}, "is not a host name");
-  refused({"launch", "--hostfile", "/nonexistent", "--", "true"}, "cannot be read");
+  refused({"launch", "--hostfile", "/nonexistent", "--", "true"}, "cannot read --hostfile");
   refused({"launch", "--", "true"}, "needs --nproc N");
+  // A FIFO is refused at once, never blocked on.
+  TempDir dir;
+  REQUIRE(mkfifo((dir / "hosts").c_str(), 0644) == 0);
+  refused({"launch", "--hostfile", (dir / "hosts").string(), "--", "true"}, "a FIFO");
 }
 
 TEST_CASE("a checkpoint directory that is not shared by every host is refused at start-up",
