@@ -29,8 +29,18 @@ namespace {
 // The most ranks one job may have (the transport's limit).
 constexpr int kMaxWorld = 16383;
 
-// ssh exits 255 when it could not connect or authenticate.
+// ssh exits 255 when it could not connect or authenticate, or lost the connection. launch
+// exits with it too when it gives up on a host it cannot reach.
 constexpr int kSshFailed = 255;
+
+// What launch adds to an ssh command line (after the --rsh words, which win: ssh takes the
+// first value it sees). A host that cannot be reached fails the connection within
+// kSshConnectTimeoutS rather than TCP's two minutes, and a session whose host or link goes
+// down ends (exit 255) after kSshAliveCount unanswered keepalives kSshAliveIntervalS apart,
+// rather than never.
+constexpr int kSshConnectTimeoutS = 15;
+constexpr int kSshAliveIntervalS = 5;
+constexpr int kSshAliveCount = 3;
 
 // One host's ssh session.
 struct Session {
@@ -42,6 +52,9 @@ struct Session {
   LineBuffer output;
   bool exited = false;
   int exit_code = 0;
+  // Still running when launch gave up waiting for it, so launch killed it: the host, or the
+  // link to it, is gone (a reachable supervisor ends once its session's stdin closes).
+  bool unresponsive = false;
 };
 
 // Variables the ranks need that ssh does not carry: UCX's, OpenBLAS's (OPENBLAS_CORETYPE
@@ -151,7 +164,11 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
   for (size_t i = 0; i < sessions.size(); ++i) {
     Session& s = sessions[i];
     std::vector<std::string> argv = rsh;
-    if (is_ssh) argv.insert(argv.end(), {"-o", "BatchMode=yes"});  // never a prompt
+    if (is_ssh)
+      argv.insert(argv.end(), {"-o", "BatchMode=yes",  // never a prompt
+                               "-o", fmt::format("ConnectTimeout={}", kSshConnectTimeoutS), "-o",
+                               fmt::format("ServerAliveInterval={}", kSshAliveIntervalS), "-o",
+                               fmt::format("ServerAliveCountMax={}", kSshAliveCount)});
     argv.push_back(s.host.host);
     argv.push_back(remote_command(o, s, static_cast<int>(i), static_cast<int>(hosts.size()), world,
                                   master_addr, port, restart));
@@ -175,6 +192,18 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
     stop_at = Clock::now() + notice;
     close_at = stop_at + wait + std::chrono::seconds(1);
     kill_at = close_at + std::chrono::seconds(5);
+  };
+  // Why a session that ended with 255 (ssh's, or launch's own kill) ended, naming its host.
+  auto lost_host = [&](const Session& s) {
+    if (s.unresponsive)
+      return fmt::format(
+          "host {} ({}) is unreachable: its session still ran after it was told to stop and "
+          "was closed (the host, or the link to it, is down); killed it",
+          s.host.host, rank_range(s));
+    return fmt::format(
+        "host {} ({}) failed: {} exited 255 (it could not connect, or the session was lost: "
+        "the host, the link or its supervisor died; its message is above)",
+        s.host.host, rank_range(s), rsh[0]);
   };
   int forwarded = 0;
   bool preempting = false;
@@ -220,13 +249,19 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       if (s.stdin_fd >= 0) close(s.stdin_fd);
       s.stdin_fd = -1;
       if (s.exit_code == 0 || (preempting && s.exit_code == pipeline::kExitPreempted)) continue;
+      if (s.unresponsive) s.exit_code = kSshFailed;  // not 137: launch's own SIGKILL
+      // A host whose ranks exit 3 lost a peer on another host (its supervisor's line above
+      // names the rank): it is not the one that failed. The one that did is named when its
+      // session ends, which for a host that cannot be reached is when ssh or launch gives up.
       if (!stopping) {
         if (s.exit_code == kSshFailed)
+          std::fprintf(stderr, "conveyor launch: %s; stopping the other hosts\n",
+                       lost_host(s).c_str());
+        else if (s.exit_code == kExitPeerFailed)
           std::fprintf(stderr,
-                       "conveyor launch: host %s (%s) failed: %s exited 255 (it could not "
-                       "connect, or the session was lost: the host, the link or its supervisor "
-                       "died; its message is above); stopping the other hosts\n",
-                       s.host.host.c_str(), rank_range(s).c_str(), rsh[0].c_str());
+                       "conveyor launch: host %s (%s) stopped because a rank on another host "
+                       "failed (exit 3; the line above names it); stopping the other hosts\n",
+                       s.host.host.c_str(), rank_range(s).c_str());
         else
           std::fprintf(stderr,
                        "conveyor launch: host %s (%s) failed (exit %d); stopping the "
@@ -235,8 +270,16 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
         result = s.exit_code;
         begin_stopping(kNoticeTime, grace);
       } else if (result == kExitPeerFailed && s.exit_code != kExitPeerFailed &&
-                 s.exit_code != kSshFailed && launch_signal() == 0) {
-        result = s.exit_code;  // a rank's own failure says more than "a peer failed"
+                 launch_signal() == 0) {
+        // The host whose ranks the others lost: its own status says more than "a peer failed".
+        if (s.exit_code == kSshFailed)
+          std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
+        else
+          std::fprintf(stderr, "conveyor launch: host %s (%s) failed (exit %d)\n",
+                       s.host.host.c_str(), rank_range(s).c_str(), s.exit_code);
+        result = s.exit_code;
+      } else if (s.unresponsive) {
+        std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
       }
     }
     bool all_done = true;
@@ -255,8 +298,11 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       close_at = Clock::time_point::max();
     }
     if (now > kill_at) {
-      for (auto& s : sessions)
-        if (!s.exited) kill(-s.pid, SIGKILL);
+      for (auto& s : sessions) {
+        if (s.exited) continue;
+        kill(-s.pid, SIGKILL);
+        s.unresponsive = true;
+      }
       kill_at = Clock::time_point::max();
     }
   }

@@ -70,7 +70,20 @@ BootstrapClient::BootstrapClient(const Options& options, std::vector<uint8_t> uc
   hello.ucx_address = std::move(ucx_address);
   hello.host = host_name();
   hello.pid = static_cast<int32_t>(::getpid());
-  if (!send_frame(MsgType::kHello, wire::encode_hello(hello)))
+  const std::vector<uint8_t> hello_bytes = wire::encode_hello(hello);
+  // The service closes a hello over its pre-auth limit as a stranger's; say why here, where
+  // the cause is known, rather than let every rank blame rank 0.
+  if (hello_bytes.size() > wire::kMaxHelloPayload)
+    throw Error(ErrorKind::kUsage,
+                fmt::format("rank {}'s hello to the rendezvous service is {} bytes, over the {} "
+                            "it accepts before the token is checked (CONVEYOR_JOB_TOKEN: {} "
+                            "bytes, UCX worker address: {} bytes)",
+                            options.rank, hello_bytes.size(), wire::kMaxHelloPayload,
+                            hello.job_token.size(), hello.ucx_address.size()),
+                fmt::format("CONVEYOR_JOB_TOKEN may have at most {} bytes; UCX_NET_DEVICES or "
+                            "UCX_TLS limit the interfaces in the worker address",
+                            wire::kMaxJobTokenBytes));
+  if (!send_frame(MsgType::kHello, hello_bytes))
     throw Error(ErrorKind::kRuntime,
                 fmt::format("lost the connection to the rendezvous service at {}:{} while "
                             "joining",

@@ -5,7 +5,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <vector>
@@ -24,6 +26,10 @@ using wire::CollectiveOp;
 using wire::MsgType;
 
 namespace {
+
+// How long accepting pauses when the process is out of descriptors and no waiting stranger
+// can give its place.
+constexpr int kAcceptPauseMs = 50;
 
 enum class RankState { kAbsent, kJoined, kDeparted, kDead };
 
@@ -79,6 +85,10 @@ struct RendezvousServer::State {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::unique_ptr<Conn>> conns;  // pending and admitted
+  // The connections that have not said hello yet, oldest first (a subset of conns). Closed
+  // and admitted ones are pruned before accepting and at the end of every pass; while
+  // accepting, every entry is live, and there are at most kMaxPreAuthConnections.
+  std::deque<Conn*> pre_auth;
   std::vector<Conn*> by_rank;
   std::vector<RankState> rank_state;
   std::vector<std::vector<uint8_t>> addresses;
@@ -318,6 +328,48 @@ struct RendezvousServer::State {
     return wire::encode_frame(MsgType::kRoster, w.buffer());
   }
 
+  // Reads what `c` has sent and acts on every whole frame in it.
+  void read_from(Conn& c, std::vector<uint8_t>& buf) {
+    while (!c.closing) {
+      long n = read_some(c.fd.get(), buf.data(), buf.size());
+      if (n == -1) break;
+      if (n <= 0) {
+        c.closing = true;
+        if (c.close_reason.empty()) c.close_reason = "closed";
+        break;
+      }
+      c.decoder.feed(buf.data(), static_cast<size_t>(n));
+      try {
+        while (!c.closing) {
+          auto f = c.decoder.next(c.rank < 0 ? wire::kMaxHelloPayload : wire::kMaxPayload);
+          if (!f) break;
+          on_frame(c, *f);
+        }
+      } catch (const Error& e) {
+        c.closing = true;
+        c.close_reason = "sent a malformed message (" + e.message() + ")";
+      }
+    }
+  }
+
+  // Closes the longest-waiting connection that has not said hello, to make room for a new
+  // one. A rank says hello the moment it connects, so the oldest silent one is the least
+  // likely to be a rank; a stranger who keeps opening connections pushes out only its own.
+  void evict_oldest_pre_auth() {
+    while (!pre_auth.empty()) {
+      Conn* c = pre_auth.front();
+      pre_auth.pop_front();
+      if (c->closing || c->rank >= 0) continue;
+      c->closing = true;
+      c->close_reason = fmt::format(
+          "had not said hello when a newer connection needed its place (at most {} may wait "
+          "for their hello)",
+          kMaxPreAuthConnections);
+      c->fd.reset();  // its descriptor is what the newcomer needs
+      return;
+    }
+  }
+
   // Drops a connection; an admitted rank that was still working is declared dead.
   void drop(Conn& c) {
     if (c.rank >= 0 && rank_state[c.rank] == RankState::kJoined) {
@@ -381,11 +433,14 @@ void RendezvousServer::serve() {
   const auto hello_timeout = std::chrono::duration<double>(s.cfg.hello_timeout_s);
   std::vector<pollfd> fds;
   std::vector<uint8_t> buf(64 * 1024);
+  auto accept_paused_until = Clock::time_point::min();
   while (!stop_) {
     fds.clear();
     {
       std::lock_guard lock(s.mu);
-      fds.push_back({s.listener.get(), POLLIN, 0});
+      // Index 0 stays the listener, also while accepting pauses.
+      const bool paused = Clock::now() < accept_paused_until;
+      fds.push_back({s.listener.get(), static_cast<short>(paused ? 0 : POLLIN), 0});
       for (auto& c : s.conns) fds.push_back({c->fd.get(), POLLIN, 0});
     }
     // The connection list only changes on this thread, so fds[i+1] stays conns[i].
@@ -395,34 +450,33 @@ void RendezvousServer::serve() {
     for (size_t i = 1; i < fds.size(); ++i) {
       Conn& c = *s.conns[i - 1];
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) || c.closing) continue;
-      while (!c.closing) {
-        long n = read_some(c.fd.get(), buf.data(), buf.size());
-        if (n == -1) break;
-        if (n <= 0) {
-          c.closing = true;
-          if (c.close_reason.empty()) c.close_reason = "closed";
-          break;
-        }
-        c.decoder.feed(buf.data(), static_cast<size_t>(n));
-        try {
-          while (!c.closing) {
-            auto f = c.decoder.next(c.rank < 0 ? wire::kMaxHelloPayload : wire::kMaxPayload);
-            if (!f) break;
-            s.on_frame(c, *f);
-          }
-        } catch (const Error& e) {
-          c.closing = true;
-          c.close_reason = "sent a malformed message (" + e.message() + ")";
-        }
-      }
+      s.read_from(c, buf);
     }
+    // Accepted after every known connection was read, and at most half the bound per pass:
+    // a connection accepted in one pass is read in the next before anything can push it out.
     if (fds[0].revents & POLLIN) {
-      while (true) {
+      std::erase_if(s.pre_auth, [](const Conn* c) { return c->closing || c->rank >= 0; });
+      for (size_t k = 0; k < kMaxPreAuthConnections / 2; ++k) {
+        if (s.pre_auth.size() >= kMaxPreAuthConnections) s.evict_oldest_pre_auth();
         sockaddr_in peer{};
         socklen_t peer_len = sizeof peer;
         int fd = ::accept4(s.listener.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len,
                            SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;
+        if (fd < 0) {
+          if (errno == EINTR || errno == ECONNABORTED) continue;
+          if (errno == EMFILE || errno == ENFILE) {
+            // Out of descriptors (something else in rank 0 holds them): a waiting stranger
+            // gives its place, else accepting pauses briefly rather than spinning on poll.
+            if (!s.pre_auth.empty()) {
+              s.evict_oldest_pre_auth();
+              continue;
+            }
+            s.warn_refused("cannot accept a connection: {}; retrying in {} ms",
+                           std::strerror(errno), kAcceptPauseMs);
+            accept_paused_until = now + std::chrono::milliseconds(kAcceptPauseMs);
+          }
+          break;
+        }
         auto c = std::make_unique<Conn>();
         c->fd = Fd(fd);
         // Host names can repeat (containers, namespaces, copied images); the address the
@@ -431,7 +485,11 @@ void RendezvousServer::serve() {
         if (peer.sin_family == AF_INET && (ntohl(peer.sin_addr.s_addr) >> 24) != 127 &&
             inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip))
           c->peer_ip = ip;
+        Conn& added = *c;
         s.conns.push_back(std::move(c));
+        // A rank sends its hello as soon as it is connected, so it is usually here already.
+        s.read_from(added, buf);
+        if (added.rank < 0 && !added.closing) s.pre_auth.push_back(&added);
       }
     }
     // Timers: silent newcomers, silent ranks, our own heartbeat.
@@ -454,6 +512,7 @@ void RendezvousServer::serve() {
     }
     for (auto& c : s.conns)
       if (c->closing) s.drop(*c);
+    std::erase_if(s.pre_auth, [](const Conn* c) { return c->closing || c->rank >= 0; });
     std::erase_if(s.conns, [](const std::unique_ptr<Conn>& c) { return c->closing; });
   }
 }

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,13 +37,23 @@ namespace conveyor::transport {
 inline constexpr int kRefusedLogBurst = 10;
 inline constexpr int kRefusedLogWindowSeconds = 10;
 
+// Connections that have not presented the token yet ("pre-auth"): anyone who can reach the
+// port can open them, so they are bounded. At most kMaxPreAuthConnections wait for their
+// hello at once; a new one beyond that closes the one that has waited longest (a rank sends
+// its hello the moment it connects, so a flood pushes out only its own connections). Each
+// pass of the service accepts at most half of that many, after reading every connection it
+// already has, so a rank's hello is read before anything can push its connection out. A
+// connection that has not said hello within kHelloDeadlineSeconds is closed.
+inline constexpr size_t kMaxPreAuthConnections = 128;
+inline constexpr double kHelloDeadlineSeconds = 3;
+
 struct ServiceConfig {
   int world_size = 1;
   std::string job_token;
   std::string fingerprint;
   double heartbeat_timeout_s = 1.5;
-  double hello_timeout_s = 10;            // an admitted-but-silent connection is dropped after this
-  std::string listen_host = "127.0.0.1";  // MASTER_ADDR as rank 0 has it (listen_tcp)
+  double hello_timeout_s = kHelloDeadlineSeconds;  // a connection without a hello is dropped then
+  std::string listen_host = "127.0.0.1";           // MASTER_ADDR as rank 0 has it (listen_tcp)
 };
 
 class RendezvousServer {

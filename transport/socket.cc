@@ -69,6 +69,12 @@ in_addr listen_address(const std::string& host) {
 
 }  // namespace
 
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr literal{};
+  return inet_pton(AF_INET, host.c_str(), &literal) == 1 && (ntohl(literal.s_addr) >> 24) == 127;
+}
+
 Fd listen_tcp(const std::string& host, int port) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   CONVEYOR_CHECK(fd, "bootstrap: socket() failed: {}", std::strerror(errno));

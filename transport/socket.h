@@ -41,6 +41,12 @@ class Fd {
 // Throws Error(kUsage) when the port is in use or `host` is not this host's, naming it.
 Fd listen_tcp(const std::string& host, int port);
 
+// Whether MASTER_ADDR `host` names this host's loopback interface as it is written: an IPv4
+// literal in 127.0.0.0/8, "::1" or "localhost". Then every rank that can reach rank 0 runs on
+// this host. A name that only resolves to loopback here (Debian's own host name) is not: other
+// hosts resolve it to a real address.
+bool is_loopback_host(const std::string& host);
+
 // Connects to host:port, retrying refused or unreachable attempts until `deadline`
 // (the service may not be up yet). Throws Error(kRuntime) at the deadline.
 Fd connect_tcp(const std::string& host, int port, Deadline deadline);

@@ -140,7 +140,8 @@ class Transport {
  public:
   // Blocks until every rank has joined the rendezvous and every endpoint exists, or
   // options.connect_timeout_s passes (Error kRuntime). A token, fingerprint or world-size
-  // mismatch throws Error(kUsage); MASTER_PORT in use on rank 0 throws Error(kUsage).
+  // mismatch throws Error(kUsage); MASTER_PORT in use on rank 0 throws Error(kUsage); so does,
+  // at once, a job_token longer than wire::kMaxJobTokenBytes (wire.h).
   static std::unique_ptr<Transport> create(const Options& options);
 
   // Without a prior shutdown(), destruction tells the others this rank is failing

@@ -11,6 +11,7 @@
 #include "common/net.h"
 #include "transport/cuda_support.h"
 #include "transport/rdma.h"
+#include "transport/socket.h"
 #include "transport/tag.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -26,6 +27,9 @@
 namespace conveyor::transport {
 
 namespace {
+
+// Linux's loopback interface, as UCX names network devices.
+constexpr const char* kLoopbackDevice = "lo";
 
 void ucx_check(ucs_status_t status, const char* what) {
   if (status != UCS_OK)
@@ -140,9 +144,20 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
     ucp_config_t* config = nullptr;
     ucx_check(ucp_config_read(nullptr, nullptr, &config),
               "reading its configuration (UCX_* variables)");
-    // With RDMA and no UCX_NET_DEVICES, UCX would use every port for every rank: give each
-    // local rank its own NIC instead (the one near its GPU; dealt out among equals).
-    if (options.world_size > 1 && std::getenv("UCX_NET_DEVICES") == nullptr) {
+    // Without UCX_NET_DEVICES, UCX opens every network device. When every rank is on this
+    // host (MASTER_ADDR is loopback, so no other host can join), the loopback interface is
+    // all they need: UCX's TCP transport then listens on nothing another host can reach.
+    // Shared memory, cma and cuda_ipc are not network devices and stay as they are.
+    if (options.world_size > 1 && std::getenv("UCX_NET_DEVICES") == nullptr &&
+        is_loopback_host(options.master_addr)) {
+      ucx_check(ucp_config_modify(config, "NET_DEVICES", kLoopbackDevice), "setting NET_DEVICES");
+      CONVEYOR_LOG_DEBUG(
+          "transport: every rank is on this host (MASTER_ADDR {}): UCX uses "
+          "network device {} only (set UCX_NET_DEVICES to choose)",
+          options.master_addr, kLoopbackDevice);
+    } else if (options.world_size > 1 && std::getenv("UCX_NET_DEVICES") == nullptr) {
+      // With RDMA, UCX would use every port for every rank: give each local rank its own NIC
+      // instead (the one near its GPU; dealt out among equals).
       const std::string nic =
           rdma::pick_net_device(rdma::discover(), options.gpu_numa_node, options.local_rank);
       if (!nic.empty()) {

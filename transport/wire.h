@@ -24,6 +24,7 @@
 //                                  ranks that have joined so far
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -35,8 +36,13 @@ namespace conveyor::transport::wire {
 inline constexpr uint32_t kMagic = 0x31564E43;  // "CNV1" as little-endian bytes
 inline constexpr uint32_t kVersion = 2;
 inline constexpr size_t kHeaderBytes = 16;
-// Before a connection has presented the token it may send only a small hello.
-inline constexpr uint64_t kMaxHelloPayload = 64 * 1024;
+// Before a connection has presented the token it may send only a small hello: the token
+// (CONVEYOR_JOB_TOKEN, at most kMaxJobTokenBytes, checked when a transport is created) and
+// the rest (fingerprint, UCX worker address, host name, fixed fields), which fits in
+// kMaxHelloRestBytes.
+inline constexpr size_t kMaxJobTokenBytes = 4096;
+inline constexpr size_t kMaxHelloRestBytes = 60 * 1024;
+inline constexpr uint64_t kMaxHelloPayload = kMaxJobTokenBytes + kMaxHelloRestBytes;
 // After: collectives carry a few KiB; broadcast is capped here.
 inline constexpr uint64_t kMaxPayload = 256ull << 20;
 

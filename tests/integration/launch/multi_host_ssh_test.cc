@@ -160,23 +160,44 @@ TEST_CASE("after a host dies --max-restarts resumes on every host to the uninter
   CHECK(hosts.leftover_processes().empty());
 }
 
-TEST_CASE("a host whose link goes down is named and leaves nothing running anywhere", "[launch]") {
+TEST_CASE("a host whose link goes down is named, launch exits 255 and nothing runs anywhere",
+          "[launch][hardening]") {
   SKIP_WITHOUT_NETNS_HOSTS();
   NetnsHosts hosts(2);
   TempDir dir;
   const auto metrics = (dir / "m.jsonl").string();
-  const std::string launch = shell_command(
-      launch_args(hosts, with({"--", "conveyor", "train"}, tiny_train(4, metrics, 100000))));
-  // Host 1's only link goes down mid-run: its ranks go silent for the others, and its ssh
-  // session times out (ServerAlive/ClientAlive, 3 s), which stops them there.
+  // Host 1's only link goes down mid-run: its ranks go silent for the others, host 0's
+  // ranks fail with "a peer failed" (exit 3), and the session to host 1 hears nothing more.
+  std::string rsh = "ssh -F " + hosts.ssh_config();
+  bool expect_unreachable = false;
+  SECTION("ssh's keepalives end the cut-off session (exit 255)") {
+    rsh += " -o ServerAliveInterval=1";  // ssh_config's, made explicit
+  }
+  SECTION("without keepalives the session hangs until launch gives up on it") {
+    rsh += " -o ServerAliveInterval=0";  // a user's ssh as it comes: it waits forever
+    expect_unreachable = true;
+  }
+  const std::string launch =
+      shell_command(with({CONVEYOR_BIN, "launch", "--hostfile", hosts.hostfile(), "--rsh", rsh,
+                          "--grace", "1", "--", "conveyor", "train"},
+                         tiny_train(4, metrics, 100000)));
   const std::string script = fault_script(
       launch, metrics, 3, fmt::format("ip netns exec {} ip link set eth0 down", hosts.netns(1)));
   auto r = hosts.run_in(0, {"sh", "-c", script}, kTcpOnly, 120);
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
-  CHECK(r.output.find("launch exit 0") == std::string::npos);
+  // ssh's code for a host it cannot reach, not 137 (launch's own SIGKILL of the session).
+  CHECK(r.output.find("launch exit 255") != std::string::npos);
   CHECK(r.output.find("went silent") != std::string::npos);
   CHECK(r.output.find(" at " + hosts.address(1) + ", pid ") != std::string::npos);
+  // The launcher names the cut-off host ("failed: ssh exited 255" or "is unreachable"), and
+  // does not blame the healthy one.
+  CHECK(r.output.find("conveyor launch: host " + hosts.address(1) + " (ranks 2-3) ") !=
+        std::string::npos);
+  if (expect_unreachable)
+    CHECK(r.output.find("host " + hosts.address(1) + " (ranks 2-3) is unreachable") !=
+          std::string::npos);
+  CHECK(r.output.find("host " + hosts.address(0) + " (ranks 0-1) failed") == std::string::npos);
   // The cut-off host's supervisor learns of it when sshd drops the session; bounded wait.
   std::vector<std::string> left;
   for (int i = 0; i < 300; ++i) {
