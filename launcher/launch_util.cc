@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +42,15 @@ void note_launch_signal(int sig) {
 
 bool is_preemption_signal(int sig) {
   return sig == SIGTERM || sig == SIGUSR1;
+}
+
+int job_exit_code(const std::vector<int>& codes, bool preempting, int result) {
+  auto all = [&](int code) {
+    return std::all_of(codes.begin(), codes.end(), [code](int c) { return c == code; });
+  };
+  if (all(0)) return 0;
+  if (preempting && all(pipeline::kExitPreempted)) return pipeline::kExitPreempted;
+  return result;
 }
 
 bool worth_restarting(int exit_code) {

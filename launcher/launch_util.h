@@ -31,6 +31,13 @@ void note_launch_signal(int sig);
 // True for the signals that ask ranks to save and stop rather than die.
 bool is_preemption_signal(int sig);
 
+// The exit code of a job whose members (the ranks of a host, or the hosts of a job) exited
+// with `codes`, given the `result` chosen while it ran: 0 when every member finished with 0,
+// whatever signal launch passed on (a stop request that lands in the last step lets every
+// rank complete, commit and exit 0); kExitPreempted when launch asked them to save and stop
+// (`preempting`) and every one did; `result` otherwise.
+int job_exit_code(const std::vector<int>& codes, bool preempting, int result);
+
 // Whether an attempt that ended with `exit_code` is worth starting again under
 // --max-restarts: not after success, bad usage (it will not get better), a preemption (exit
 // 4: requeue instead) or a signal to the launcher.

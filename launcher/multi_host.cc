@@ -27,7 +27,6 @@ namespace conveyor::cli {
 namespace {
 
 // The most ranks one job may have (the transport's limit).
-constexpr int kMaxWorld = 16383;
 
 // ssh exits 255 when it could not connect or authenticate, or lost the connection. launch
 // exits with it too when it gives up on a host it cannot reach.
@@ -306,12 +305,9 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       kill_at = Clock::time_point::max();
     }
   }
-  // Every host saved and stopped on request: the job was preempted, not failed.
-  if (preempting && std::all_of(sessions.begin(), sessions.end(), [](const Session& s) {
-        return s.exit_code == pipeline::kExitPreempted;
-      }))
-    result = pipeline::kExitPreempted;
-  return result;
+  std::vector<int> codes;
+  for (const Session& s : sessions) codes.push_back(s.exit_code);
+  return job_exit_code(codes, preempting, result);
 }
 
 }  // namespace
@@ -327,8 +323,8 @@ int run_multi_host(const LaunchOptions& o) {
   const auto hosts = o.hostfile.empty() ? parse_hosts(o.hosts) : read_hostfile(o.hostfile);
   int world = 0;
   for (const auto& h : hosts) world += h.slots;
-  CONVEYOR_REQUIRE(world <= kMaxWorld, "the hosts have {} slots in all; at most {} ranks", world,
-                   kMaxWorld);
+  CONVEYOR_REQUIRE(world <= kMaxJobRanks, "the hosts have {} slots in all; at most {} ranks", world,
+                   kMaxJobRanks);
   const std::string first = hosts[0].host.substr(hosts[0].host.find('@') + 1);  // user@host
   const std::string master_addr = o.master_addr.empty() ? first : o.master_addr;
   const int port = o.master_port > 0 ? o.master_port : kDefaultMultiHostPort;

@@ -273,17 +273,9 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     }
   }
   close(report[0]);
-  // Every rank finished: the job is done, whatever signal launch passed on (a stop request
-  // that lands in the last step lets every rank complete, commit and exit 0).
-  if (std::all_of(children.begin(), children.end(),
-                  [](const Child& c) { return c.exit_code == 0; }))
-    return kExitOk;
-  // Every rank saved and stopped on request: the job was preempted, not failed.
-  if (preempting && std::all_of(children.begin(), children.end(), [](const Child& c) {
-        return c.exit_code == pipeline::kExitPreempted;
-      }))
-    result = pipeline::kExitPreempted;
-  return result;
+  std::vector<int> codes;
+  for (const Child& c : children) codes.push_back(c.exit_code);
+  return job_exit_code(codes, preempting, result);
 }
 
 }  // namespace

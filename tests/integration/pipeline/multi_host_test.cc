@@ -261,3 +261,23 @@ TEST_CASE("ranks started the torchrun way meet on MASTER_PORT + 1 while the agen
               .exit_code == 0);
   CHECK(loss_texts(metrics) == loss_texts(one_path));
 }
+
+TEST_CASE("a multi-host launch returns 0 after a stop request when every rank finished with 0",
+          "[launch]") {
+  TempDir dir;
+  // Each rank finishes on SIGTERM, as a rank does when the request lands in its last step.
+  const std::string rank_cmd = "trap 'echo finished $RANK; exit 0' TERM; echo > " +
+                               shell_quoted(dir.str()) +
+                               "/ready.$RANK; while :; do sleep 0.05; done";
+  const std::string script =
+      shell_command(with({CONVEYOR_BIN}, on_hosts("a,b", {"--", "sh", "-c", rank_cmd}))) +
+      " & launch=$!\ncd " + shell_quoted(dir.str()) +
+      "\nuntil [ -e ready.0 ] && [ -e ready.1 ]; do sleep 0.05; done\n"
+      "kill -TERM $launch\nwait $launch; echo \"launch exit $?\"\n";
+  auto r = run_program({"sh", "-c", script}, {}, 60);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("finished 0"));
+  CHECK_THAT(r.output, Catch::Contains("finished 1"));
+  CHECK_THAT(r.output, Catch::Contains("launch exit 0\n"));  // not 143
+}
