@@ -10,6 +10,7 @@
 #include "checkpoint/file_util.h"
 #include "checkpoint/layout.h"
 #include "common/error.h"
+#include "common/json_number.h"
 
 namespace conveyor::checkpoint {
 
@@ -22,23 +23,21 @@ using nlohmann::json;
               "the checkpoint is damaged or was not written by this version of conveyor");
 }
 
-// `v` as the integer type T. A float is refused (converting one out of T's range is undefined
-// behaviour, and a count or size is never fractional), and so is an integer outside T's range.
+// `v` as the integer type T, through common/json_number.h. A float is refused (conveyor writes
+// counts and sizes as JSON integers; a float there is damage), and so is an integer outside
+// T's range (int64 at most).
 template <typename T>
 T integer_value(const json& v, const char* name, const std::string& source) {
   using limits = std::numeric_limits<T>;
-  if (v.is_number_unsigned()) {
-    const auto u = v.get<uint64_t>();
-    if (u <= static_cast<uint64_t>(limits::max())) return static_cast<T>(u);
-  } else if (v.is_number_integer()) {
-    const auto i = v.get<int64_t>();
-    if (i >= 0 ? static_cast<uint64_t>(i) <= static_cast<uint64_t>(limits::max())
-               : limits::is_signed && i >= static_cast<int64_t>(limits::min()))
-      return static_cast<T>(i);
-  } else {
-    malformed(source, fmt::format("\"{}\" is not an integer", name));
+  if (!v.is_number_integer()) malformed(source, fmt::format("\"{}\" is not an integer", name));
+  constexpr int64_t max = limits::max() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
+                              ? std::numeric_limits<int64_t>::max()
+                              : static_cast<int64_t>(limits::max());
+  try {
+    return static_cast<T>(json_integer(v, name, static_cast<int64_t>(limits::min()), max, name));
+  } catch (const Error&) {
+    malformed(source, fmt::format("\"{}\" is out of range ({})", name, v.dump()));
   }
-  malformed(source, fmt::format("\"{}\" is out of range ({})", name, v.dump()));
 }
 
 template <typename T>

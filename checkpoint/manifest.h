@@ -20,6 +20,9 @@ inline constexpr const char* kFormatName = "conveyor-checkpoint";
 inline constexpr const char* kParams = "params";
 inline constexpr const char* kExpAvg = "optim/exp_avg";
 inline constexpr const char* kExpAvgSq = "optim/exp_avg_sq";
+// The datasets of a shard's training state (HDF5 paths).
+inline constexpr const char* kStateJson = "/state/json";
+inline constexpr const char* kStateStep = "/state/step";
 
 struct DatasetInfo {
   std::vector<int64_t> shape;  // empty for a scalar

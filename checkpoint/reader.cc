@@ -93,7 +93,7 @@ void CheckpointReader::read(const std::string& group, const std::string& param, 
 nlohmann::json CheckpointReader::state() {
   const auto& shard = manifest_.shards.at(0);
   const auto path = shard_path(0);
-  const std::string dataset = "/state/json";
+  const std::string dataset = kStateJson;
   auto expected = shard.datasets.find(dataset);
   hid_t file = open_shard(0).get();
   auto view = h5::open_dataset(file, dataset, path);

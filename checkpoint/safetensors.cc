@@ -6,13 +6,15 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "checkpoint/file_util.h"
 #include "checkpoint/manifest.h"
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/json_number.h"
+#include "common/printable.h"
 
 namespace conveyor::checkpoint {
 
@@ -24,12 +26,17 @@ using nlohmann::json;
 
 // A header larger than this is not one we wrote, nor any model's (GPT-2 XL's is ~40 kB).
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+// A file larger than this is no model conveyor could hold (GPT-2 XL in fp32 is 6.4 GB).
+constexpr int64_t kMaxFileBytes = int64_t{1} << 40;
+// Elements of one tensor: far above any real one, far below an overflow of its byte count.
+constexpr int64_t kMaxElements = int64_t{1} << 40;
 constexpr const char* kMetadataKey = "__metadata__";
 
 [[noreturn]] void bad_file(const std::filesystem::path& path, const std::string& what) {
-  throw Error(ErrorKind::kUsage,
-              fmt::format("{} is not a valid safetensors file: {}", path.string(), what),
-              "export it again, or check that the download or copy is complete");
+  throw Error(
+      ErrorKind::kUsage,
+      fmt::format("{} is not a valid safetensors file: {}", printable(path.string(), 512), what),
+      "export it again, or check that the download or copy is complete");
 }
 
 }  // namespace
@@ -64,11 +71,8 @@ void write_safetensors(const std::filesystem::path& path,
 }
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error(ErrorKind::kUsage, fmt::format("cannot read {}", path.string()),
-                "give the path of a model.safetensors file");
-  bytes_.assign(std::istreambuf_iterator<char>(in), {});
+  // A FIFO, device or folder is refused at once (common/file_io.h), never blocked on.
+  bytes_ = read_input_file(path, "safetensors file", kMaxFileBytes);
   if (bytes_.size() < 8)
     bad_file(path,
              fmt::format("it has {} bytes, less than the 8-byte header length", bytes_.size()));
@@ -90,38 +94,52 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
         if (v.is_string()) metadata_[k] = v.get<std::string>();
       continue;
     }
-    const std::string where = fmt::format("tensor '{}'", name);
+    // Quoted escaped: a tensor name may hold terminal codes.
+    const std::string where = fmt::format("tensor '{}'", printable(name, 128));
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
         !info.contains("data_offsets"))
       bad_file(path, where + " lacks dtype, shape or data_offsets");
     if (info["dtype"] != "F32")
-      bad_file(path,
-               fmt::format("{} is {}; only F32 tensors are read", where, info["dtype"].dump()));
+      bad_file(path, fmt::format("{} is {}; only F32 tensors are read", where,
+                                 printable(info["dtype"].dump(), 64)));
     Tensor t;
     const auto& shape = info["shape"];
     const auto& offsets = info["data_offsets"];
     if (!shape.is_array() || !offsets.is_array() || offsets.size() != 2)
       bad_file(path, where + " has a malformed shape or data_offsets");
+    // Numbers through common/json_number.h: a float, a negative or an out-of-range value is
+    // refused, never converted.
     uint64_t elements = 1;
     for (const auto& d : shape) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40))
-        bad_file(path, fmt::format("{} has the impossible shape {}", where, shape.dump()));
-      t.shape.push_back(d.get<int64_t>());
-      elements *= d.get<uint64_t>();
-      if (elements > (uint64_t{1} << 40))
-        bad_file(path, fmt::format("{} has the impossible shape {}", where, shape.dump()));
+      int64_t dim = 0;
+      try {
+        dim = json_integer(d, "a dimension", 0, kMaxElements, "elements");
+      } catch (const Error& e) {
+        bad_file(path, fmt::format("{} has the impossible shape {} ({})", where,
+                                   printable(shape.dump(), 128), e.message()));
+      }
+      t.shape.push_back(dim);
+      elements *= static_cast<uint64_t>(dim);
+      if (elements > static_cast<uint64_t>(kMaxElements))
+        bad_file(path, fmt::format("{} has the impossible shape {}", where,
+                                   printable(shape.dump(), 128)));
     }
-    if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
-      bad_file(path, where + " has malformed data_offsets");
-    t.begin = offsets[0].get<uint64_t>();
-    t.end = offsets[1].get<uint64_t>();
+    try {
+      t.begin = static_cast<size_t>(
+          json_integer(offsets[0], "its first data offset", 0, kMaxFileBytes, "bytes"));
+      t.end = static_cast<size_t>(
+          json_integer(offsets[1], "its end data offset", 0, kMaxFileBytes, "bytes"));
+    } catch (const Error& e) {
+      bad_file(path, fmt::format("{} has malformed data_offsets: {}", where, e.message()));
+    }
     if (t.begin > t.end || t.end > data_bytes)
       bad_file(path, fmt::format("{} lies at bytes [{}, {}), outside the {} bytes of data (is "
                                  "the file cut short?)",
                                  where, t.begin, t.end, data_bytes));
     if (t.end - t.begin != elements * sizeof(float))
-      bad_file(path, fmt::format("{} has {} bytes for shape {} ({} expected)", where,
-                                 t.end - t.begin, shape.dump(), elements * sizeof(float)));
+      bad_file(path,
+               fmt::format("{} has {} bytes for shape {} ({} expected)", where, t.end - t.begin,
+                           printable(shape.dump(), 128), elements * sizeof(float)));
     by_offset.emplace_back(t.begin, name);
     tensors_.emplace(name, std::move(t));
   }
@@ -131,7 +149,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     if (begin != expected)
       bad_file(path, fmt::format("tensor '{}' starts at byte {} where {} was expected (the "
                                  "tensors must cover the data without gaps or overlaps)",
-                                 name, begin, expected));
+                                 printable(name, 128), begin, expected));
     expected = tensors_.at(name).end;
     names_.push_back(name);
   }
@@ -142,8 +160,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
 const SafetensorsFile::Tensor& SafetensorsFile::find(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end())
-    throw Error(ErrorKind::kUsage, fmt::format("{} has no tensor '{}'", path_.string(), name),
-                "is it a GPT-2 model of the shape given?");
+    throw Error(
+        ErrorKind::kUsage,
+        fmt::format("{} has no tensor '{}'", printable(path_.string(), 512), printable(name, 128)),
+        "is it a GPT-2 model of the shape given?");
   return it->second;
 }
 

@@ -36,7 +36,10 @@ void write_safetensors(const std::filesystem::path& path,
 // A safetensors file read whole into memory and checked (see above).
 class SafetensorsFile {
  public:
-  // Throws Error(kUsage) naming the file and what is wrong with it.
+  // Throws Error(kUsage) naming the file and what is wrong with it; a FIFO, device or folder
+  // is refused at once (common/file_io.h), never blocked on. Every number of the header (a
+  // dimension, an offset) goes through common/json_number.h: a fraction, a negative or an
+  // out-of-range value is refused, never converted.
   explicit SafetensorsFile(const std::filesystem::path& path);
 
   // Tensor names in file order (by offset).
@@ -56,7 +59,7 @@ class SafetensorsFile {
   const Tensor& find(const std::string& name) const;
 
   std::filesystem::path path_;
-  std::vector<uint8_t> bytes_;
+  std::string bytes_;  // the whole file
   size_t data_start_ = 0;
   std::map<std::string, Tensor> tensors_;
   std::vector<std::string> names_;

@@ -84,6 +84,23 @@ void check_consistency(const fs::path& step_dir, const Manifest& m,
     }
   }
   if (!expected) return;
+  // A trainer's checkpoint: each shard holds, for every parameter it lists, the parameter and
+  // both Adam moments, and the shard's state. A manifest that omits one would pass every
+  // file check, and resuming would then fail on it instead of falling back past it.
+  for (const auto& shard : m.shards) {
+    auto require = [&](const std::string& dataset) {
+      if (shard.datasets.count(dataset) == 0)
+        bad(
+            fmt::format("manifest.json lists no dataset {} in {}; a complete shard has the "
+                        "parameters, both Adam moments of each and its state",
+                        dataset, shard.file));
+    };
+    for (const auto& name : shard.params)
+      for (const char* group : {kParams, kExpAvg, kExpAvgSq})
+        require(fmt::format("/{}/{}", group, name));
+    require(kStateJson);
+    require(kStateStep);
+  }
   const auto want = expected(m);
   for (const auto& [name, shape] : want) {
     auto it = m.params.find(name);

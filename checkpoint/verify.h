@@ -45,8 +45,10 @@ using ExpectedParams =
 //     num_stages), is of the manifest's step and stage count (a manifest cut to fewer
 //     stages is refused);
 //   - transformer blocks 0..n-1 each have parameters in some shard (no gaps);
-//   - when `expected` is given and knows the model: every parameter of it is present, with
-//     its shape, and no other.
+//   - when `expected` is given (a trainer's checkpoint): every shard's entry lists, for each
+//     parameter it holds, the parameter and both Adam moments (kParams, kExpAvg, kExpAvgSq),
+//     and its state (kStateJson, kStateStep); and when `expected` knows the model, every
+//     parameter of it is present, with its shape, and no other.
 VerifyResult verify(const std::filesystem::path& step_dir, VerifyLevel level = VerifyLevel::kFull,
                     const ExpectedParams& expected = {});
 

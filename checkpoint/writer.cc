@@ -145,12 +145,12 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
     h5::Handle state = h5::create_group(file.get(), "/state", part_path);
     std::string text = contents.state.dump();
     h5::Handle type = h5::string_type(text.size());
-    info.datasets["/state/json"] = {{},
-                                    "string",
-                                    h5::write_dataset(state.get(), "json", type.get(), type.get(),
-                                                      {}, text.data(), text.size(), part_path)};
+    info.datasets[kStateJson] = {{},
+                                 "string",
+                                 h5::write_dataset(state.get(), "json", type.get(), type.get(), {},
+                                                   text.data(), text.size(), part_path)};
     int64_t step = contents.step;
-    info.datasets["/state/step"] = {
+    info.datasets[kStateStep] = {
         {},
         "int64",
         h5::write_dataset(state.get(), "step", H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &step,

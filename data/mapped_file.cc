@@ -9,36 +9,33 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/printable.h"
 
 namespace conveyor::data {
 
 MappedFile::MappedFile(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    throw Error(ErrorKind::kRuntime,
-                fmt::format("cannot open data file {}: {}", path.string(), std::strerror(errno)),
-                "check that it exists and is readable");
-  }
+  // A FIFO, device or folder is refused at once (kUsage), never blocked on.
+  const UniqueFd fd = open_input_file(path, "data file");
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(ErrorKind::kRuntime, fmt::format("cannot read the size of data file {}: {}",
-                                                 path.string(), std::strerror(err)));
+  if (::fstat(fd.get(), &st) != 0) {
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("cannot read the size of data file {}: {}",
+                            printable(path.string(), 512), std::strerror(errno)));
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      throw Error(ErrorKind::kRuntime, fmt::format("cannot map data file {} ({} bytes): {}",
-                                                   path.string(), size_, std::strerror(err)));
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("cannot map data file {} ({} bytes): {}",
+                              printable(path.string(), 512), size_, std::strerror(errno)));
     }
     ::madvise(p, size_, MADV_RANDOM);  // training reads short windows at random offsets
     data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);  // the mapping keeps the file
+  // Closing the descriptor keeps the mapping. Writers replace data files by rename
+  // (data/token_file.h), so the mapped bytes stay those of the file opened here.
 }
 
 MappedFile::~MappedFile() {

@@ -10,8 +10,11 @@ namespace conveyor::data {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Throws Error(kRuntime) naming the path when it cannot be opened
-  // or mapped. An empty file maps to data() == nullptr, size() == 0.
+  // Maps `path` read-only. Throws Error(kUsage) naming the path when it cannot be opened or
+  // is not a regular file (a FIFO is refused without blocking: common/file_io.h), kRuntime
+  // when it cannot be mapped. An empty file maps to data() == nullptr, size() == 0. The
+  // mapping stays valid while the file is replaced by rename (data/token_file.h writes so);
+  // a file truncated in place under it would fault (SIGBUS).
   explicit MappedFile(const std::filesystem::path& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;

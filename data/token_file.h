@@ -18,9 +18,13 @@ inline constexpr int32_t kTokenFileVersion = 1;
 inline constexpr size_t kTokenFileHeaderInts = 256;
 inline constexpr size_t kTokenFileHeaderBytes = kTokenFileHeaderInts * sizeof(int32_t);
 
-// Writes `tokens` to `path` as a version-1 token file, replacing any existing file.
-// Blocking. Throws conveyor::Error(kUsage) if there are more tokens than an int32 count can
-// hold, conveyor::Error(kRuntime) if the file cannot be written.
+// Writes `tokens` to `path` as a version-1 token file, replacing any existing file: written
+// whole under a hidden temporary name beside it (".NAME.tmp", created exclusively, nothing
+// planted there followed), fsynced and renamed into place, so a job that has the old file
+// mapped keeps its bytes. A link at `path` is replaced, not written through. Blocking.
+// Throws conveyor::Error(kUsage) if there are more tokens than an int32 count can hold or
+// `path` is a folder, FIFO or device (left as it is), conveyor::Error(kRuntime) if the file
+// cannot be written.
 void write_token_file(const std::string& path, const std::vector<uint16_t>& tokens);
 
 }  // namespace conveyor::data

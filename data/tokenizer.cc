@@ -9,11 +9,14 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
+#include <exception>
 #include <thread>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "common/file_io.h"
+#include "common/printable.h"
+#include "data/text_lines.h"
 
 namespace conveyor::data {
 
@@ -77,6 +80,27 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   return t;
 }
 
+Tokenizer Tokenizer::from_model(const std::string& bytes, const std::string& name) {
+  auto spm = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  const auto status = spm->LoadFromSerializedProto(bytes);
+  if (!status.ok())
+    throw Error(ErrorKind::kUsage, fmt::format("{} is not a SentencePiece model ({})",
+                                               printable(name, 512), status.ToString()));
+  Tokenizer t;
+  t.spm_ = std::move(spm);
+  t.description_ = fmt::format("SentencePiece model {} ({} pieces)", printable(name, 512),
+                               t.spm_->GetPieceSize());
+  return t;
+}
+
+std::string Tokenizer::vocab_text() const {
+  std::string text;
+  if (!spm_) return text;
+  for (int id = 0; id < spm_->GetPieceSize(); ++id)
+    text += fmt::format("{}\t{}\n", spm_->IdToPiece(id), spm_->GetScore(id));
+  return text;
+}
+
 int Tokenizer::vocab_size() const {
   return spm_ ? spm_->GetPieceSize() : static_cast<int>(pieces_.size());
 }
@@ -114,41 +138,97 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   return out;
 }
 
-void train_bpe(const std::vector<std::filesystem::path>& inputs, int vocab_size,
-               const std::filesystem::path& model_prefix) {
-  std::string files;
-  for (const auto& p : inputs) {
-    if (!files.empty()) files += ',';
-    files += p.string();
+namespace {
+
+// The training sentences: the files' lines, read here (TextLines), never named to
+// SentencePiece. A read error ends the iteration; train_bpe_model rethrows it.
+class LinesIterator : public sentencepiece::SentenceIterator {
+ public:
+  explicit LinesIterator(const std::vector<std::filesystem::path>& inputs) : lines_(inputs) {
+    Next();
   }
+  bool done() const override { return done_; }
+  void Next() override {
+    if (done_) return;
+    try {
+      done_ = !lines_.next(value_);
+    } catch (const Error&) {
+      error_ = std::current_exception();
+      done_ = true;
+    }
+  }
+  const std::string& value() const override { return value_; }
+  sentencepiece::util::Status status() const override {
+    if (!error_) return {};
+    return {sentencepiece::util::StatusCode::kInternal, "a --data file could not be read"};
+  }
+  std::exception_ptr error() const { return error_; }
+
+ private:
+  TextLines lines_;
+  std::string value_;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+std::string train_bpe_model(const std::vector<std::filesystem::path>& inputs, int vocab_size) {
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::string args = fmt::format(
-      "--input={} --model_prefix={} --vocab_size={} --model_type=bpe --character_coverage=1.0 "
-      "--byte_fallback=true --split_digits=true --input_sentence_size=2000000 "
+  // Key and value each: no value is split on spaces or parsed as a flag. No model_prefix:
+  // the model comes back as bytes, and nothing is written here.
+  const std::unordered_map<std::string, std::string> options = {
+      {"vocab_size", std::to_string(vocab_size)},
+      {"model_type", "bpe"},
+      {"character_coverage", "1.0"},
+      {"byte_fallback", "true"},
+      {"split_digits", "true"},
+      {"input_sentence_size", "2000000"},
       // Text as it is: newlines and runs of spaces survive a round trip (as byte pieces).
-      "--normalization_rule_name=identity --remove_extra_whitespaces=false "
-      "--add_dummy_prefix=false "
-      "--shuffle_input_sentence=true --max_sentence_length=16384 --num_threads={} "
-      "--minloglevel=2",
-      files, model_prefix.string(), vocab_size, threads);
-  // SentencePiece logs its whole command line (every input file) before it applies
-  // --minloglevel; its errors come back in the status. So stderr is muted while it trains.
+      {"normalization_rule_name", "identity"},
+      {"remove_extra_whitespaces", "false"},
+      {"add_dummy_prefix", "false"},
+      {"shuffle_input_sentence", "true"},
+      {"max_sentence_length", "16384"},
+      {"num_threads", std::to_string(threads)},
+      {"minloglevel", "2"},
+  };
+  LinesIterator lines(inputs);
+  std::string model;
+  // SentencePiece logs its options and progress to stderr; its errors come back in the
+  // status. So stderr is muted while it trains.
   std::fflush(stderr);
   const int saved_stderr = ::dup(STDERR_FILENO);
   const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (saved_stderr >= 0 && devnull >= 0) ::dup2(devnull, STDERR_FILENO);
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  const auto status = sentencepiece::SentencePieceTrainer::Train(options, &lines, &model);
   if (saved_stderr >= 0) {
     ::dup2(saved_stderr, STDERR_FILENO);
     ::close(saved_stderr);
   }
   if (devnull >= 0) ::close(devnull);
+  if (lines.error()) std::rethrow_exception(lines.error());
   if (!status.ok())
     throw Error(ErrorKind::kUsage,
                 fmt::format("SentencePiece could not train a {}-piece BPE vocabulary: {}",
                             vocab_size, status.ToString()),
                 "choose another --vocab-size (the byte pieces, the text's characters and "
                 "the merges must fit; SentencePiece says how many above)");
+  return model;
+}
+
+void write_model_files(const std::string& model, const std::filesystem::path& model_prefix) {
+  const auto tokenizer = Tokenizer::from_model(model, model_prefix.string() + ".model");
+  std::filesystem::path file = model_prefix;
+  file += ".model";
+  write_file_atomic(file, model);
+  file.replace_extension(".vocab");
+  write_file_atomic(file, tokenizer.vocab_text());
+}
+
+void train_bpe(const std::vector<std::filesystem::path>& inputs, int vocab_size,
+               const std::filesystem::path& model_prefix) {
+  write_model_files(train_bpe_model(inputs, vocab_size), model_prefix);
 }
 
 }  // namespace conveyor::data

@@ -28,6 +28,9 @@ class Tokenizer {
  public:
   // Throws Error(kUsage) naming the file when it is missing or neither kind.
   static Tokenizer load(const std::filesystem::path& path);
+  // A SentencePiece model from its bytes (train_bpe's); `name` says where it will be written.
+  // Throws Error(kUsage) when the bytes are not a model.
+  static Tokenizer from_model(const std::string& bytes, const std::string& name);
 
   int vocab_size() const;
   bool can_encode() const { return spm_ != nullptr; }
@@ -37,6 +40,9 @@ class Tokenizer {
   // Ids outside the vocabulary are written as <?N>.
   std::string decode(const std::vector<int32_t>& ids) const;
   const std::string& description() const { return description_; }
+  // SentencePiece's .vocab text of this model: each piece and its score, one a line.
+  // Empty for llm.c's file.
+  std::string vocab_text() const;
 
  private:
   std::shared_ptr<const sentencepiece::SentencePieceProcessor> spm_;
@@ -44,10 +50,20 @@ class Tokenizer {
   std::string description_;
 };
 
-// Trains a BPE tokenizer of `vocab_size` pieces on the text files `inputs` and writes
-// `model_prefix`.model and .vocab. Byte fallback is on, so any text encodes. Blocking.
-// Throws Error(kUsage) for a vocabulary SentencePiece refuses (too small, larger than the
-// text supports), naming it.
+// Trains a BPE tokenizer of `vocab_size` pieces on the lines of the text files `inputs` and
+// returns the SentencePiece model's bytes (nothing is written). Byte fallback is on, so any
+// text encodes. The files reach SentencePiece as lines through an iterator and every option
+// as a key and value: no file name is ever parsed as a trainer flag. Blocking. Throws
+// Error(kUsage) for a vocabulary SentencePiece refuses (too small, larger than the text
+// supports), naming it, or a file that cannot be read.
+std::string train_bpe_model(const std::vector<std::filesystem::path>& inputs, int vocab_size);
+
+// Writes `model` (train_bpe_model's bytes) as `model_prefix`.model and its .vocab, each
+// replaced atomically (common/file_io.h: a temporary name, fsync, rename), so a job that has
+// the old model open keeps reading it.
+void write_model_files(const std::string& model, const std::filesystem::path& model_prefix);
+
+// train_bpe_model, then write_model_files.
 void train_bpe(const std::vector<std::filesystem::path>& inputs, int vocab_size,
                const std::filesystem::path& model_prefix);
 

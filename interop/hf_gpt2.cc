@@ -5,9 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/file_util.h"
 #include "checkpoint/safetensors.h"
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/printable.h"
 #include "interop/saved_model.h"
 #include "model/param_table.h"
 
@@ -77,6 +78,25 @@ std::string hf_config_json(const model::ModelConfig& m) {
 }
 
 void export_hf(const std::filesystem::path& step_dir, const std::filesystem::path& out_dir) {
+  namespace fs = std::filesystem;
+  // OUT is a folder: checked before any work, so a wrong path costs nothing.
+  std::error_code ec;
+  const auto st = fs::status(out_dir, ec);
+  if (fs::exists(st) && !fs::is_directory(st)) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("export OUT {} is {}; --format hf writes a folder (model.safetensors "
+                            "and config.json) and left it as it is",
+                            printable(out_dir.string(), 512),
+                            fs::is_regular_file(st) ? "a file" : "not a folder"),
+                "give the path of a folder (it is created), or --format llmc for one file");
+  }
+  fs::create_directories(out_dir, ec);
+  if (ec) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("cannot create export folder {}: {}", printable(out_dir.string(), 512),
+                            ec.message()),
+                "check that its parent folder exists and is writable");
+  }
   checkpoint::CheckpointReader reader(step_dir);
   const auto config = saved_model(reader);
   std::vector<std::string> names;
@@ -97,13 +117,12 @@ void export_hf(const std::filesystem::path& step_dir, const std::filesystem::pat
   }
   std::vector<checkpoint::SafetensorsEntry> entries;
   for (size_t i = 0; i < names.size(); ++i) entries.push_back({names[i], shapes[i], values[i]});
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  CONVEYOR_CHECK(!ec, "cannot create {}: {}", out_dir.string(), ec.message());
+  // Each file written whole under a temporary name and renamed into place (common/file_io.h):
+  // a link planted at either name is replaced, never written through.
   checkpoint::write_safetensors(
       out_dir / "model.safetensors", entries,
       {{"format", "pt"}, {"source", "conveyor"}, {"step", std::to_string(reader.manifest().step)}});
-  checkpoint::write_file_atomic(out_dir / "config.json", hf_config_json(config));
+  write_file_atomic(out_dir / "config.json", hf_config_json(config));
 }
 
 }  // namespace conveyor::interop

@@ -5,8 +5,9 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/file_util.h"
 #include "common/error.h"
+#include "common/file_io.h"
+#include "common/printable.h"
 #include "interop/saved_model.h"
 #include "model/param_table.h"
 
@@ -23,6 +24,21 @@ constexpr const char* kLayerTensors[] = {"ln1.weight",    "ln1.bias",         "a
 }  // namespace
 
 void export_llmc(const std::filesystem::path& step_dir, const std::filesystem::path& out_file) {
+  namespace fs = std::filesystem;
+  // OUT is a file, replaced whole (a link there is replaced, not followed): anything else
+  // standing there is refused before any work.
+  std::error_code ec;
+  const auto st = fs::symlink_status(out_file, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st) && !fs::is_symlink(st)) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("export OUT {} is {}; --format llmc writes one file and left it as it "
+                            "is",
+                            printable(out_file.string(), 512),
+                            fs::is_directory(st) ? "a folder"
+                            : fs::is_fifo(st)    ? "a FIFO"
+                                                 : "not a regular file"),
+                "give the path of a file, or --format hf for a folder");
+  }
   checkpoint::CheckpointReader reader(step_dir);
   const auto m = saved_model(reader);
   const int padded = (m.vocab + kLlmcVocabMultiple - 1) / kLlmcVocabMultiple * kLlmcVocabMultiple;
@@ -50,7 +66,7 @@ void export_llmc(const std::filesystem::path& step_dir, const std::filesystem::p
     for (int layer = 0; layer < m.layers; ++layer) append(model::layer_param_name(layer, suffix));
   append(model::kLnFWeight);
   append(model::kLnFBias);
-  checkpoint::write_file_atomic(out_file, file);
+  write_file_atomic(out_file, file);  // temporary file, fsync, rename (common/file_io.h)
 }
 
 }  // namespace conveyor::interop

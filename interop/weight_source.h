@@ -20,7 +20,11 @@ namespace conveyor::interop {
 class WeightSource {
  public:
   // Throws Error(kUsage) naming the path and what is wrong: not found, no known format,
-  // a damaged file (truncated, bad magic or version, a malformed header).
+  // a damaged file (truncated, bad magic or version, a malformed header), a FIFO, device or
+  // folder where a file belongs (refused at once, never blocked on), a config.json number
+  // out of range (common/json_number.h). A Hugging Face folder's tensors are all checked
+  // here against the model its config.json describes, each by its exact shape (Conv1D
+  // weights as stored, [in, out]), so read() never meets another shape.
   static std::unique_ptr<WeightSource> open(const std::filesystem::path& path);
   virtual ~WeightSource() = default;
 

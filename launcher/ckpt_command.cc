@@ -7,11 +7,13 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
+#include "common/json_number.h"
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
 #include "launcher/commands.h"
@@ -37,11 +39,16 @@ int run_inspect(const std::string& dir) {
   fmt::print("checkpoint: {}\n", step_dir.string());
   fmt::print("step: {}\n", m.step);
   // With data-parallel replicas a shard is a rank's (docs/CHECKPOINT_FORMAT.md).
-  const int replicas =
-      m.config.is_object() && m.config.contains("replicas") ? m.config.value("replicas", 1) : 1;
+  // Numbers of a possibly damaged manifest through common/json_number.h, never a bare cast.
+  auto saved_count = [&](const char* key, int64_t fallback) {
+    if (!m.config.is_object() || !m.config.contains(key)) return fallback;
+    return json_integer(m.config.at(key), fmt::format("manifest.json config \"{}\"", key), 0,
+                        std::numeric_limits<int>::max(), key);
+  };
+  const int64_t replicas = saved_count("replicas", 1);
   if (replicas > 1) {
     fmt::print("shards: {} ({} replicas x {} stages: one per rank, numbered by rank)\n",
-               m.num_stages, replicas, m.config.value("stages", 0));
+               m.num_stages, replicas, saved_count("stages", 0));
   } else {
     fmt::print("stages: {}\n", m.num_stages);
   }

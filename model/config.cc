@@ -1,6 +1,10 @@
 #include "model/config.h"
 
+#include <limits>
+
 #include "common/error.h"
+#include "common/json_number.h"
+#include "common/printable.h"
 
 namespace conveyor::model {
 
@@ -34,12 +38,19 @@ nlohmann::json ModelConfig::to_json() const {
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  // Through common/json_number.h: a damaged manifest's 1e10 is refused, never cast to an int.
+  CONVEYOR_REQUIRE(j.is_object(), "the model configuration {} is not an object",
+                   printable(j.dump(), 64));
+  auto field = [&](const char* key) {
+    CONVEYOR_REQUIRE(j.contains(key), "the model configuration has no \"{}\"", key);
+    return static_cast<int>(json_integer(j.at(key), key, 0, std::numeric_limits<int>::max(), key));
+  };
   ModelConfig c;
-  c.layers = j.at("layers").get<int>();
-  c.heads = j.at("heads").get<int>();
-  c.dim = j.at("dim").get<int>();
-  c.seq = j.at("seq").get<int>();
-  c.vocab = j.at("vocab").get<int>();
+  c.layers = field("layers");
+  c.heads = field("heads");
+  c.dim = field("dim");
+  c.seq = field("seq");
+  c.vocab = field("vocab");
   return c;
 }
 

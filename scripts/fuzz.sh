@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 targets=("$@")
-if ((${#targets[@]} == 0)); then targets=(token_file config wire manifest hostlist); fi
+if ((${#targets[@]} == 0)); then targets=(token_file config wire manifest hostlist hf_model); fi
 
 scripts/install-deps.sh --with-fuzz
 cmake --preset fuzz

@@ -2,6 +2,8 @@
 // byte, a round trip, and every kind of damaged file refused with its reason.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -97,4 +99,44 @@ TEST_CASE("damaged safetensors files are refused naming the problem", "[checkpoi
   write_raw(p, R"({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", 4);
   expect_bad(p, "impossible shape");
   CHECK_THROWS_AS(SafetensorsFile(dir / "missing.safetensors"), Error);
+}
+
+TEST_CASE("a safetensors path that is a FIFO or a folder is refused without blocking",
+          "[checkpoint][hardening]") {
+  test::TempDir dir;
+  const auto fifo = dir / "fifo.safetensors";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  try {
+    SafetensorsFile f(fifo);
+    FAIL("accepted a FIFO");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK_THAT(e.message(), Catch::Contains(fifo.string()) && Catch::Contains("FIFO"));
+  }
+  std::filesystem::create_directory(dir / "model.safetensors");
+  try {
+    SafetensorsFile f(dir / "model.safetensors");
+    FAIL("accepted a folder");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::kUsage);
+    CHECK_THAT(e.message(), Catch::Contains("model.safetensors") && Catch::Contains("folder"));
+  }
+}
+
+TEST_CASE("safetensors header numbers out of range are refused, never converted",
+          "[checkpoint][hardening]") {
+  test::TempDir dir;
+  const auto p = dir / "bad.safetensors";
+  write_raw(p, R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 1e30]}})", 8);
+  expect_bad(p, "malformed data_offsets");
+  write_raw(p, R"({"t": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})", 8);
+  expect_bad(p, "malformed data_offsets");
+  write_raw(p, R"({"t": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 8]}})", 8);
+  expect_bad(p, "impossible shape");
+  write_raw(
+      p, R"({"t": {"dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 8]}})", 8);
+  expect_bad(p, "impossible shape");
+  // A whole number written as a float is that number.
+  write_raw(p, R"({"t": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8.0]}})", 8);
+  CHECK(SafetensorsFile(p).shape("t") == std::vector<int64_t>{2});
 }
