@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "common/checked_number.h"
 #include "common/error.h"
+#include "common/printable.h"
 
 namespace conveyor::cli {
 
@@ -52,6 +54,21 @@ CLI::Validator unsigned_number(const std::string& unit) {
 std::string check_unsigned(std::string& text, const std::string& unit) {
   return run_check(
       [&](const std::string& t) { return fmt::format("{}", parse_unsigned(t, "", unit)); }, text);
+}
+
+CLI::Validator decimal_int() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          text = fmt::format("{}", parse_integer(text, "", std::numeric_limits<int>::min(),
+                                                 std::numeric_limits<int>::max(), "-"));
+          return {};
+        } catch (const Error&) {
+          return fmt::format("'{}' is not a whole number in decimal that an int holds",
+                             printable(text, 64));
+        }
+      },
+      "INT");
 }
 
 CLI::Validator seconds_at_least(double min) {

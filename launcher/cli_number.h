@@ -30,6 +30,10 @@ CLI::Validator unsigned_number(const std::string& unit);
 // in [0, 2^64 - 1] (rewritten in canonical form), else the reason.
 std::string check_unsigned(std::string& text, const std::string& unit);
 
+// Any whole number an int holds, written in decimal: "010" is ten (CLI11 alone reads it as
+// octal 8, and "0x10" as 16); ranges are the option's own checks.
+CLI::Validator decimal_int();
+
 // A duration in seconds in [min, kMaxSettingSeconds].
 CLI::Validator seconds_at_least(double min);
 

@@ -77,6 +77,8 @@ class TrainSettings {
     });
     if constexpr (std::is_same_v<T, bool>)
       return sub_.add_flag(flag, value, help);
+    else if constexpr (std::is_same_v<T, int>)
+      return sub_.add_option(flag, value, help)->transform(decimal_int());
     else
       return sub_.add_option(flag, value, help);
   }

@@ -10,17 +10,20 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <utility>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/fault_injection.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/json_number.h"
 #include "common/log.h"
 #include "common/printable.h"
 #include "data/dataset.h"
 #include "model/param_table.h"
 #include "pipeline/shared_dir_check.h"
+#include "transport/tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -339,11 +342,17 @@ int64_t StageCheckpoint::restore() {
     load(checkpoint::kExpAvgSq, spec.name, store.exp_avg_sq(idx));
   }
   k.synchronize();
-  const int64_t steps_done = reader.state().at("step").get<int64_t>();
+  const int64_t steps_done = json_integer(reader.state().at("step"), "the checkpoint's step", 0,
+                                          std::numeric_limits<int64_t>::max(), "steps");
   if (coordinator()) {
     // The grid that saved it (a checkpoint from before data parallelism has one replica).
-    const int saved_replicas = saved.value("replicas", 1);
-    const int saved_stages = saved.value("stages", reader.manifest().num_stages);
+    auto saved_count = [&](const char* key, int64_t fallback) {
+      return saved.contains(key) ? json_integer(saved[key], fmt::format("manifest field {}", key),
+                                                1, transport::kMaxRanks, "ranks")
+                                 : fallback;
+    };
+    const int64_t saved_replicas = saved_count("replicas", 1);
+    const int64_t saved_stages = saved_count("stages", reader.manifest().num_stages);
     CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {}{} stage(s))", chosen, steps_done,
                       saved_replicas > 1 ? fmt::format("{} replica(s) x ", saved_replicas) : "",
                       saved_stages);

@@ -192,3 +192,14 @@ TEST_CASE("TOML numbers for flags are checked: whole where whole, finite, in ran
   CHECK_THAT(r.output, Catch::Contains("layers = 2\n"));
   CHECK_THAT(r.output, Catch::Contains("bucket_mb = 2.5\n"));
 }
+
+TEST_CASE("train's whole-number flags are read in decimal", "[cli][numbers]") {
+  auto r = run_conveyor({"train", "--layers", "010", "--print-config"});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("layers = 10\n") != std::string::npos);  // not octal 8
+  r = run_conveyor({"train", "--layers", "0x10", "--print-config"});
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("'0x10' is not a whole number in decimal") != std::string::npos);
+}
