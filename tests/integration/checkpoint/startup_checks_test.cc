@@ -43,7 +43,7 @@ TEST_CASE("a LATEST that is a directory is refused at start-up",
   const auto metrics = dir / "m.jsonl";
   require_refused_at_start(
       train(1, {"--steps", "3", "--ckpt-dir", root.string(), "--metrics", metrics.string()}),
-      metrics, {(root / "LATEST").string(), "not a file"});
+      metrics, {(root / "LATEST").string(), "not a regular file"});
   CHECK(fs::is_directory(root / "LATEST"));  // left as it was
 }
 

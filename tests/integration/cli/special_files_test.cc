@@ -42,7 +42,7 @@ TEST_CASE("a link or FIFO planted at a trace part file is refused and left alone
   CHECK(!fs::exists(dir / "trace.json"));
 }
 
-TEST_CASE("--metrics and --trace naming one file are refused", "[cli][files]") {
+TEST_CASE("the metrics and the trace naming one file are refused", "[cli][files]") {
   TempDir dir;
   const std::string same = (dir / "out.json").string();
   expect_exit(run_conveyor(tiny({"--metrics", same, "--trace", same})), 2, "are one file");
@@ -141,4 +141,14 @@ TEST_CASE("a data file name with terminal escapes is printed escaped", "[cli][fi
   CHECK(r.output.find("evil\\x1b[2J\\x1b]0;owned\\x07.bin") != std::string::npos);
   CHECK(r.output.find('\x1b') == std::string::npos);
   CHECK(r.output.find('\x07') == std::string::npos);
+}
+
+TEST_CASE("a checkpoint's LATEST that is a link loop is a usage error naming it", "[cli][files]") {
+  TempDir dir;
+  const auto ckpt = dir / "ckpt";
+  REQUIRE(run_conveyor(tiny({"--ckpt-dir", ckpt.string()}), {}, 60).exit_code == 0);
+  fs::remove(ckpt / "LATEST");
+  fs::create_symlink("LATEST", ckpt / "LATEST");
+  expect_exit(run_conveyor(tiny({"--ckpt-dir", ckpt.string(), "--steps", "3"}), {}, 60), 2,
+              "LATEST: too many levels of symbolic links");
 }
