@@ -399,6 +399,9 @@ RendezvousServer::RendezvousServer(int port, ServiceConfig config) : state_(new 
   state_->addresses.resize(state_->cfg.world_size);
   state_->hosts.resize(state_->cfg.world_size);
   state_->pids.assign(state_->cfg.world_size, 0);
+  // The service thread logs: the logger registry (created on first use, inside spdlog) must
+  // exist before it starts, not be created by this rank's thread while the service logs.
+  spdlog::default_logger_raw();
   thread_ = std::thread([this] { serve(); });
 }
 
