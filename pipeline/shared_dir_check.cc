@@ -12,8 +12,8 @@
 
 #include "checkpoint/file_util.h"
 #include "common/error.h"
-#include "common/net.h"
 #include "common/file_io.h"
+#include "common/net.h"
 
 namespace conveyor::pipeline {
 
