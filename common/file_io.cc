@@ -180,6 +180,19 @@ std::string read_input_file(const fs::path& path, std::string_view what, uint64_
   return content;
 }
 
+void write_all(int fd, std::string_view bytes, std::string_view what, const fs::path& path) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("writing {} {} failed: {}", what, shown(path), std::strerror(errno)),
+                  "check that the disk is not full");
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
 namespace {
 
 void fsync_path(const fs::path& path, int flags, const char* what) {
@@ -237,17 +250,7 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
   ::unlink(tmp.c_str());  // a stale or planted one; unlink never follows a link
   try {
     UniqueFd fd = open_output_file(tmp, WriteMode::kExclusive, "temporary file");
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        throw Error(ErrorKind::kRuntime,
-                    fmt::format("cannot write {}: {}", shown(tmp), std::strerror(errno)),
-                    "check that the disk is not full");
-      }
-      done += static_cast<size_t>(n);
-    }
+    write_all(fd.get(), text, "temporary file", tmp);
     if (::fsync(fd.get()) != 0) {
       throw Error(ErrorKind::kRuntime,
                   fmt::format("fsync of {} failed: {}", shown(tmp), std::strerror(errno)),

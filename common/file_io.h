@@ -88,6 +88,11 @@ UniqueFd open_input_file(const std::filesystem::path& path, std::string_view wha
 std::string read_input_file(const std::filesystem::path& path, std::string_view what = "file",
                             uint64_t max_bytes = uint64_t{1} << 32);
 
+// Writes all of `bytes` to `fd` (retrying short writes and EINTR). Throws Error(kRuntime)
+// naming `what` and `path` when the file system refuses (a full disk).
+void write_all(int fd, std::string_view bytes, std::string_view what,
+               const std::filesystem::path& path);
+
 // Flushes a file's data and metadata, or a directory's entries, to stable storage.
 // Throw Error(kRuntime) naming the path.
 void fsync_file(const std::filesystem::path& path);

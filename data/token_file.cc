@@ -18,22 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write_all(int fd, const void* data, size_t bytes, const fs::path& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("writing token file {} failed: {}", printable(path.string(), 512),
-                              std::strerror(errno)),
-                  "check free disk space and permissions");
-    }
-    p += n;
-    bytes -= static_cast<size_t>(n);
-  }
-}
-
 // Hidden: a data folder's listing skips names starting with '.', so a job that lists the
 // folder while this is written never reads a half-written shard.
 fs::path temporary_of(const fs::path& path) {
@@ -75,8 +59,10 @@ void write_token_file(const std::string& path, const std::vector<uint16_t>& toke
     header[0] = kTokenFileMagic;
     header[1] = kTokenFileVersion;
     header[2] = static_cast<int32_t>(tokens.size());
-    write_all(fd.get(), header, sizeof header, tmp);
-    write_all(fd.get(), tokens.data(), tokens.size() * sizeof(uint16_t), tmp);
+    write_all(fd.get(), {reinterpret_cast<const char*>(header), sizeof header}, "token file", tmp);
+    write_all(fd.get(),
+              {reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint16_t)},
+              "token file", tmp);
     if (::fsync(fd.get()) != 0) {
       throw Error(ErrorKind::kRuntime,
                   fmt::format("fsync of token file {} failed: {}", printable(tmp.string(), 512),

@@ -156,17 +156,7 @@ void MergedTraceWriter::commit() {
 }
 
 void MergedTraceWriter::write(std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(
-          ErrorKind::kRuntime,
-          fmt::format("writing trace file '{}' failed: {}", printable(tmp_), std::strerror(errno)),
-          "check that the disk is not full");
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
+  conveyor::write_all(fd_, bytes, "trace file", tmp_);
 }
 
 }  // namespace conveyor::pipeline
