@@ -18,11 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-void require_ok(const RunResult& r) {
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-}
-
 void edit_manifest(const fs::path& step_dir, const std::function<void(json&)>& edit) {
   auto m = json::parse(read_file(step_dir / "manifest.json"));
   edit(m);

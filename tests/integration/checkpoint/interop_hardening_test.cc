@@ -21,11 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-void require_ok(const RunResult& r) {
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-}
-
 struct Trained {
   TempDir dir;
   std::string ckpt, hf, data;

@@ -13,11 +13,6 @@ namespace {
 
 const char* kFinal = "step_000000020";
 
-void require_ok(const RunResult& r) {
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-}
-
 }  // namespace
 
 TEST_CASE("1 stage: 10 steps + resume == 20 straight steps, bit for bit", "[checkpoint][resume]") {

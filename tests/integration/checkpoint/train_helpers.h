@@ -43,6 +43,12 @@ inline std::vector<std::string> train_args(int stages, const std::vector<std::st
   return args;
 }
 
+// Requires a run to have exited 0, showing its output when it did not.
+inline void require_ok(const RunResult& r) {
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+}
+
 // Runs train_args(stages, extra).
 inline RunResult train(int stages, const std::vector<std::string>& extra,
                        const std::vector<std::string>& env = {}) {
