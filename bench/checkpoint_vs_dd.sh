@@ -5,7 +5,7 @@
 #   bench/checkpoint_vs_dd.sh [DIR]                 (DIR: where to write; default $TMPDIR)
 #   CONVEYOR=path/to/conveyor MIB=512 REPEATS=3 bench/checkpoint_vs_dd.sh /scratch/ckpt
 #
-# Both measurements come from `conveyor bench checkpoint` (launcher/bench_checkpoint.h):
+# Both measurements come from `conveyor bench checkpoint` (bench/bench_checkpoint.h):
 #   save_MBps   begin_step + write_shard + commit_step of one shard of MIB MiB (params and
 #               Adam moments, random-looking floats), fsync'd, median of REPEATS
 #   write_MBps  the same buffers with write(2) + fsync: the fair baseline (real data)

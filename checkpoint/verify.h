@@ -31,7 +31,7 @@ struct VerifyResult {
 
 // What a complete checkpoint must hold, worked out from its manifest: parameter name ->
 // shape. The checkpoint library knows no model; the trainer derives this from the model
-// configuration saved in the manifest (pipeline/stage_checkpoint.h: saved_model_params).
+// configuration saved in the manifest (train/stage_checkpoint.h: saved_model_params).
 // An empty map means "cannot tell" (the manifest has no model configuration). May throw
 // Error(kUsage) for a manifest whose saved configuration is malformed.
 using ExpectedParams =

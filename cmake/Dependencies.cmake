@@ -88,16 +88,3 @@ if(CONVEYOR_TESTS)
     conveyor_missing("Catch2" "catch2")
   endif()
 endif()
-
-# conveyor_folder_library(<target> <folder>): a static library of the folder's *.cc files.
-# A folder with no sources yet becomes an INTERFACE library, so the tree always configures.
-function(conveyor_folder_library target)
-  file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc ${ARGN})
-  if(sources)
-    add_library(${target} STATIC ${sources})
-    set(${target}_SCOPE PUBLIC PARENT_SCOPE)
-  else()
-    add_library(${target} INTERFACE)
-    set(${target}_SCOPE INTERFACE PARENT_SCOPE)
-  endif()
-endfunction()

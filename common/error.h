@@ -6,6 +6,8 @@
 // folder that calls them.
 #pragma once
 
+#include "common/exit_code.h"
+
 #include <fmt/format.h>
 
 #include <source_location>
@@ -42,12 +44,6 @@ class Error : public std::runtime_error {
 
 // Builds the user-facing text: "message (hint)".
 std::string describe(const Error& e);
-
-// Exit codes of the CLI contract.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitRuntime = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitPeerFailed = 3;
 
 }  // namespace conveyor
 

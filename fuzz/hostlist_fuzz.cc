@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "common/error.h"
-#include "transport/hostlist.h"
+#include "transport/bootstrap/hostlist.h"
 
 using namespace conveyor;
 

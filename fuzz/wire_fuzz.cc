@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
-#include "transport/wire.h"
+#include "transport/bootstrap/wire.h"
 
 using namespace conveyor;
 using namespace conveyor::transport;

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/safetensors.h"
+#include "interop/safetensors.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/printable.h"

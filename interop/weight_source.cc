@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
-#include "checkpoint/safetensors.h"
+#include "interop/safetensors.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_number.h"

@@ -17,7 +17,7 @@
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
 #include "launcher/commands.h"
-#include "pipeline/stage_checkpoint.h"
+#include "train/stage_checkpoint.h"
 
 namespace conveyor::cli {
 

@@ -19,6 +19,6 @@ void add_schedule(CLI::App& app, Runner& run);  // conveyor schedule ...     (sc
 void add_ckpt(CLI::App& app, Runner& run);      // conveyor ckpt ...         (ckpt_command.cc)
 void add_doctor(CLI::App& app, Runner& run);    // conveyor doctor           (doctor_command.cc)
 void add_tokenize(CLI::App& app, Runner& run);  // conveyor tokenize ...     (tokenize_command.cc)
-// `conveyor bench ...` is registered by add_bench in launcher/bench_command.h (its own library).
+// `conveyor bench ...` is registered by add_bench in bench/bench_command.h (its own library).
 
 }  // namespace conveyor::cli

@@ -5,7 +5,7 @@
 
 #include "common/log.h"
 #include "launcher/commands.h"
-#include "pipeline/evaluate.h"
+#include "infer/evaluate.h"
 
 namespace conveyor::cli {
 

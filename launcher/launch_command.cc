@@ -5,7 +5,7 @@
 #include "common/checked_number.h"
 #include "launcher/cli_number.h"
 #include "launcher/commands.h"
-#include "launcher/supervisor.h"
+#include "launcher/launch/supervisor.h"
 
 namespace conveyor::cli {
 

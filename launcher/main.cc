@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/printable.h"
-#include "launcher/bench_command.h"
+#include "bench/bench_command.h"
 #include "launcher/commands.h"
 
 namespace {

@@ -10,11 +10,11 @@
 #include "common/error.h"
 #include "launcher/cli_number.h"
 #include "launcher/commands.h"
-#include "pipeline/message_tag.h"
-#include "pipeline/schedule.h"
-#include "pipeline/schedule_grid.h"
-#include "pipeline/schedule_validator.h"
-#include "pipeline/trace.h"
+#include "pipeline/runtime/message_tag.h"
+#include "pipeline/schedule/schedule.h"
+#include "pipeline/schedule/schedule_grid.h"
+#include "pipeline/schedule/schedule_validator.h"
+#include "pipeline/runtime/trace.h"
 
 namespace conveyor::cli {
 namespace {
@@ -99,7 +99,7 @@ void add_schedule(CLI::App& app, Runner& run) {
   auto opts = std::make_shared<ScheduleOptions>();
   auto* sub = app.add_subcommand(
       "schedule", "Show a pipeline schedule: step x stage grid, bubble, activation memory");
-  // Capped as `conveyor train` caps them (pipeline/message_tag.h); uncapped, the schedule's
+  // Capped as `conveyor train` caps them (pipeline/runtime/message_tag.h); uncapped, the schedule's
   // time and memory grow with stages x micro-batches.
   sub->add_option("--stages", opts->stages, "pipeline stages p")
       ->capture_default_str()

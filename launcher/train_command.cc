@@ -17,8 +17,8 @@
 #include "launcher/cli_number.h"
 #include "launcher/commands.h"
 #include "launcher/config_file.h"
-#include "pipeline/stop_request.h"
-#include "pipeline/trainer.h"
+#include "pipeline/runtime/stop_request.h"
+#include "train/trainer.h"
 
 namespace conveyor::cli {
 

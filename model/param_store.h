@@ -2,7 +2,7 @@
 // exp_avg_sq) in the compute backend's memory, laid out by walking a slice of the global
 // parameter table in order.
 //
-// With ZeRO-1 (pipeline/gradient_sync.h) a store keeps AdamW moments only for the parameters
+// With ZeRO-1 (pipeline/parallel/gradient_sync.h) a store keeps AdamW moments only for the parameters
 // its replica updates; the moment buffers then hold those parameters only, in the same order.
 //
 // Buffers never move after construction, so their addresses can be registered with the

@@ -12,7 +12,7 @@
 
 namespace conveyor::transport {
 
-inline constexpr int kMaxRanks = 1 << 14;
+static_assert(kMaxRanks == 1 << (64 - 50), "a source rank is the top 14 bits of the tag");
 inline constexpr uint64_t kInternalBits = uint64_t{3} << kTagBits;
 
 inline uint64_t pack_tag(int source_rank, Tag tag) {

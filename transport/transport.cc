@@ -3,7 +3,7 @@
 #include "common/error.h"
 #include "transport/request_state.h"
 #include "transport/ucx_transport.h"
-#include "transport/wire.h"
+#include "transport/bootstrap/wire.h"
 
 namespace conveyor::transport {
 

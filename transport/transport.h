@@ -50,12 +50,13 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "transport/bootstrap/options.h"
 
 namespace conveyor::transport {
 
 // What a message is, as the caller encodes it: an opaque value below 2^kTagBits, matched
 // exactly (the transport adds the source rank; see tag.h). The pipeline's codec is
-// pipeline/message_tag.h; the transport never looks inside.
+// pipeline/runtime/message_tag.h; the transport never looks inside.
 using Tag = uint64_t;
 inline constexpr int kTagBits = 48;
 inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
@@ -63,41 +64,6 @@ inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
 // Turns a caller's tag into words for error messages ("activation of micro-batch 3 ...").
 using TagDescriber = std::string (*)(Tag tag);
 
-struct Options {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;  // index among the ranks on this host (picks the GPU and the NIC)
-  std::string world_size_from = "WORLD_SIZE";  // the variable it came from, for messages
-  // NUMA node of this rank's GPU, for the NIC choice (rdma::pick_net_device); -1: no GPU.
-  int gpu_numa_node = -1;
-  std::string master_addr = "127.0.0.1";
-  int master_port = 29500;
-  std::string job_token;          // every bootstrap connection must present it
-  std::string fingerprint;        // hash of the configuration; every rank must present rank 0's
-  double connect_timeout_s = 60;  // rendezvous (all ranks joined, endpoints up)
-  // A rank that sends nothing (not even heartbeats) for this long is declared dead.
-  // Process death is detected at once (the connection closes); this covers hung nodes.
-  double heartbeat_timeout_s = 1.5;
-  // UCX's peer error-handling mode (UCP_ERR_HANDLING_MODE_PEER). Off by default: it
-  // disables UCX's shared-memory transports (intra-node traffic falls back to TCP
-  // loopback). Dead peers are detected through the bootstrap connection either way.
-  bool ucx_peer_error_mode = false;
-  // Where to report "the job failed because of rank N" to the local supervisor: a datagram
-  // socket `conveyor launch` hands every rank (transport/job_failure.h). -1: nowhere.
-  int failure_report_fd = -1;
-};
-
-// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the
-// Slurm / Open MPI equivalents SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID,
-// OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK), CONVEYOR_RDZV_PORT, CONVEYOR_CONNECT_TIMEOUT,
-// CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE, CONVEYOR_FAILURE_REPORT_FD.
-// Without RANK/WORLD_SIZE (or equivalents) it is a single-rank job. MASTER_ADDR defaults
-// to the first host of SLURM_JOB_NODELIST when the rank comes from Slurm, else to
-// 127.0.0.1. The rendezvous port is CONVEYOR_RDZV_PORT when set, else MASTER_PORT (plus one
-// under torchrun, whose agent holds MASTER_PORT: TORCHELASTIC_RUN_ID is set), else 29500. Throws
-// Error(kUsage) for a missing or invalid value (multi-rank job without CONVEYOR_JOB_TOKEN, rank >=
-// size, ...).
-Options options_from_env(std::string fingerprint);
 
 // A buffer registered with the transport (ucp_mem_map). Move-only; deregisters on
 // destruction. REQUIRES: no operation using it is still in flight when it is destroyed,

@@ -11,7 +11,7 @@
 #include "common/net.h"
 #include "transport/cuda_support.h"
 #include "transport/rdma.h"
-#include "transport/socket.h"
+#include "transport/bootstrap/socket.h"
 #include "transport/tag.h"
 
 #if defined(__SANITIZE_ADDRESS__)

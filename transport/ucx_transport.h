@@ -25,8 +25,8 @@
 #include <mutex>
 #include <vector>
 
-#include "transport/bootstrap_client.h"
-#include "transport/rendezvous_server.h"
+#include "transport/bootstrap/bootstrap_client.h"
+#include "transport/bootstrap/rendezvous_server.h"
 #include "transport/request_state.h"
 #include "transport/spin_lock.h"
 #include "transport/transport.h"

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/safetensors.h"
+#include "interop/safetensors.h"
 #include "tests/integration/checkpoint/train_helpers.h"
 
 namespace fs = std::filesystem;

@@ -9,8 +9,8 @@
 #include <regex>
 #include <sstream>
 
-#include "pipeline/schedule.h"
-#include "pipeline/schedule_validator.h"
+#include "pipeline/schedule/schedule.h"
+#include "pipeline/schedule/schedule_validator.h"
 #include "tests/integration/pipeline/pipeline_test_util.h"
 
 using namespace conveyor::test;

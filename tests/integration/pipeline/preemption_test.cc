@@ -1,4 +1,4 @@
-// Preemption and restart (pipeline/stop_request.h, launcher/supervisor.h): SIGTERM or SIGUSR1
+// Preemption and restart (pipeline/runtime/stop_request.h, launcher/launch/supervisor.h): SIGTERM or SIGUSR1
 // makes every rank finish its step, commit a checkpoint and exit 4; rerunning the same command
 // ends with the weights, optimizer state and metrics of a run never interrupted. A crashed
 // attempt restarted by --max-restarts rolls its metrics back to the resumed step.

@@ -14,7 +14,7 @@
 
 #include "common/error.h"
 #include "tests/integration/transport/multi_rank.h"
-#include "transport/wire.h"
+#include "transport/bootstrap/wire.h"
 
 using namespace conveyor;
 using namespace conveyor::transport;

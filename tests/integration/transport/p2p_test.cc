@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "pipeline/ring_all_reduce.h"
+#include "pipeline/parallel/ring_all_reduce.h"
 #include "tests/integration/transport/multi_rank.h"
 
 using namespace conveyor;
@@ -361,7 +361,7 @@ TEST_CASE("a ring all-reduce over UCX gives every rank the same sum bits", "[tra
     for (size_t i = 0; i < kN; ++i) data[i] = value(rank, i);
     const std::vector<int> group = {0, 1, 2};
     pipeline::ring_all_reduce_sum(*t, group, data, 1, scratch, soon());
-    // Chunk k is summed from rank k around the ring (pipeline/ring_all_reduce.h).
+    // Chunk k is summed from rank k around the ring (pipeline/parallel/ring_all_reduce.h).
     for (size_t k = 0; k < 3; ++k) {
       for (size_t i = k * kN / 3; i < (k + 1) * kN / 3; ++i) {
         float want = value(int(k), i);

@@ -1,4 +1,4 @@
-// safetensors writing and reading (checkpoint/safetensors.h): the documented layout byte for
+// safetensors writing and reading (interop/safetensors.h): the documented layout byte for
 // byte, a round trip, and every kind of damaged file refused with its reason.
 #include <catch2/catch.hpp>
 
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/safetensors.h"
+#include "interop/safetensors.h"
 #include "common/error.h"
 #include "tests/test_util.h"
 

@@ -1,13 +1,13 @@
-// Host lists of a multi-host launch (launcher/hostfile.h) and the launcher channel's lines
-// (launcher/launcher_channel.h).
+// Host lists of a multi-host launch (launcher/launch/hostfile.h) and the launcher channel's lines
+// (launcher/launch/launcher_channel.h).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <unistd.h>
 
 #include "common/error.h"
-#include "launcher/hostfile.h"
-#include "launcher/launcher_channel.h"
+#include "launcher/launch/hostfile.h"
+#include "launcher/launch/launcher_channel.h"
 #include "tests/test_util.h"
 
 using namespace conveyor;

@@ -17,11 +17,11 @@
 #include "model/param_table.h"
 #include "model/partition.h"
 #include "model/stage_model.h"
-#include "pipeline/executor.h"
-#include "pipeline/message_tag.h"
-#include "pipeline/schedule.h"
-#include "pipeline/schedule_validator.h"
-#include "pipeline/topology.h"
+#include "pipeline/runtime/executor.h"
+#include "pipeline/runtime/message_tag.h"
+#include "pipeline/schedule/schedule.h"
+#include "pipeline/schedule/schedule_validator.h"
+#include "pipeline/schedule/topology.h"
 #include "tests/unit/pipeline/fake_transport.h"
 
 using namespace conveyor;

@@ -1,5 +1,5 @@
-// The data-parallel grid and the gradient buckets (pipeline/topology.h,
-// pipeline/gradient_buckets.h): every rank has one place and back, a stage's replica group is
+// The data-parallel grid and the gradient buckets (pipeline/schedule/topology.h,
+// pipeline/parallel/gradient_buckets.h): every rank has one place and back, a stage's replica group is
 // its ranks in replica order; every parameter is in exactly one bucket of its own chunk, buckets
 // come in the order the chunks finish, ring chunks are cut at parameter boundaries and
 // ownership follows the ring's holders.
@@ -11,9 +11,9 @@
 
 #include "model/config.h"
 #include "model/stage_model.h"
-#include "pipeline/gradient_buckets.h"
-#include "pipeline/ring_all_reduce.h"
-#include "pipeline/topology.h"
+#include "pipeline/parallel/gradient_buckets.h"
+#include "pipeline/parallel/ring_all_reduce.h"
+#include "pipeline/schedule/topology.h"
 
 using namespace conveyor;
 using namespace conveyor::pipeline;

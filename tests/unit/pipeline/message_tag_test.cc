@@ -5,7 +5,7 @@
 #include <set>
 
 #include "common/error.h"
-#include "pipeline/message_tag.h"
+#include "pipeline/runtime/message_tag.h"
 
 using namespace conveyor;
 using namespace conveyor::pipeline;

@@ -1,4 +1,4 @@
-// The metrics file on resume (pipeline/metrics.h): only the step rows past the resume point go,
+// The metrics file on resume (train/metrics.h): only the step rows past the resume point go,
 // every other line stays, a torn last line from a crash goes, and a stream is never re-read.
 #include <catch2/catch.hpp>
 
@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "pipeline/metrics.h"
+#include "train/metrics.h"
 #include "tests/test_util.h"
 
 using namespace conveyor;

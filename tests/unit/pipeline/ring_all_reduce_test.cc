@@ -1,4 +1,4 @@
-// The ring all-reduce (pipeline/ring_all_reduce.h) over the in-process fake transport: exact
+// The ring all-reduce (pipeline/parallel/ring_all_reduce.h) over the in-process fake transport: exact
 // sums in the documented order for every group size and buffer size, the same bits on every
 // member, two groups of one job at once, buffers untouched while the transport may read
 // them, and a dead member reported as a peer failure.
@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "pipeline/ring_all_reduce.h"
+#include "pipeline/parallel/ring_all_reduce.h"
 #include "tests/unit/pipeline/fake_transport.h"
 
 using namespace conveyor;

@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "common/error.h"
-#include "pipeline/schedule.h"
+#include "pipeline/schedule/schedule.h"
 
 using conveyor::Error;
 using conveyor::ErrorKind;

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "common/error.h"
-#include "pipeline/schedule.h"
-#include "pipeline/schedule_validator.h"
+#include "pipeline/schedule/schedule.h"
+#include "pipeline/schedule/schedule_validator.h"
 
 using conveyor::Error;
 using conveyor::ErrorKind;

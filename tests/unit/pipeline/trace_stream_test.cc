@@ -1,4 +1,4 @@
-// A rank's streamed trace and the merge of every rank's part (pipeline/trace.h): the merged
+// A rank's streamed trace and the merge of every rank's part (pipeline/runtime/trace.h): the merged
 // file holds every event of every part whatever pieces the parts arrive in, and a part file
 // never writes through a link or removes what is not its own.
 #include <catch2/catch.hpp>
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "pipeline/trace.h"
+#include "pipeline/runtime/trace.h"
 #include "tests/test_util.h"
 
 using namespace conveyor;

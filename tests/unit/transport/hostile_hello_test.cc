@@ -14,9 +14,9 @@
 
 #include "common/error.h"
 #include "common/net.h"
-#include "transport/rendezvous_server.h"
-#include "transport/socket.h"
-#include "transport/wire.h"
+#include "transport/bootstrap/rendezvous_server.h"
+#include "transport/bootstrap/socket.h"
+#include "transport/bootstrap/wire.h"
 
 using namespace conveyor;
 using namespace conveyor::transport;

@@ -1,8 +1,8 @@
-// Slurm's compressed host lists (transport/hostlist.h).
+// Slurm's compressed host lists (transport/bootstrap/hostlist.h).
 #include <catch2/catch.hpp>
 
 #include "common/error.h"
-#include "transport/hostlist.h"
+#include "transport/bootstrap/hostlist.h"
 
 using namespace conveyor;
 using conveyor::transport::expand_hostlist;

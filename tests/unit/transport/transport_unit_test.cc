@@ -8,11 +8,11 @@
 #include <cstdlib>
 
 #include "common/error.h"
-#include "transport/job_failure.h"
+#include "transport/bootstrap/job_failure.h"
 #include "transport/rdma.h"
 #include "transport/tag.h"
 #include "transport/transport.h"
-#include "transport/wire.h"
+#include "transport/bootstrap/wire.h"
 
 using namespace conveyor;
 using namespace conveyor::transport;

@@ -1,0 +1,276 @@
+#include "pipeline/runtime/executor.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "pipeline/runtime/message_tag.h"
+#include "pipeline/runtime/slot_pool.h"
+#include "transport/transport.h"
+
+namespace conveyor::pipeline {
+
+namespace {
+
+bool is_receive(CommKind k) {
+  return k == CommKind::kRecvActivation || k == CommKind::kRecvGradient;
+}
+bool is_activation(CommKind k) {
+  return k == CommKind::kRecvActivation || k == CommKind::kSendActivation;
+}
+
+// Receives for the actions up to this many ahead of the running one are posted.
+constexpr int kReceiveLookahead = 1;
+
+}  // namespace
+
+struct Executor::Impl {
+  // One step of the program with its peer resolved through the topology.
+  struct PlannedStep {
+    StageStep step;
+    int peer_rank = -1;  // comms: the rank holding the peer virtual stage
+    bool local = false;  // comms: the peer is this rank (a copy between its own chunks)
+    int peer_chunk = 0;  // comms: the peer virtual stage's chunk on its rank
+  };
+
+  model::StageModel& model;
+  const Schedule& sched;
+  int rank, stage;
+  // The trace row: one per stage, or with several replicas one per rank, named for it.
+  int row;
+  std::string row_name;
+  transport::Transport* transport;
+  ExecutorOptions options;
+  size_t act_bytes;  // N*C floats
+  // The backend keeps its tensors in device memory: batches are filled on the host and
+  // copied in, and the stream is drained before the transport reads an activation.
+  bool device;
+  std::vector<int32_t> host_tokens, host_targets;
+  std::vector<PlannedStep> plan;
+  SlotPool pool;
+
+  int64_t step = 0;
+  const BatchLoader* load = nullptr;
+  float loss_scale = 0;
+  size_t next_to_post = 0;  // first plan index whose receive is not yet posted
+  int inflight = 0;
+  StepResult result;
+  std::vector<int> weight_actions;       // [chunk] W actions per step (one per micro-batch)
+  std::vector<int> weight_actions_done;  // [chunk] this step's so far
+
+  Impl(model::StageModel& m, const Schedule& s, const Topology& topology, int r,
+       transport::Transport* t, const ExecutorOptions& o)
+      : model(m),
+        sched(s),
+        rank(r),
+        stage(topology.place(r).stage),
+        row(topology.replicas > 1 ? r : stage),
+        row_name(topology.replicas > 1
+                     ? fmt::format("replica {} stage {}", topology.place(r).replica, stage)
+                     : std::string()),
+        transport(t),
+        options(o),
+        act_bytes(size_t(m.micro_batch_size()) * m.config().seq * m.config().dim * sizeof(float)),
+        device(m.backend().memory_type() == kernels::MemoryType::kDevice),
+        pool(m, t, o.wait_timeout_s) {
+    const int replica = topology.place(r).replica;
+    for (const StageStep& st : stage_program(s, stage)) {
+      PlannedStep ps{st};
+      if (!st.is_compute) {
+        ps.peer_rank = topology.rank_of_virtual_stage(replica, st.comm.peer_virtual_stage);
+        ps.local = ps.peer_rank == rank;
+        ps.peer_chunk = topology.chunk_of(st.comm.peer_virtual_stage);
+        CONVEYOR_CHECK(ps.local || transport, "stage {} needs a transport to reach rank {}", stage,
+                       ps.peer_rank);
+      }
+      plan.push_back(ps);
+      if (st.is_compute && st.action.op == Op::kBackwardWeight) {
+        if (weight_actions.size() <= size_t(st.action.chunk))
+          weight_actions.resize(size_t(st.action.chunk) + 1, 0);
+        ++weight_actions[size_t(st.action.chunk)];
+      }
+    }
+  }
+
+  Deadline deadline() const { return Deadline::after_seconds(options.wait_timeout_s); }
+
+  const transport::MemoryRegion* region(SlotState& s) const {
+    return s.region.valid() ? &s.region : nullptr;
+  }
+
+  // The slot of (mb, chunk): the active one, or a fresh one for its first use this step.
+  SlotState& slot_for(int mb, int chunk) {
+    return pool.active(mb, chunk) ? pool.get(mb, chunk) : pool.acquire(mb, chunk);
+  }
+
+  void span(const std::string& name, const char* category, double start_us, double end_us) {
+    if (options.record_spans)
+      result.spans.push_back({row, name, category, start_us, end_us - start_us, row_name});
+  }
+
+  transport::Tag tag(CommKind kind, int mb, int receiving_vs) const {
+    return encode(
+        MessageTag{is_activation(kind) ? MessageKind::kActivation : MessageKind::kGradient, step,
+                   mb, receiving_vs});
+  }
+
+  // Posts every receive of the actions up to `last_action` (remote peers only).
+  void post_receives_through(int last_action) {
+    for (; next_to_post < plan.size() && plan[next_to_post].step.action_index <= last_action;
+         ++next_to_post) {
+      const PlannedStep& ps = plan[next_to_post];
+      if (ps.step.is_compute || !is_receive(ps.step.comm.kind) || ps.local) continue;
+      const Comm& c = ps.step.comm;
+      SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+      float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
+      const bool act = c.kind == CommKind::kRecvActivation;
+      (act ? s.recv_activation : s.recv_gradient) = transport->irecv(
+          ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes, region(s));
+      (act ? s.activation_pending : s.gradient_pending) = true;
+    }
+  }
+
+  void receive(const PlannedStep& ps) {
+    const Comm& c = ps.step.comm;
+    SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+    if (ps.local) return;  // the matching send on this rank already copied the data in
+    const double t0 = trace_clock_us();
+    const bool act = c.kind == CommKind::kRecvActivation;
+    transport->wait(act ? s.recv_activation : s.recv_gradient, deadline());
+    (act ? s.activation_pending : s.gradient_pending) = false;
+    span(fmt::format("recv {}{}", is_activation(c.kind) ? "act" : "grad", c.microbatch), "recv", t0,
+         trace_clock_us());
+  }
+
+  void send(const PlannedStep& ps) {
+    const Comm& c = ps.step.comm;
+    SlotState& s = pool.get(c.microbatch, ps.step.action.chunk);
+    const bool act = c.kind == CommKind::kSendActivation;
+    const float* data = act ? s.slot->output() : s.slot->input_grad();
+    if (ps.local) {
+      SlotState& peer = slot_for(c.microbatch, ps.peer_chunk);
+      model.backend().copy(act ? peer.slot->input() : peer.slot->output_grad(), data, act_bytes);
+      return;
+    }
+    const double t0 = trace_clock_us();
+    if (device) model.backend().synchronize();  // the transport reads what the stream wrote
+    s.sends.push_back(transport->isend(
+        ps.peer_rank, tag(c.kind, c.microbatch, c.peer_virtual_stage), data, act_bytes, region(s)));
+    span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
+         trace_clock_us());
+  }
+
+  // The loader writes host memory: straight into a host slot, through host vectors and
+  // from_host into a device one.
+  void load_batch(int mb, model::Slot& slot) {
+    if (!device) {
+      (*load)(mb, slot.tokens(), slot.targets());
+      return;
+    }
+    const size_t n = size_t(model.micro_batch_size()) * model.config().seq;
+    host_tokens.resize(n);
+    host_targets.resize(n);
+    (*load)(mb, host_tokens.data(), host_targets.data());
+    model.backend().from_host(slot.tokens(), host_tokens.data(), n * sizeof(int32_t));
+    model.backend().from_host(slot.targets(), host_targets.data(), n * sizeof(int32_t));
+  }
+
+  template <typename F>
+  void timed(const Action& a, F&& f) {
+    const double t0 = trace_clock_us();
+    f();
+    if (options.after_compute) options.after_compute(a);
+    const double t1 = trace_clock_us();
+    result.busy_seconds += (t1 - t0) * 1e-6;
+    span(fmt::format("{}{}{}", op_name(a.op), a.microbatch,
+                     sched.virtual_stages > 1 ? fmt::format(".{}", a.chunk) : ""),
+         "compute", t0, t1);
+  }
+
+  void compute(const Action& a) {
+    model::ModelChunk& chunk = model.chunk(a.chunk);
+    switch (a.op) {
+      case Op::kForward: {
+        SlotState& s = slot_for(a.microbatch, a.chunk);
+        if (chunk.spec().has_embedding || chunk.spec().has_head) load_batch(a.microbatch, *s.slot);
+        ++inflight;
+        result.peak_inflight = std::max(result.peak_inflight, inflight);
+        CONVEYOR_CHECK(inflight <= sched.max_inflight(stage),
+                       "stage {} holds {} micro-batches, more than the schedule's bound {}", stage,
+                       inflight, sched.max_inflight(stage));
+        timed(a, [&] { chunk.forward(*s.slot); });
+        break;
+      }
+      case Op::kBackwardInput: {
+        SlotState& s = pool.get(a.microbatch, a.chunk);
+        timed(a, [&] { chunk.backward_input(*s.slot, loss_scale); });
+        if (chunk.spec().has_head) result.losses[a.microbatch] = s.slot->loss();
+        break;
+      }
+      case Op::kBackwardWeight: {
+        SlotState& s = pool.get(a.microbatch, a.chunk);
+        const bool last = ++weight_actions_done[size_t(a.chunk)] == weight_actions[size_t(a.chunk)];
+        std::function<void(int)> done;  // on the step's last W of the chunk
+        if (last && options.after_chunk_gradients) {
+          done = [&](int first_done_param) {
+            model.backend().synchronize();  // the hook's readers see the finished gradients
+            options.after_chunk_gradients(a.chunk, first_done_param);
+          };
+        }
+        timed(a, [&] { chunk.backward_weight(*s.slot, done); });
+        --inflight;
+        pool.release(a.microbatch, a.chunk);
+        if (done) done(0);
+        break;
+      }
+      case Op::kBackward:
+        CONVEYOR_CHECK(false, "stage_program lowers BW into B and W");
+    }
+  }
+
+  StepResult run(int64_t step_index, const BatchLoader& loader, float scale) {
+    step = step_index;
+    load = &loader;
+    loss_scale = scale;
+    result = StepResult{};
+    result.losses.assign(sched.microbatches, 0.0f);
+    inflight = 0;
+    next_to_post = 0;
+    weight_actions_done.assign(weight_actions.size(), 0);
+    const double t0 = trace_clock_us();
+    for (const PlannedStep& ps : plan) {
+      if (transport) post_receives_through(ps.step.action_index + kReceiveLookahead);
+      if (ps.step.is_compute) {
+        compute(ps.step.action);
+      } else if (is_receive(ps.step.comm.kind)) {
+        receive(ps);
+      } else {
+        send(ps);
+      }
+    }
+    // Slots are held from F to W, plus at most the one receive posted ahead.
+    CONVEYOR_CHECK(pool.peak_in_use() <= sched.max_inflight(stage) + kReceiveLookahead,
+                   "stage {} used {} activation slots, more than the schedule's bound {} + {}",
+                   stage, pool.peak_in_use(), sched.max_inflight(stage), kReceiveLookahead);
+    CONVEYOR_CHECK(pool.in_use() == 0,
+                   "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
+                   pool.in_use());
+    if (transport) pool.wait_for_sends();
+    result.step_seconds = (trace_clock_us() - t0) * 1e-6;
+    result.peak_slots = pool.peak_in_use();
+    return std::move(result);
+  }
+};
+
+Executor::Executor(model::StageModel& model, const Schedule& schedule, const Topology& topology,
+                   int rank, transport::Transport* transport, const ExecutorOptions& options)
+    : impl_(std::make_unique<Impl>(model, schedule, topology, rank, transport, options)) {}
+
+Executor::~Executor() = default;
+
+StepResult Executor::run_step(int64_t step, const BatchLoader& load, float loss_scale) {
+  return impl_->run(step, load, loss_scale);
+}
+
+}  // namespace conveyor::pipeline

@@ -1,0 +1,74 @@
+#include "pipeline/runtime/slot_pool.h"
+
+#include "common/error.h"
+
+namespace conveyor::pipeline {
+
+SlotPool::SlotPool(model::StageModel& model, transport::Transport* transport, double wait_seconds)
+    : model_(model), transport_(transport), wait_seconds_(wait_seconds) {
+  slots_.resize(model.num_chunks());
+}
+
+SlotState& SlotPool::acquire(int mb, int chunk) {
+  CONVEYOR_CHECK(!active(mb, chunk), "slot of micro-batch {} chunk {} acquired twice", mb, chunk);
+  SlotState* s = nullptr;
+  for (auto& candidate : slots_[chunk]) {
+    if (!candidate->in_use) {
+      s = candidate.get();
+      break;
+    }
+  }
+  if (!s) {
+    auto fresh = std::make_unique<SlotState>();
+    fresh->slot = model_.chunk(chunk).make_slot();
+    if (transport_) {
+      fresh->region =
+          transport_->register_memory(fresh->slot->memory(), fresh->slot->activation_bytes());
+    }
+    s = fresh.get();
+    slots_[chunk].push_back(std::move(fresh));
+  }
+  // Never hand out a buffer whose sends may still be reading it.
+  if (!s->sends.empty()) {
+    transport_->wait_all(s->sends, deadline());
+    s->sends.clear();
+  }
+  s->in_use = true;
+  active_[{mb, chunk}] = s;
+  peak_in_use_ = std::max(peak_in_use_, in_use());
+  return *s;
+}
+
+SlotState& SlotPool::get(int mb, int chunk) {
+  auto it = active_.find({mb, chunk});
+  CONVEYOR_CHECK(it != active_.end(), "micro-batch {} chunk {} has no active slot", mb, chunk);
+  return *it->second;
+}
+
+void SlotPool::release(int mb, int chunk) {
+  auto it = active_.find({mb, chunk});
+  CONVEYOR_CHECK(it != active_.end(), "release of micro-batch {} chunk {}: not active", mb, chunk);
+  CONVEYOR_CHECK(!it->second->activation_pending && !it->second->gradient_pending,
+                 "release of micro-batch {} chunk {} with a receive "
+                 "still pending",
+                 mb, chunk);
+  it->second->in_use = false;
+  active_.erase(it);
+}
+
+int SlotPool::allocated() const {
+  int n = 0;
+  for (const auto& chunk : slots_) n += static_cast<int>(chunk.size());
+  return n;
+}
+
+void SlotPool::wait_for_sends() {
+  for (auto& chunk : slots_) {
+    for (auto& s : chunk) {
+      if (!s->sends.empty()) transport_->wait_all(s->sends, deadline());
+      s->sends.clear();
+    }
+  }
+}
+
+}  // namespace conveyor::pipeline
