@@ -1,6 +1,6 @@
 // `conveyor bench allreduce`: the ring all-reduce the data-parallel replicas use
-// (pipeline/parallel/ring_all_reduce.h), over conveyor's transport, among every rank of a job started
-// by `conveyor launch --nproc N`. Compare: bench/allreduce_vs_mpi.sh (Open MPI's
+// (pipeline/parallel/ring_all_reduce.h), over conveyor's transport, among every rank of a job
+// started by `conveyor launch --nproc N`. Compare: bench/allreduce_vs_mpi.sh (Open MPI's
 // MPI_Allreduce on the same host in the same run).
 //
 // Rank 0 prints one JSON object per size on stdout:
@@ -23,8 +23,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_buffer.h"
-#include "pipeline/runtime/message_tag.h"
 #include "pipeline/parallel/ring_all_reduce.h"
+#include "pipeline/runtime/message_tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::cli {

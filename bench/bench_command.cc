@@ -10,13 +10,13 @@
 
 #include <fmt/format.h>
 
-#include "common/error.h"
-#include "common/stats.h"
 #include "bench/bench_allreduce.h"
 #include "bench/bench_checkpoint.h"
 #include "bench/bench_command.h"
 #include "bench/bench_schedule.h"
 #include "bench/bench_transport.h"
+#include "common/error.h"
+#include "common/stats.h"
 
 namespace conveyor::cli {
 

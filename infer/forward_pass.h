@@ -14,8 +14,8 @@
 #include <memory>
 #include <vector>
 
-#include "model/chunk.h"
 #include "infer/generate.h"
+#include "model/chunk.h"
 #include "pipeline/runtime/message_tag.h"
 
 namespace conveyor::pipeline {

@@ -5,10 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
-#include "interop/safetensors.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/printable.h"
+#include "interop/safetensors.h"
 #include "interop/saved_model.h"
 #include "model/param_table.h"
 

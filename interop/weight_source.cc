@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
-#include "interop/safetensors.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/json_number.h"
 #include "common/printable.h"
 #include "interop/hf_gpt2.h"
 #include "interop/llmc_gpt2.h"
+#include "interop/safetensors.h"
 #include "interop/saved_model.h"
 #include "model/param_table.h"
 

@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
-#include "launcher/commands.h"
 #include "infer/evaluate.h"
+#include "launcher/commands.h"
 
 namespace conveyor::cli {
 

@@ -5,11 +5,11 @@
 #include <string>
 #include <utility>
 
+#include "bench/bench_command.h"
 #include "checkpoint/fault_injection.h"
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/printable.h"
-#include "bench/bench_command.h"
 #include "launcher/commands.h"
 
 namespace {

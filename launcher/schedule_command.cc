@@ -11,10 +11,10 @@
 #include "launcher/cli_number.h"
 #include "launcher/commands.h"
 #include "pipeline/runtime/message_tag.h"
+#include "pipeline/runtime/trace.h"
 #include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/schedule_grid.h"
 #include "pipeline/schedule/schedule_validator.h"
-#include "pipeline/runtime/trace.h"
 
 namespace conveyor::cli {
 namespace {

@@ -8,16 +8,16 @@
 namespace conveyor::model {
 
 ParamStore::ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs,
-                       std::vector<bool> with_moments)
+                       std::vector<bool> moments_kept)
     : backend_(backend), specs_(std::move(specs)) {
-  CONVEYOR_CHECK(with_moments.empty() || with_moments.size() == specs_.size(),
-                 "{} moment flags for {} parameters", with_moments.size(), specs_.size());
+  CONVEYOR_CHECK(moments_kept.empty() || moments_kept.size() == specs_.size(),
+                 "{} moment flags for {} parameters", moments_kept.size(), specs_.size());
   size_t total = 0, moments = 0;
   for (size_t i = 0; i < specs_.size(); ++i) {
     offsets_.push_back(total);
     index_.emplace(specs_[i].name, static_cast<int>(i));
     total += specs_[i].numel();
-    const bool mine = with_moments.empty() || with_moments[i];
+    const bool mine = moments_kept.empty() || moments_kept[i];
     moment_offsets_.push_back(mine ? moments : kNoMoments);
     if (mine) moments += specs_[i].numel();
   }

@@ -2,8 +2,9 @@
 // exp_avg_sq) in the compute backend's memory, laid out by walking a slice of the global
 // parameter table in order.
 //
-// With ZeRO-1 (pipeline/parallel/gradient_sync.h) a store keeps AdamW moments only for the parameters
-// its replica updates; the moment buffers then hold those parameters only, in the same order.
+// With ZeRO-1 (pipeline/parallel/gradient_sync.h) a store keeps AdamW moments only for the
+// parameters its replica updates; the moment buffers then hold those parameters only, in the same
+// order.
 //
 // Buffers never move after construction, so their addresses can be registered with the
 // transport once. The spans point into backend memory (host memory on the cpu backend).
@@ -24,10 +25,10 @@ namespace conveyor::model {
 class ParamStore {
  public:
   // REQUIRES: `specs` is a subsequence of parameter_table() (global order), names unique.
-  // `backend` allocates the buffers and must outlive the store. `with_moments[i]` says
+  // `backend` allocates the buffers and must outlive the store. `moments_kept[i]` says
   // whether parameter i has AdamW moments here (empty: every parameter has).
   ParamStore(kernels::Backend& backend, std::vector<ParamSpec> specs,
-             std::vector<bool> with_moments = {});
+             std::vector<bool> moments_kept = {});
 
   kernels::Backend& backend() const { return backend_; }
   const std::vector<ParamSpec>& specs() const { return specs_; }

@@ -63,14 +63,14 @@ int chunk_of_parameter(const ParamSpec& p, const std::vector<ChunkSpec>& chunks)
 
 StageMemory StageModel::estimate_memory(const ModelConfig& config,
                                         const std::vector<ChunkSpec>& chunks, int micro_batch_size,
-                                        int slots, const std::vector<bool>& with_moments) {
+                                        int slots, const std::vector<bool>& moments_kept) {
   double weights = 0, moments = 0;
   const auto params = parameters_for(parameter_table(config), chunks);
   for (size_t i = 0; i < params.size(); ++i) {
     double n = 1;
     for (int64_t d : params[i].shape) n *= double(d);
     weights += n;
-    if (with_moments.empty() || with_moments[i]) moments += n;
+    if (moments_kept.empty() || moments_kept[i]) moments += n;
   }
   StageMemory m;
   m.parameters = weights * sizeof(float);
@@ -87,10 +87,10 @@ StageMemory StageModel::estimate_memory(const ModelConfig& config,
 
 StageModel::StageModel(kernels::Backend& backend, const ModelConfig& config,
                        std::vector<ChunkSpec> chunks, int micro_batch_size,
-                       std::vector<bool> with_moments)
+                       std::vector<bool> moments_kept)
     : config_(config), micro_batch_size_(micro_batch_size), global_table_(parameter_table(config)) {
   store_ = std::make_unique<ParamStore>(backend, parameters_for(global_table_, chunks),
-                                        std::move(with_moments));
+                                        std::move(moments_kept));
   for (size_t i = 0; i < chunks.size(); ++i) {
     chunks_.push_back(std::make_unique<ModelChunk>(config, chunks[i], *store_, micro_batch_size));
     if (chunks[i].has_embedding) embedding_chunk_ = static_cast<int>(i);

@@ -40,16 +40,16 @@ class StageModel {
  public:
   // The memory a StageModel of these arguments will allocate, with `slots` activation slots
   // in use at once (over all its chunks; the schedule's bound) and moments for the parameters
-  // `with_moments` marks (stage_parameters() order; empty: all).
+  // `moments_kept` marks (stage_parameters() order; empty: all).
   static StageMemory estimate_memory(const ModelConfig& config,
                                      const std::vector<ChunkSpec>& chunks, int micro_batch_size,
-                                     int slots, const std::vector<bool>& with_moments = {});
+                                     int slots, const std::vector<bool>& moments_kept = {});
 
   // `chunks`: the specs of the pieces this stage runs, in chunk order (chunk 0 first).
   // `backend` runs every op and allocates every buffer; it must outlive the model.
-  // `with_moments`: see ParamStore (ZeRO-1 keeps moments for this replica's parameters only).
+  // `moments_kept`: see ParamStore (ZeRO-1 keeps moments for this replica's parameters only).
   StageModel(kernels::Backend& backend, const ModelConfig& config, std::vector<ChunkSpec> chunks,
-             int micro_batch_size, std::vector<bool> with_moments = {});
+             int micro_batch_size, std::vector<bool> moments_kept = {});
 
   const ModelConfig& config() const { return config_; }
   int micro_batch_size() const { return micro_batch_size_; }

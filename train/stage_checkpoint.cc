@@ -1,15 +1,8 @@
 #include "train/stage_checkpoint.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <xxhash.h>
-
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <utility>
 
@@ -22,8 +15,9 @@
 #include "common/printable.h"
 #include "data/dataset.h"
 #include "model/param_table.h"
+#include "train/data_identity.h"
+#include "train/resume_policy.h"
 #include "train/shared_dir_check.h"
-#include "transport/tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -44,48 +38,6 @@ std::string from_bytes(const std::vector<uint8_t>& b) {
 }
 
 }  // namespace
-
-nlohmann::json data_identity(const std::string& path) {
-  constexpr size_t kEdge = 64 * 1024;  // bytes hashed at each end of every file
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
-                                                                 &XXH3_freeState);
-  XXH3_64bits_reset(state.get());
-  const auto files = data::Dataset::input_files(path);
-  uint64_t total = 0;
-  std::vector<char> buffer;
-  for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    std::error_code ec;
-    const uint64_t size = fs::file_size(file, ec);
-    if (!in || ec) {
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("cannot read data file {}: {}", file.string(),
-                              ec ? ec.message() : "open failed"),
-                  "check that it exists and is readable");
-    }
-    const std::string name = file.filename().string();
-    XXH3_64bits_update(state.get(), name.data(), name.size() + 1);  // with its NUL
-    XXH3_64bits_update(state.get(), &size, sizeof size);
-    // The head, and the tail where the file is longer than the head.
-    for (const uint64_t offset :
-         {uint64_t(0), size > kEdge ? std::max(kEdge, size - kEdge) : size}) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(kEdge, size - offset));
-      if (n == 0) continue;
-      buffer.resize(n);
-      in.seekg(static_cast<std::streamoff>(offset));
-      in.read(buffer.data(), static_cast<std::streamsize>(n));
-      if (!in) {
-        throw Error(ErrorKind::kRuntime, fmt::format("reading data file {} failed", file.string()),
-                    "was the file changed while conveyor read it?");
-      }
-      XXH3_64bits_update(state.get(), buffer.data(), n);
-    }
-    total += size;
-  }
-  return {{"files", files.size()},
-          {"bytes", total},
-          {"xxh3", fmt::format("{:016x}", XXH3_64bits_digest(state.get()))}};
-}
 
 std::map<std::string, std::vector<int64_t>> saved_model_params(const checkpoint::Manifest& m) {
   std::map<std::string, std::vector<int64_t>> params;
@@ -112,21 +64,19 @@ struct StageCheckpoint::Snapshot {
 
 StageCheckpoint::StageCheckpoint(const TrainConfig& config, model::StageModel& model,
                                  const Topology& topology, int rank,
-                                 transport::Transport* transport, std::vector<bool> writes)
+                                 transport::Transport* transport, std::vector<bool> owned)
     : config_(config),
       model_(model),
       topology_(topology),
       rank_(rank),
       stage_(topology.place(rank).stage),
       transport_(transport),
-      writes_(std::move(writes)) {
-  CONVEYOR_CHECK(writes_.empty() || writes_.size() == model.store().specs().size(),
-                 "{} write flags for {} parameters", writes_.size(), model.store().specs().size());
+      owned_(std::move(owned)) {
+  CONVEYOR_CHECK(owned_.empty() || owned_.size() == model.store().specs().size(),
+                 "{} write flags for {} parameters", owned_.size(), model.store().specs().size());
 }
 
-StageCheckpoint::~StageCheckpoint() {
-  if (writer_.joinable()) writer_.join();
-}
+StageCheckpoint::~StageCheckpoint() = default;
 
 nlohmann::json StageCheckpoint::state_json(int64_t steps_done) const {
   return {{"step", steps_done},
@@ -187,99 +137,20 @@ std::string StageCheckpoint::choose_step(const std::string& mode) const {
   return dir.string();
 }
 
-namespace {
-
-// "3 files, 20480 bytes, xxh3 0123456789abcdef"
-std::string identity_text(const nlohmann::json& id) {
-  if (!id.is_object()) return fmt::format("unrecognised identity {}", id.dump());
-  return fmt::format("{} file(s), {} bytes, xxh3 {}", id.value("files", int64_t(-1)),
-                     id.value("bytes", int64_t(-1)), id.value("xxh3", std::string("?")));
-}
-
-bool same_identity(const nlohmann::json& a, const nlohmann::json& b) {
-  for (const char* key : {"files", "bytes", "xxh3"}) {
-    if (!a.is_object() || !b.is_object() || !a.contains(key) || !b.contains(key) ||
-        a[key] != b[key]) {
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
-void StageCheckpoint::check_same_data(const checkpoint::Manifest& m,
-                                      const std::string& chosen) const {
-  const nlohmann::json& saved = m.config;
-  const nlohmann::json mine = config_.to_json();
-  std::vector<std::string> changed, unknown;
-  // The batches a step samples depend on these (and on --seq, a model field checked with the
-  // model's shape): the micro-batch size and the global micro-batch count (--replicas x
-  // --microbatches; a checkpoint from before data parallelism records only --microbatches,
-  // with one replica). --stages, --replicas alone, --schedule and the rest may change.
-  const nlohmann::json none;
-  auto saved_value = [&](const char* key, const char* fallback) -> const nlohmann::json& {
-    if (!saved.is_object()) return none;
-    if (saved.contains(key)) return saved[key];
-    return fallback && saved.contains(fallback) ? saved[fallback] : none;
-  };
-  struct Setting {
-    const char *key, *fallback, *flag;
-  };
-  for (const Setting& s :
-       {Setting{"micro_batch_size", nullptr, "--micro-batch-size"},
-        Setting{"global_microbatches", "microbatches", "--replicas x --microbatches"}}) {
-    const nlohmann::json& theirs = saved_value(s.key, s.fallback);
-    if (theirs.is_null()) {
-      unknown.push_back(s.flag);
-    } else if (theirs != mine[s.key]) {
-      changed.push_back(
-          fmt::format("{} {} (the checkpoint's: {})", s.flag, mine[s.key].dump(), theirs.dump()));
-    }
-  }
-  if (!saved.is_object() || !saved.contains(kDataIdentityKey)) {
-    unknown.push_back("--data");
-  } else if (!same_identity(saved[kDataIdentityKey], data_identity_)) {
-    changed.push_back(fmt::format(
-        "--data {}: {} (the checkpoint's: {}: {})", config_.data, identity_text(data_identity_),
-        saved.is_object() && saved.contains("data") && saved["data"].is_string()
-            ? saved["data"].get<std::string>()
-            : std::string("?"),
-        identity_text(saved[kDataIdentityKey])));
-  }
-  if (!unknown.empty()) {
-    CONVEYOR_LOG_WARN(
-        "checkpoint {} does not record {} (it was written by an older conveyor): cannot check "
-        "that this run continues it with the same",
-        chosen, fmt::join(unknown, ", "));
-  }
-  if (changed.empty()) return;
-  if (config_.allow_data_change) {
-    CONVEYOR_LOG_WARN(
-        "resuming from {} with {}, as --allow-data-change allows: the continuation will not "
-        "match an uninterrupted run",
-        chosen, fmt::join(changed, "; "));
-    return;
-  }
-  throw Error(ErrorKind::kUsage,
-              fmt::format("checkpoint {} was trained on other data or batches: this run has {}",
-                          chosen, fmt::join(changed, "; ")),
-              "resume with the checkpoint's settings, start afresh (--resume none or another "
-              "--ckpt-dir), or pass --allow-data-change to continue with these");
-}
-
 int64_t StageCheckpoint::restore() {
   std::string chosen;  // step directory to load, agreed by every stage
-  const std::string mode = config_.resume.empty() ? (enabled() ? "auto" : "none") : config_.resume;
   if (coordinator()) {
     if (enabled()) {
       open_directory();
       data_identity_ = data_identity(config_.data);  // recorded by every commit
     }
-    chosen = choose_step(mode);
+    chosen = choose_step(resume_mode(config_));
     if (!chosen.empty()) {
       if (data_identity_.is_null()) data_identity_ = data_identity(config_.data);
-      check_same_data(checkpoint::read_manifest(chosen), chosen);
+      const ResumeVerdict verdict = judge_continuation(checkpoint::read_manifest(chosen).config,
+                                                       config_, data_identity_, chosen);
+      for (const std::string& warning : verdict.warnings) CONVEYOR_LOG_WARN("{}", warning);
+      if (verdict.refusal) throw *verdict.refusal;
     }
   }
   if (transport_) {
@@ -290,40 +161,16 @@ int64_t StageCheckpoint::restore() {
       require_shared_directory(config_.ckpt_dir, *transport_, topology_.coordinator_rank(),
                                deadline());
   }
+  const int64_t steps_done = chosen.empty() ? 0 : load(chosen);
   // A run continues the chosen step's timeline: the steps after it are another's.
-  auto abandon_newer = [&](int64_t steps_done) {
-    if (coordinator() && enabled())
-      checkpoint::move_aside_steps_after(config_.ckpt_dir, steps_done);
-  };
-  if (chosen.empty()) {
-    abandon_newer(0);
-    return 0;
-  }
+  if (coordinator() && enabled()) checkpoint::move_aside_steps_after(config_.ckpt_dir, steps_done);
+  return steps_done;
+}
 
+int64_t StageCheckpoint::load(const std::string& chosen) {
   checkpoint::CheckpointReader reader(chosen);
   const auto& saved = reader.manifest().config;
-  // The model's shape must match; the pipeline layout may differ (resharding).
-  const nlohmann::json mine = config_.model.to_json();
-  const nlohmann::json theirs = saved.contains("model") ? saved["model"] : nlohmann::json();
-  for (const auto& [key, value] : mine.items()) {
-    CONVEYOR_REQUIRE(theirs.contains(key) && theirs[key] == value,
-                     "checkpoint {} was trained with {} = {} but this run has --{} {}; use the "
-                     "checkpoint's value or start a fresh run (--resume none or another "
-                     "--ckpt-dir)",
-                     chosen, key, theirs.contains(key) ? theirs[key].dump() : "(missing)", key,
-                     value.dump());
-  }
-  if (coordinator()) {
-    const nlohmann::json run = config_.to_json();
-    for (const auto& [key, flag] : {std::pair{"seed", "--seed"}, std::pair{"steps", "--steps"}}) {
-      if (saved.contains(key) && saved[key] != run[key]) {
-        CONVEYOR_LOG_WARN(
-            "resuming with {} {} where checkpoint {} has {}: the continuation will not match "
-            "an uninterrupted run",
-            flag, run[key].dump(), chosen, saved[key].dump());
-      }
-    }
-  }
+  require_same_model(saved, config_, chosen);
   auto& store = model_.store();
   auto& k = model_.backend();
   std::vector<float> host;  // read on the host, then copied to the backend's memory
@@ -357,7 +204,6 @@ int64_t StageCheckpoint::restore() {
                       saved_replicas > 1 ? fmt::format("{} replica(s) x ", saved_replicas) : "",
                       saved_stages);
   }
-  abandon_newer(steps_done);
   return steps_done;
 }
 
@@ -384,7 +230,7 @@ checkpoint::ShardContents StageCheckpoint::shard_contents(int64_t steps_done, nl
   contents.state = std::move(state);
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const int idx = static_cast<int>(i);
-    if (!writes_.empty() && !writes_[i]) continue;
+    if (!owned_.empty() && !owned_[i]) continue;
     const auto& spec = store.specs()[i];
     CONVEYOR_CHECK(store.has_moments(idx), "rank {} writes {} but keeps no moments for it", rank_,
                    spec.name);
@@ -438,109 +284,40 @@ void StageCheckpoint::save(int64_t steps_done) {
     return;
   }
   complete_async();  // at most one save in flight
-  join_commit();
-  // The snapshot buffers are kept between saves: fresh ones would page-fault the whole state in
-  // again on every save (measured: ~200 ms for 40 MB on the dev VM, more than a sync save).
+  async_.join_commit();
   if (!snapshot_) snapshot_ = std::make_unique<Snapshot>();
   snapshot_->state = state_json(steps_done);
-  async_step_ = steps_done;
-  writer_error_.clear();
-  async_.store(AsyncSave::kCopying);
-  auto work = [this, steps_done] {
-    // The snapshot is copied here, while the training thread runs the next step's forward and
-    // backward passes (which only read the parameters and optimizer state); the optimizer
-    // update waits in before_update() until the copy is done. So the step boundary costs no
-    // copy at all (it was most of the stall: 38 MB on the training thread).
+  AsyncSaver::Work work;
+  work.copy_snapshot = [this, steps_done] {
     if (checkpoint::fault::armed("CONVEYOR_FAULT_SLOW_SNAPSHOT", steps_done, stage_))
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    try {
-      copy_snapshot();
-    } catch (const std::exception& e) {
-      writer_error_ = fmt::format("taking the host snapshot failed: {}", e.what());
-      async_.store(AsyncSave::kFailed);
-      async_.notify_all();
-      return;
-    }
-    async_.store(AsyncSave::kWriting);
-    async_.notify_all();
-    // Below the training threads: on a busy host the save should wait, not the step.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
-    try {
-      const auto contents = shard_contents(steps_done, snapshot_->state, snapshot_->params.data(),
-                                           snapshot_->exp_avg.data(), snapshot_->exp_avg_sq.data());
-      const auto tmp = checkpoint::begin_step(config_.ckpt_dir, steps_done);
-      checkpoint::write_shard(tmp, contents);
-      async_.store(AsyncSave::kWritten);
-    } catch (const std::exception& e) {
-      writer_error_ = e.what();
-      async_.store(AsyncSave::kFailed);
-    }
+    copy_snapshot();
   };
-  try {
-    writer_ = std::thread(work);
-  } catch (...) {  // no thread: nothing will copy, so before_update() must not wait
-    async_.store(AsyncSave::kIdle);
-    async_step_ = -1;
-    throw;
-  }
+  work.write_shard = [this, steps_done] {
+    const auto contents = shard_contents(steps_done, snapshot_->state, snapshot_->params.data(),
+                                         snapshot_->exp_avg.data(), snapshot_->exp_avg_sq.data());
+    checkpoint::write_shard(checkpoint::begin_step(config_.ckpt_dir, steps_done), contents);
+  };
+  async_.start(steps_done, std::move(work));
 }
 
 void StageCheckpoint::before_update() {
-  // No deadline needed: the writer leaves kCopying after a bounded memory copy, even when the
-  // copy fails.
-  async_.wait(AsyncSave::kCopying);
+  async_.before_update();
 }
 
 SaveProgress StageCheckpoint::progress() const {
-  const AsyncSave state = async_.load();
-  return {state == AsyncSave::kWritten ? 1 : 0, state == AsyncSave::kFailed ? 1 : 0};
+  return async_.progress();
 }
 
 void StageCheckpoint::on_progress(const SaveProgress& summed) {
-  const AsyncSave state = async_.load();
-  if (state == AsyncSave::kIdle || state == AsyncSave::kCommitting) return;
-  if (summed.failed > 0) {
-    if (writer_.joinable()) writer_.join();
-    if (async_.load() == AsyncSave::kFailed) {
-      CONVEYOR_LOG_ERROR("checkpoint: async save of step {} failed on this stage: {}", async_step_,
-                         writer_error_);
-    }
-    if (coordinator()) {
-      CONVEYOR_LOG_ERROR(
-          "checkpoint: async save of step {} failed on {} stage(s); it was not "
-          "committed (LATEST still names the previous checkpoint); training goes on",
-          async_step_, summed.failed);
-    }
-    last_failed_step_ = async_step_;
-    async_.store(AsyncSave::kIdle);
-  } else if (summed.written == topology_.world_size()) {
-    if (writer_.joinable()) writer_.join();
-    if (coordinator()) {
-      // The commit (manifest, renames, directory fsyncs) runs off the training thread too;
-      // the next save or finish() waits for it and reports its failure.
-      const int64_t step = async_step_;
-      async_.store(AsyncSave::kCommitting);
-      writer_ = std::thread([this, step] {
-        try {
-          commit(step);
-        } catch (const std::exception& e) {
-          commit_error_ = fmt::format("committing checkpoint step {} failed: {}", step, e.what());
-        }
-      });
-    } else {
-      async_.store(AsyncSave::kIdle);
-    }
-  } else {
-    return;  // still writing somewhere
-  }
-  async_step_ = -1;  // snapshot_ stays allocated for the next save
+  std::function<void(int64_t)> commit_step;
+  if (coordinator()) commit_step = [this](int64_t step) { commit(step); };
+  async_.on_progress(summed, topology_.world_size(), std::move(commit_step));
 }
 
 void StageCheckpoint::complete_async() {
-  const AsyncSave state = async_.load();
-  if (state == AsyncSave::kIdle || state == AsyncSave::kCommitting) return;
-  if (writer_.joinable()) writer_.join();
-  const SaveProgress mine = progress();
+  if (!async_.in_flight()) return;
+  const SaveProgress mine = async_.wait_for_write();
   if (transport_) {
     const double flat[2] = {double(mine.written), double(mine.failed)};
     auto summed = transport_->all_reduce_sum(std::span<const double>(flat, 2), deadline());
@@ -550,26 +327,16 @@ void StageCheckpoint::complete_async() {
   }
 }
 
-void StageCheckpoint::join_commit() {
-  if (async_.load() != AsyncSave::kCommitting) return;
-  if (writer_.joinable()) writer_.join();
-  async_.store(AsyncSave::kIdle);
-  if (!commit_error_.empty()) {
-    const std::string error = std::exchange(commit_error_, {});
-    throw Error(ErrorKind::kRuntime, error);
-  }
-}
-
 void StageCheckpoint::finish() {
-  last_failed_step_ = -1;
+  async_.take_failed_step();  // reported when it failed; only the last save's failure throws
   complete_async();
-  join_commit();
+  async_.join_commit();
   // The last save of a run must not be lost silently: a failed sync save throws too.
-  if (last_failed_step_ >= 0) {
+  if (const int64_t failed = async_.take_failed_step(); failed >= 0) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("the final checkpoint (step {}) could not be written; LATEST names "
                             "the previous one",
-                            last_failed_step_),
+                            failed),
                 "see the errors above for the cause (disk full? permissions?)");
   }
 }

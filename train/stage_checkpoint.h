@@ -10,23 +10,14 @@
 // newer steps (an abandoned timeline) aside, and commits each save once every stage has
 // written its shard.
 //
-// An async save is one state machine (AsyncSave below). The training thread starts it and
-// moves it on from the step's reduction; the background thread copies the snapshot and
-// writes the shard:
-//   kIdle --save()--> kCopying --(snapshot copied)--> kWriting --> kWritten | kFailed
-//   kCopying --(copy failed)--> kFailed
-//   kWritten on every stage --on_progress()--> kCommitting (coordinator) or kIdle (others)
-//   kFailed on any stage --on_progress()--> kIdle (the save is dropped, training goes on)
-//   kCommitting --(next save or finish() joins the commit)--> kIdle
-// before_update() waits while kCopying.
+// The pieces it is made of: the resume policy (resume_policy.h, pure), the data's identity
+// (data_identity.h) and the async save's state machine (async_saver.h).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +28,7 @@
 #include "model/stage_model.h"
 #include "pipeline/parallel/step_reduction.h"
 #include "pipeline/schedule/topology.h"
+#include "train/async_saver.h"
 #include "train/train_config.h"
 
 namespace conveyor::transport {
@@ -45,18 +37,9 @@ class Transport;
 
 namespace conveyor::pipeline {
 
-// Where the data's identity is recorded: manifest.json's "config" object (which also holds
-// the run's --data, --micro-batch-size and --microbatches, TrainConfig::to_json()).
-inline constexpr const char* kDataIdentityKey = "data_identity";
 // The run's effective settings as TOML (what --print-config prints and --config reads), under
 // this key of the manifest's config; `conveyor ckpt settings` prints it.
 inline constexpr const char* kSettingsKey = "settings_toml";
-
-// A cheap fingerprint of the training data at `path` (the files data::Dataset::open reads):
-// {"files", "bytes", "xxh3"}, the hash over every file's name (not its folder), size, and
-// first and last 64 KiB. The same data moved or copied elsewhere keeps its identity.
-// Throws Error(kUsage) for a path Dataset::open refuses, kRuntime when a file cannot be read.
-nlohmann::json data_identity(const std::string& path);
 
 // The parameters (name -> shape) of the model configuration saved in a manifest
 // (config.model), which a complete checkpoint must hold: checkpoint::ExpectedParams for
@@ -66,11 +49,11 @@ std::map<std::string, std::vector<int64_t>> saved_model_params(const checkpoint:
 
 class StageCheckpoint {
  public:
-  // transport is null with one rank. `writes[i]`: store parameter i goes into this rank's
-  // shard (the parameters its replica owns; empty: all). Each rank writes one shard, named by
-  // its rank (stage_NNNNN.h5: the stage's number when there is one replica).
+  // transport is null with one rank. `owned[i]`: store parameter i is this replica's
+  // (GradientSync::owned_parameters) and goes into this rank's shard (empty: all). Each rank writes
+  // one shard, named by its rank (stage_NNNNN.h5: the stage's number when there is one replica).
   StageCheckpoint(const TrainConfig& config, model::StageModel& model, const Topology& topology,
-                  int rank, transport::Transport* transport, std::vector<bool> writes = {});
+                  int rank, transport::Transport* transport, std::vector<bool> owned = {});
   ~StageCheckpoint();  // joins a background save (its result is then dropped)
 
   bool enabled() const { return !config_.ckpt_dir.empty(); }
@@ -116,19 +99,15 @@ class StageCheckpoint {
   void copy_snapshot();
   void write_and_commit(int64_t steps_done);
   void commit(int64_t steps_done);
+  // Finishes an async save in flight: joins its writer and agrees with the other ranks.
   void complete_async();
-  // Waits for rank 0's background commit; throws Error(kRuntime) if it failed.
-  void join_commit();
   nlohmann::json state_json(int64_t steps_done) const;
   // Coordinator, at start-up: lock and check --ckpt-dir, remove stale temporary directories.
   void open_directory();
   // Coordinator: the step directory --resume names ("" to start afresh).
   std::string choose_step(const std::string& mode) const;
-  // Coordinator: refuses (or with --allow-data-change, warns about) a checkpoint trained on
-  // other data or batch settings than this run's.
-  void check_same_data(const checkpoint::Manifest& m, const std::string& chosen) const;
-
-  enum class AsyncSave : int { kIdle, kCopying, kWriting, kWritten, kFailed, kCommitting };
+  // Every rank: loads `chosen` into the model; returns its step count.
+  int64_t load(const std::string& chosen);
   bool coordinator() const { return rank_ == topology_.coordinator_rank(); }
 
   const TrainConfig& config_;
@@ -136,15 +115,12 @@ class StageCheckpoint {
   Topology topology_;
   int rank_, stage_;
   transport::Transport* transport_;
-  std::vector<bool> writes_;
+  std::vector<bool> owned_;
 
-  std::atomic<AsyncSave> async_{AsyncSave::kIdle};
-  int64_t async_step_ = -1;  // the step of the save in flight
+  // The host snapshot: kept between saves, since fresh buffers would page-fault the whole
+  // state in again on every save (measured: ~200 ms for 40 MB, more than a sync save).
   std::unique_ptr<Snapshot> snapshot_;
-  std::thread writer_;             // the background shard writer, then (coordinator) the commit
-  std::string writer_error_;       // set by the writer before it enters kFailed
-  int64_t last_failed_step_ = -1;  // an async save that failed (for finish())
-  std::string commit_error_;       // set by the background commit
+  AsyncSaver async_;
 
   checkpoint::DirLock lock_;      // coordinator with --ckpt-dir: held for the job's life
   nlohmann::json data_identity_;  // coordinator: data_identity(--data), once needed

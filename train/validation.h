@@ -11,8 +11,8 @@
 #include <optional>
 
 #include "data/dataset.h"
-#include "model/stage_model.h"
 #include "infer/generate.h"
+#include "model/stage_model.h"
 
 namespace conveyor::pipeline {
 

@@ -1,9 +1,9 @@
 #include "transport/transport.h"
 
 #include "common/error.h"
+#include "transport/bootstrap/wire.h"
 #include "transport/request_state.h"
 #include "transport/ucx_transport.h"
-#include "transport/bootstrap/wire.h"
 
 namespace conveyor::transport {
 

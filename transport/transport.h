@@ -64,7 +64,6 @@ inline constexpr Tag kMaxTag = (Tag{1} << kTagBits) - 1;
 // Turns a caller's tag into words for error messages ("activation of micro-batch 3 ...").
 using TagDescriber = std::string (*)(Tag tag);
 
-
 // A buffer registered with the transport (ucp_mem_map). Move-only; deregisters on
 // destruction. REQUIRES: no operation using it is still in flight when it is destroyed,
 // and it is destroyed before its Transport.

@@ -9,9 +9,9 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "transport/bootstrap/socket.h"
 #include "transport/cuda_support.h"
 #include "transport/rdma.h"
-#include "transport/bootstrap/socket.h"
 #include "transport/tag.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -17,10 +17,10 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/exit_code.h"
 #include "launcher/launch/hostfile.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/launcher_channel.h"
-#include "common/exit_code.h"
 
 namespace conveyor::cli {
 

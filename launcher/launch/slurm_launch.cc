@@ -14,9 +14,9 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/exit_code.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/multi_host.h"
-#include "common/exit_code.h"
 
 namespace conveyor::cli {
 

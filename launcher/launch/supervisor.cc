@@ -17,12 +17,12 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/exit_code.h"
 #include "common/net.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/launcher_channel.h"
 #include "launcher/launch/multi_host.h"
 #include "launcher/launch/slurm_launch.h"
-#include "common/exit_code.h"
 #include "transport/bootstrap/job_failure.h"
 
 namespace conveyor::cli {

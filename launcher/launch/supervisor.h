@@ -3,8 +3,8 @@
 // stops the others. Optionally restarts the whole group.
 //
 // Failure: every rank gets a report socket (CONVEYOR_FAILURE_REPORT_FD,
-// transport/bootstrap/job_failure.h) on which it says which rank the job blamed the moment it learns
-// it. The first line launch prints names that rank (else the first rank to exit non-zero).
+// transport/bootstrap/job_failure.h) on which it says which rank the job blamed the moment it
+// learns it. The first line launch prints names that rank (else the first rank to exit non-zero).
 // A local rank the job declared silent (hung or stopped, so deaf to SIGTERM) is killed at
 // once; the others have been told by the job and exit by themselves (exit 3), and get 2 s
 // before SIGTERM, then the grace time before SIGKILL.

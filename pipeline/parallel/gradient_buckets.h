@@ -1,9 +1,10 @@
 // How one stage's gradients are cut for the all-reduce among its replicas: buckets of whole
 // parameters, each reduced as soon as the chunk that computes it has done its last weight
-// gradient of the step, and, within a bucket, the ring's chunks (pipeline/parallel/ring_all_reduce.h)
-// cut at parameter boundaries, so that every parameter is summed whole by one replica: its
-// owner. The owner counts the parameter in the gradient norm, writes it to checkpoints and,
-// with ZeRO-1, is the one replica that keeps its AdamW moments and updates it.
+// gradient of the step, and, within a bucket, the ring's chunks
+// (pipeline/parallel/ring_all_reduce.h) cut at parameter boundaries, so that every parameter is
+// summed whole by one replica: its owner. The owner counts the parameter in the gradient norm,
+// writes it to checkpoints and, with ZeRO-1, is the one replica that keeps its AdamW moments and
+// updates it.
 //
 // Rules (docs/PARALLELISM.md):
 //   - Buckets never mix chunks; within a chunk they are filled from its last parameter

@@ -20,7 +20,7 @@ const transport::MemoryRegion* if_valid(const transport::MemoryRegion& r) {
 
 }  // namespace
 
-std::vector<bool> GradientSync::owned_mask(const BucketPlan& plan, int replica) {
+std::vector<bool> GradientSync::owned_parameters(const BucketPlan& plan, int replica) {
   std::vector<bool> mask(plan.owner.size());
   for (size_t i = 0; i < mask.size(); ++i) mask[i] = plan.owner[i] == replica;
   return mask;

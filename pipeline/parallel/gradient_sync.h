@@ -74,8 +74,9 @@ class GradientSync {
   // Store parameter i is this replica's: it counts it in the norm, writes it to checkpoints
   // and, with ZeRO-1, keeps its moments and updates it.
   bool owns(int param) const { return plan_.owner[size_t(param)] == replica_; }
-  // ZeRO-1's moment mask for the model: owns(i) for every store parameter i.
-  static std::vector<bool> owned_mask(const BucketPlan& plan, int replica);
+  // owns(i) for every store parameter i: the one mask of this replica's parameters (its
+  // shard, its share of the norm, and with ZeRO-1 the moments it keeps).
+  static std::vector<bool> owned_parameters(const BucketPlan& plan, int replica);
   const BucketPlan& plan() const { return plan_; }
   int replicas() const { return static_cast<int>(group_.size()); }
 

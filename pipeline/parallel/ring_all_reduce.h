@@ -2,7 +2,8 @@
 // reduce-scatter then all-gather, each rank sending and receiving 2 (N-1)/N of the buffer in
 // 2 (N-1) steps to and from its ring neighbours only -- bandwidth-optimal, and over the
 // point-to-point transport (RDMA or shared memory where present), not the rendezvous
-// service. The gradient all-reduce of data parallelism (pipeline/parallel/gradient_sync.h) runs on it.
+// service. The gradient all-reduce of data parallelism (pipeline/parallel/gradient_sync.h) runs on
+// it.
 //
 // Chunks: the buffer is cut into N chunks given as N+1 offsets (`bounds`, non-decreasing, from
 // 0 to the buffer's size; even_chunks() cuts chunk k = [k n / N, (k+1) n / N)). A chunk may be

@@ -25,9 +25,9 @@
 
 #include "common/clock.h"
 #include "model/stage_model.h"
+#include "pipeline/runtime/trace.h"
 #include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/topology.h"
-#include "pipeline/runtime/trace.h"
 
 namespace conveyor::transport {
 class Transport;

@@ -3,8 +3,8 @@
 // transport, no model, no clock. The executor runs one stage's list; the validator
 // (schedule_validator.h) simulates all of them; schedule_grid.h draws them.
 //
-// Layout of virtual stages: Topology's (pipeline/schedule/topology.h): virtual stage vs = chunk * p +
-// stage (round-robin, Megatron's interleaved layout).
+// Layout of virtual stages: Topology's (pipeline/schedule/topology.h): virtual stage vs = chunk * p
+// + stage (round-robin, Megatron's interleaved layout).
 //
 // Communication is derived from the actions (comms_before / comms_after), and
 // stage_program() lowers one stage's compute actions into the complete program the

@@ -20,8 +20,9 @@ namespace {
       "step x stage grid (faulty cells in [ ]):\n{}",
       to_string(s.kind), s.stages, s.microbatches, s.virtual_stages, fault,
       render_step_grid(s, marked));
-  throw Error(ErrorKind::kRuntime, text,
-              "the schedule's action order is wrong; fix its generator (pipeline/schedule/schedule.cc)");
+  throw Error(
+      ErrorKind::kRuntime, text,
+      "the schedule's action order is wrong; fix its generator (pipeline/schedule/schedule.cc)");
 }
 
 bool is_backward(Op op) {

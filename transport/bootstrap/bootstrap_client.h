@@ -25,8 +25,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "transport/bootstrap/job_failure.h"
-#include "transport/bootstrap/socket.h"
 #include "transport/bootstrap/options.h"
+#include "transport/bootstrap/socket.h"
 #include "transport/bootstrap/wire.h"
 
 namespace conveyor::transport {

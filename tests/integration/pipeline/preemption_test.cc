@@ -1,6 +1,6 @@
-// Preemption and restart (pipeline/runtime/stop_request.h, launcher/launch/supervisor.h): SIGTERM or SIGUSR1
-// makes every rank finish its step, commit a checkpoint and exit 4; rerunning the same command
-// ends with the weights, optimizer state and metrics of a run never interrupted. A crashed
+// Preemption and restart (pipeline/runtime/stop_request.h, launcher/launch/supervisor.h): SIGTERM
+// or SIGUSR1 makes every rank finish its step, commit a checkpoint and exit 4; rerunning the same
+// command ends with the weights, optimizer state and metrics of a run never interrupted. A crashed
 // attempt restarted by --max-restarts rolls its metrics back to the resumed step.
 #include <fmt/format.h>
 #include <catch2/catch.hpp>

@@ -1,7 +1,7 @@
-// A stop request (SIGTERM/SIGUSR1, pipeline/runtime/stop_request.h) honoured outside the steps: in a
-// validation pass and during --sample generation every rank gives up the optional work
-// together, the step is saved first, and the run resumes as if uninterrupted. The signal lands
-// at an exact point, on one rank, through the CONVEYOR_FAULT_STOP_IN_* test hooks
+// A stop request (SIGTERM/SIGUSR1, pipeline/runtime/stop_request.h) honoured outside the steps: in
+// a validation pass and during --sample generation every rank gives up the optional work together,
+// the step is saved first, and the run resumes as if uninterrupted. The signal lands at an exact
+// point, on one rank, through the CONVEYOR_FAULT_STOP_IN_* test hooks
 // (checkpoint/fault_injection.h).
 #include <catch2/catch.hpp>
 

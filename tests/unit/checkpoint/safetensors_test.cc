@@ -8,8 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "interop/safetensors.h"
 #include "common/error.h"
+#include "interop/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace conveyor;

@@ -20,12 +20,12 @@
 #include "model/param_table.h"
 #include "model/partition.h"
 #include "model/stage_model.h"
-#include "pipeline/runtime/device_transport.h"
-#include "pipeline/runtime/executor.h"
 #include "pipeline/parallel/gradient_buckets.h"
 #include "pipeline/parallel/gradient_sync.h"
-#include "pipeline/runtime/message_tag.h"
 #include "pipeline/parallel/ring_all_reduce.h"
+#include "pipeline/runtime/device_transport.h"
+#include "pipeline/runtime/executor.h"
+#include "pipeline/runtime/message_tag.h"
 #include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/topology.h"
 #include "tests/unit/pipeline/fake_device_backend.h"
@@ -209,9 +209,9 @@ std::vector<RankResult> run_pipeline(const Schedule& schedule, bool device, int 
         BucketPlan plan = plan_buckets(params, chunk_of, gradient_completion_order(schedule, stage),
                                        200, replicas);
         const int replica = topo.place(r).replica;
-        std::vector<bool> with_moments;
-        if (zero1) with_moments = GradientSync::owned_mask(plan, replica);
-        model::StageModel m(*backend, cfg, mine, kMicroBatchSize, with_moments);
+        std::vector<bool> moments_kept;
+        if (zero1) moments_kept = GradientSync::owned_parameters(plan, replica);
+        model::StageModel m(*backend, cfg, mine, kMicroBatchSize, moments_kept);
         m.store().initialize(42);
         {
           GradientSyncOptions sync_options;

@@ -1,6 +1,6 @@
 // The data-parallel grid and the gradient buckets (pipeline/schedule/topology.h,
-// pipeline/parallel/gradient_buckets.h): every rank has one place and back, a stage's replica group is
-// its ranks in replica order; every parameter is in exactly one bucket of its own chunk, buckets
+// pipeline/parallel/gradient_buckets.h): every rank has one place and back, a stage's replica group
+// is its ranks in replica order; every parameter is in exactly one bucket of its own chunk, buckets
 // come in the order the chunks finish, ring chunks are cut at parameter boundaries and
 // ownership follows the ring's holders.
 #include <catch2/catch.hpp>

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "train/metrics.h"
 #include "tests/test_util.h"
+#include "train/metrics.h"
 
 using namespace conveyor;
 using namespace conveyor::pipeline;

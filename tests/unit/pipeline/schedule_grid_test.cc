@@ -6,8 +6,8 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "pipeline/schedule/schedule_grid.h"
 #include "pipeline/runtime/trace.h"
+#include "pipeline/schedule/schedule_grid.h"
 #include "tests/test_util.h"
 
 using namespace conveyor::pipeline;

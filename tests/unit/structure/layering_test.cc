@@ -44,7 +44,8 @@ std::vector<Room> read_table(std::istream& in) {
 std::string room_of(const std::vector<Room>& rooms, const std::string& file) {
   std::string best;
   for (const Room& room : rooms) {
-    if (file.rfind(room.folder + "/", 0) == 0 && room.folder.size() > best.size()) best = room.folder;
+    if (file.rfind(room.folder + "/", 0) == 0 && room.folder.size() > best.size())
+      best = room.folder;
   }
   return best;
 }
@@ -54,14 +55,13 @@ std::vector<std::string> violations(const std::vector<Room>& rooms, const std::s
                                     const std::vector<std::string>& includes) {
   std::vector<std::string> found;
   const std::string from = room_of(rooms, file);
-  const auto room = std::find_if(rooms.begin(), rooms.end(),
-                                 [&](const Room& r) { return r.folder == from; });
+  const auto room =
+      std::find_if(rooms.begin(), rooms.end(), [&](const Room& r) { return r.folder == from; });
   for (const std::string& header : includes) {
     const std::string to = room_of(rooms, header);
     if (to.empty() || to == from) continue;  // a system header or one of its own
-    if (room == rooms.end() ||
-        std::find(room->may_include.begin(), room->may_include.end(), to) ==
-            room->may_include.end()) {
+    if (room == rooms.end() || std::find(room->may_include.begin(), room->may_include.end(), to) ==
+                                   room->may_include.end()) {
       found.push_back(file + " includes " + header + ": room '" + from +
                       "' may not include room '" + to + "' (cmake/layers.txt)");
     }
@@ -96,7 +96,8 @@ TEST_CASE("every room includes only the rooms cmake/layers.txt allows it") {
   for (const Room& room : rooms) {
     for (const auto& entry : fs::recursive_directory_iterator(kSource / room.folder)) {
       const std::string ext = entry.path().extension();
-      if (!entry.is_regular_file() || (ext != ".h" && ext != ".cc" && ext != ".cu" && ext != ".cuh"))
+      if (!entry.is_regular_file() ||
+          (ext != ".h" && ext != ".cc" && ext != ".cu" && ext != ".cuh"))
         continue;
       const std::string file = fs::relative(entry.path(), kSource).string();
       if (room_of(rooms, file) != room.folder) continue;  // a subfolder that is a room of its own

@@ -9,10 +9,10 @@
 
 #include "common/error.h"
 #include "transport/bootstrap/job_failure.h"
+#include "transport/bootstrap/wire.h"
 #include "transport/rdma.h"
 #include "transport/tag.h"
 #include "transport/transport.h"
-#include "transport/bootstrap/wire.h"
 
 using namespace conveyor;
 using namespace conveyor::transport;
