@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/exit_code.h"
+#include "launcher/launch/child_group.h"
 #include "launcher/launch/hostfile.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/launcher_channel.h"
@@ -41,16 +42,11 @@ constexpr int kSshConnectTimeoutS = 15;
 constexpr int kSshAliveIntervalS = 5;
 constexpr int kSshAliveCount = 3;
 
-// One host's ssh session.
+// One host's ssh session (its process is the ChildGroup's child of the same index; its stdin
+// is the launcher channel: token, signals; closing it stops the host).
 struct Session {
   HostSlots host;
   int first_rank = 0;
-  pid_t pid = -1;
-  int stdin_fd = -1;  // the launcher channel (token, signals); closing it stops the host
-  int out_fd = -1;
-  LineBuffer output;
-  bool exited = false;
-  int exit_code = 0;
   // Still running when launch gave up waiting for it, so launch killed it: the host, or the
   // link to it, is gone (a reachable supervisor ends once its session's stdin closes).
   bool unresponsive = false;
@@ -89,49 +85,19 @@ std::string remote_command(const LaunchOptions& o, const Session& s, int node, i
   return cmd;
 }
 
-pid_t spawn_session(const std::vector<std::string>& argv, int* stdin_fd, int* out_fd) {
-  int in[2], out[2];
-  CONVEYOR_CHECK(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe failed: {}",
-                 std::strerror(errno));
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
-  if (pid == 0) {
-    // The session dies with the launcher; the remote supervisor then sees its stdin close
-    // and stops its ranks.
-    die_with_parent(parent);
-    setpgid(0, 0);  // Ctrl-C reaches the launcher only; it forwards it to every host
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    dup2(out[1], 2);
-    std::vector<char*> a;
-    for (const auto& w : argv) a.push_back(const_cast<char*>(w.c_str()));
-    a.push_back(nullptr);
-    execvp(a[0], a.data());
-    std::fprintf(stderr, "conveyor launch: cannot run %s: %s\n", a[0], std::strerror(errno));
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  close(in[0]);
-  close(out[1]);
-  *stdin_fd = in[1];
-  *out_fd = out[0];
-  return pid;
-}
-
-void write_line(Session& s, const std::string& line) {
-  if (s.stdin_fd < 0) return;
+void write_line(ChildGroup::Child& c, const std::string& line) {
+  if (c.stdin_fd < 0) return;
   // A few bytes into an empty pipe: never blocks. A host that is gone gives EPIPE.
-  if (::write(s.stdin_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-    close(s.stdin_fd);
-    s.stdin_fd = -1;
+  if (::write(c.stdin_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+    close(c.stdin_fd);
+    c.stdin_fd = -1;
   }
 }
 
 // Relays a host's output: the ranks' lines keep their "[rank N]" prefix; the supervisor's
 // and ssh's own lines get "[host H]".
-void relay(Session& s, const char* data, size_t n, bool flush) {
-  s.output.feed({data, n}, flush, [&](std::string_view line) {
+void relay(const Session& s, LineBuffer& output, std::string_view data, bool flush) {
+  output.feed(data, flush, [&](std::string_view line) {
     if (line.rfind("[rank ", 0) == 0)
       std::fprintf(stdout, "%.*s\n", static_cast<int>(line.size()), line.data());
     else
@@ -154,6 +120,7 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
   const std::string token = random_token();
   int world = 0;
   std::vector<Session> sessions(hosts.size());
+  ChildGroup group;  // child i is sessions[i]'s ssh
   for (size_t i = 0; i < hosts.size(); ++i) {
     sessions[i].host = hosts[i];
     sessions[i].first_rank = world;
@@ -171,8 +138,8 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
     argv.push_back(s.host.host);
     argv.push_back(remote_command(o, s, static_cast<int>(i), static_cast<int>(hosts.size()), world,
                                   master_addr, port, restart));
-    s.pid = spawn_session(argv, &s.stdin_fd, &s.out_fd);
-    write_line(s, LauncherChannel::token_line(token));
+    const size_t child = group.start({.argv = argv, .env = std::nullopt, .stdin_pipe = true});
+    write_line(group[child], LauncherChannel::token_line(token));
   }
 
   using Clock = std::chrono::steady_clock;
@@ -213,101 +180,78 @@ int run_hosts(const LaunchOptions& o, const std::vector<HostSlots>& hosts,
       preempting = is_preemption_signal(forwarded);
       std::fprintf(stderr, "conveyor launch: signal %d, %s\n", forwarded,
                    preempting ? "every rank on every host saves and stops" : "stopping every host");
-      for (auto& s : sessions) write_line(s, LauncherChannel::signal_line(forwarded));
+      for (size_t i = 0; i < group.size(); ++i)
+        write_line(group[i], LauncherChannel::signal_line(forwarded));
       if (result == 0) result = 128 + forwarded;
       begin_stopping(std::chrono::seconds(0),
                      preempting ? clamped_seconds(o.stop_timeout_seconds) : grace);
       stop_at = Clock::time_point::max();  // already told
     }
-    std::vector<pollfd> fds;
-    std::vector<Session*> owners;
-    for (auto& s : sessions) {
-      if (s.out_fd < 0) continue;
-      fds.push_back({s.out_fd, POLLIN, 0});
-      owners.push_back(&s);
-    }
-    ::poll(fds.data(), fds.size(), 100);  // with no descriptor left: a 100 ms tick
-    for (size_t i = 0; i < owners.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[65536];
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        relay(*owners[i], buf, static_cast<size_t>(n), false);
-      } else if (n == 0 || errno != EINTR) {
-        relay(*owners[i], "", 0, true);
-        close(owners[i]->out_fd);
-        owners[i]->out_fd = -1;
-      }
-    }
-    for (auto& s : sessions) {
-      if (s.exited) continue;
-      int status = 0;
-      if (waitpid(s.pid, &status, WNOHANG) != s.pid) continue;
-      s.exited = true;
-      s.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (s.stdin_fd >= 0) close(s.stdin_fd);
-      s.stdin_fd = -1;
-      if (s.exit_code == 0 || (preempting && s.exit_code == kExitPreempted)) continue;
-      if (s.unresponsive) s.exit_code = kSshFailed;  // not 137: launch's own SIGKILL
-      // A host whose ranks exit 3 lost a peer on another host (its supervisor's line above
-      // names the rank): it is not the one that failed. The one that did is named when its
-      // session ends, which for a host that cannot be reached is when ssh or launch gives up.
-      if (!stopping) {
-        if (s.exit_code == kSshFailed)
-          std::fprintf(stderr, "conveyor launch: %s; stopping the other hosts\n",
-                       lost_host(s).c_str());
-        else if (s.exit_code == kExitPeerFailed)
-          std::fprintf(stderr,
-                       "conveyor launch: host %s (%s) stopped because a rank on another host "
-                       "failed (exit 3; the line above names it); stopping the other hosts\n",
-                       s.host.host.c_str(), rank_range(s).c_str());
-        else
-          std::fprintf(stderr,
-                       "conveyor launch: host %s (%s) failed (exit %d); stopping the "
-                       "other hosts\n",
-                       s.host.host.c_str(), rank_range(s).c_str(), s.exit_code);
-        result = s.exit_code;
-        begin_stopping(kNoticeTime, grace);
-      } else if (result == kExitPeerFailed && s.exit_code != kExitPeerFailed &&
-                 launch_signal() == 0) {
-        // The host whose ranks the others lost: its own status says more than "a peer failed".
-        if (s.exit_code == kSshFailed)
-          std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
-        else
-          std::fprintf(stderr, "conveyor launch: host %s (%s) failed (exit %d)\n",
-                       s.host.host.c_str(), rank_range(s).c_str(), s.exit_code);
-        result = s.exit_code;
-      } else if (s.unresponsive) {
-        std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
-      }
-    }
-    bool all_done = true;
-    for (auto& s : sessions) all_done &= s.exited && s.out_fd < 0;
-    if (all_done) break;
+    group.poll(
+        {},
+        [&](size_t i, std::string_view data, bool last) {
+          relay(sessions[i], group[i].output, data, last);
+        },
+        [&](size_t i) {
+          ChildGroup::Child& c = group[i];
+          const Session& s = sessions[i];
+          if (c.stdin_fd >= 0) close(c.stdin_fd);
+          c.stdin_fd = -1;
+          if (c.exit_code == 0 || (preempting && c.exit_code == kExitPreempted)) return;
+          if (s.unresponsive) c.exit_code = kSshFailed;  // not 137: launch's own SIGKILL
+          // A host whose ranks exit 3 lost a peer on another host (its supervisor's line above
+          // names the rank): it is not the one that failed. The one that did is named when its
+          // session ends, which for a host that cannot be reached is when ssh or launch gives up.
+          if (!stopping) {
+            if (c.exit_code == kSshFailed)
+              std::fprintf(stderr, "conveyor launch: %s; stopping the other hosts\n",
+                           lost_host(s).c_str());
+            else if (c.exit_code == kExitPeerFailed)
+              std::fprintf(stderr,
+                           "conveyor launch: host %s (%s) stopped because a rank on another host "
+                           "failed (exit 3; the line above names it); stopping the other hosts\n",
+                           s.host.host.c_str(), rank_range(s).c_str());
+            else
+              std::fprintf(stderr,
+                           "conveyor launch: host %s (%s) failed (exit %d); stopping the "
+                           "other hosts\n",
+                           s.host.host.c_str(), rank_range(s).c_str(), c.exit_code);
+            result = c.exit_code;
+            begin_stopping(kNoticeTime, grace);
+          } else if (result == kExitPeerFailed && c.exit_code != kExitPeerFailed &&
+                     launch_signal() == 0) {
+            // The host whose ranks the others lost: its own status says more than "a peer failed".
+            if (c.exit_code == kSshFailed)
+              std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
+            else
+              std::fprintf(stderr, "conveyor launch: host %s (%s) failed (exit %d)\n",
+                           s.host.host.c_str(), rank_range(s).c_str(), c.exit_code);
+            result = c.exit_code;
+          } else if (s.unresponsive) {
+            std::fprintf(stderr, "conveyor launch: %s\n", lost_host(s).c_str());
+          }
+        });
+    if (group.done()) break;
     const auto now = Clock::now();
     if (now > stop_at) {
-      for (auto& s : sessions) write_line(s, LauncherChannel::signal_line(SIGTERM));
+      for (size_t i = 0; i < group.size(); ++i)
+        write_line(group[i], LauncherChannel::signal_line(SIGTERM));
       stop_at = Clock::time_point::max();
     }
     if (now > close_at) {
-      for (auto& s : sessions) {
-        if (s.stdin_fd >= 0) close(s.stdin_fd);
-        s.stdin_fd = -1;
-      }
+      group.close_stdin();
       close_at = Clock::time_point::max();
     }
     if (now > kill_at) {
-      for (auto& s : sessions) {
-        if (s.exited) continue;
-        kill(-s.pid, SIGKILL);
-        s.unresponsive = true;
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (group[i].exited) continue;
+        kill(-group[i].pid, SIGKILL);
+        sessions[i].unresponsive = true;
       }
       kill_at = Clock::time_point::max();
     }
   }
-  std::vector<int> codes;
-  for (const Session& s : sessions) codes.push_back(s.exit_code);
-  return job_exit_code(codes, preempting, result);
+  return job_exit_code(group.exit_codes(), preempting, result);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/exit_code.h"
 #include "common/net.h"
+#include "launcher/launch/child_group.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/launcher_channel.h"
 #include "launcher/launch/multi_host.h"
@@ -32,61 +33,20 @@ namespace {
 // Every rank gets the report socket (transport/bootstrap/job_failure.h) at this descriptor.
 constexpr int kReportFd = 3;
 
-struct Child {
-  int rank = 0;
-  pid_t pid = -1;
-  int out_fd = -1;
-  LineBuffer output;
-  bool exited = false;
-  int exit_code = 0;
-  bool killed_silent = false;  // we killed it because the job declared it silent
-};
-
 bool g_quiet = false;
 std::string g_quiet_log;  // the ranks' output in quiet mode
 
-void emit(Child& c, const char* data, size_t n, bool flush_partial) {
+// A rank's output, line by line with its "[rank N]" prefix (or kept for the end, quiet).
+void emit(int rank, LineBuffer& output, std::string_view data, bool flush_partial) {
   if (g_quiet) {
-    g_quiet_log += fmt::format("[rank {}] ", c.rank);
-    g_quiet_log.append(data, n);
+    g_quiet_log += fmt::format("[rank {}] ", rank);
+    g_quiet_log.append(data);
     return;
   }
-  c.output.feed({data, n}, flush_partial, [&](std::string_view line) {
-    std::fprintf(stdout, "[rank %d] %.*s\n", c.rank, static_cast<int>(line.size()), line.data());
+  output.feed(data, flush_partial, [&](std::string_view line) {
+    std::fprintf(stdout, "[rank %d] %.*s\n", rank, static_cast<int>(line.size()), line.data());
   });
   std::fflush(stdout);
-}
-
-pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-            int report_fd, int* out_fd) {
-  int fds[2];
-  CONVEYOR_CHECK(pipe2(fds, O_CLOEXEC) == 0, "pipe failed: {}", std::strerror(errno));
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  CONVEYOR_CHECK(pid >= 0, "fork failed: {}", std::strerror(errno));
-  if (pid == 0) {
-    die_with_parent(parent);  // a rank never outlives its supervisor
-    setpgid(0, 0);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    // dup2 onto itself would keep close-on-exec.
-    if (report_fd == kReportFd)
-      fcntl(kReportFd, F_SETFD, 0);
-    else
-      dup2(report_fd, kReportFd);
-    std::vector<char*> a, e;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    for (const auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
-    e.push_back(nullptr);
-    execvpe(a[0], a.data(), e.data());
-    std::fprintf(stderr, "conveyor launch: cannot run %s: %s\n", a[0], std::strerror(errno));
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  close(fds[1]);
-  *out_fd = fds[0];
-  return pid;
 }
 
 // One attempt: start every rank, pump output, stop all on the first failure.
@@ -103,7 +63,9 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   CONVEYOR_CHECK(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, report) == 0,
                  "socketpair failed: {}", std::strerror(errno));
   fcntl(report[0], F_SETFL, O_NONBLOCK);
-  std::vector<Child> children(o.nproc);
+  ChildGroup children;
+  std::vector<int> ranks;                    // by child index
+  std::vector<bool> killed_silent(o.nproc);  // killed because the job declared it silent
   for (int i = 0; i < o.nproc; ++i) {
     auto env = base_env;
     const int rank = first_rank + i;
@@ -116,8 +78,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
     env.push_back("CONVEYOR_JOB_TOKEN=" + token);
     env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
     env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
-    children[i].rank = rank;
-    children[i].pid = spawn(argv, env, report[1], &children[i].out_fd);
+    ranks.push_back(rank);
+    children.start({.argv = argv, .env = env, .pass_fd = report[1], .pass_as = kReportFd});
   }
   close(report[1]);
 
@@ -131,11 +93,6 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   constexpr auto kNoticeTime = std::chrono::seconds(2);
   auto term_at = Clock::time_point::max();
   auto stop_deadline = Clock::time_point::max();
-  auto stop_all = [&](int sig) {
-    for (auto& c : children) {
-      if (!c.exited) kill(-c.pid, sig);
-    }
-  };
   auto begin_stopping = [&] {
     stopping = true;
     term_at = Clock::now() + kNoticeTime;
@@ -146,16 +103,15 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   bool announced = false;
   int blamed = -1;
   auto is_local = [&](int rank) {
-    return std::any_of(children.begin(), children.end(),
-                       [&](const Child& c) { return c.rank == rank; });
+    return std::find(ranks.begin(), ranks.end(), rank) != ranks.end();
   };
   bool reported = false;
   auto on_report = [&](const transport::JobFailure& f) {
     if (reported || f.rank < 0) return;  // every survivor reports the same failure
     reported = true;
-    Child* local = nullptr;
-    for (auto& c : children)
-      if (c.rank == f.rank && !c.exited) local = &c;
+    std::optional<size_t> local;
+    for (size_t i = 0; i < children.size(); ++i)
+      if (ranks[i] == f.rank && !children[i].exited) local = i;
     // A silent rank is stopped or hung: SIGTERM would wait for it to wake up. The job has
     // already declared it dead, so it is killed now.
     const bool kill_it = local && f.cause == transport::FailureCause::kSilent;
@@ -171,8 +127,8 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
       std::fprintf(stderr, "conveyor launch: %s; killing it\n", f.reason.c_str());
     }
     if (kill_it) {
-      kill(-local->pid, SIGKILL);
-      local->killed_silent = true;
+      kill(-children[*local].pid, SIGKILL);
+      killed_silent[*local] = true;
     }
   };
   auto drain_reports = [&] {
@@ -194,23 +150,38 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
                      sig, o.stop_timeout_seconds);
       else
         std::fprintf(stderr, "conveyor launch: signal %d, stopping all ranks\n", sig);
-      stop_all(sig);
+      children.signal(sig);
       stopping = true;
       result = 128 + sig;
       const double wait_s = preempting ? o.stop_timeout_seconds : o.grace_seconds;
       stop_deadline = Clock::now() + clamped_seconds(wait_s);
     }
-    std::vector<pollfd> fds;
-    std::vector<Child*> owners;
-    for (auto& c : children) {
-      if (c.out_fd >= 0) {
-        fds.push_back({c.out_fd, POLLIN, 0});
-        owners.push_back(&c);
+    std::vector<int> also = {report[0]};
+    if (control) also.push_back(control->fd());
+    auto relay = [&](size_t i, std::string_view data, bool last) {
+      emit(ranks[i], children[i].output, data, last);
+    };
+    children.poll(also, relay, [&](size_t i) {
+      const int rank = ranks[i], code = children[i].exit_code;
+      if (code == 0) return;
+      drain_reports();  // a rank reports the blamed rank before it exits: read that first
+
+      if (!announced && !stopping) {
+        announced = true;
+        blamed = code == kExitPeerFailed ? -1 : rank;
+        std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d); stopping the others\n",
+                     rank, code);
+        result = code;
+        begin_stopping();
+      } else if (rank == blamed) {  // named by a report before it ended
+        std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d%s)\n", rank, code,
+                     killed_silent[i] ? ", killed by launch" : "");
+        result = code;  // the blamed rank's own status says most
+      } else if (result == kExitPeerFailed && code != kExitPeerFailed &&
+                 !(blamed >= 0 && is_local(blamed))) {
+        result = code;  // a rank's own failure says more than "a peer failed"
       }
-    }
-    fds.push_back({report[0], POLLIN, 0});
-    if (control) fds.push_back({control->fd(), POLLIN, 0});
-    poll(fds.data(), fds.size(), 100);
+    });
     drain_reports();
     if (control) {
       if (const int sig = control->poll_once(); sig != 0 && launch_signal() == 0) {
@@ -221,61 +192,18 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
         note_launch_signal(sig);
       }
     }
-    for (size_t i = 0; i < owners.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[65536];
-      ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        emit(*owners[i], buf, static_cast<size_t>(n), false);
-      } else if (n == 0 || errno != EINTR) {
-        emit(*owners[i], "", 0, true);
-        close(owners[i]->out_fd);
-        owners[i]->out_fd = -1;
-      }
-    }
-    // Reap.
-    for (auto& c : children) {
-      if (c.exited) continue;
-      int status = 0;
-      pid_t r = waitpid(c.pid, &status, WNOHANG);
-      if (r != c.pid) continue;
-      c.exited = true;
-      c.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (c.exit_code == 0) continue;
-      // A rank reports the blamed rank before it exits: read that first.
-      if (!announced) drain_reports();
-      if (!announced && !stopping) {
-        announced = true;
-        blamed = c.exit_code == kExitPeerFailed ? -1 : c.rank;
-        std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d); stopping the others\n",
-                     c.rank, c.exit_code);
-        result = c.exit_code;
-        begin_stopping();
-      } else if (c.rank == blamed) {  // named by a report before it ended
-        std::fprintf(stderr, "conveyor launch: rank %d failed (exit %d%s)\n", c.rank, c.exit_code,
-                     c.killed_silent ? ", killed by launch" : "");
-        result = c.exit_code;  // the blamed rank's own status says most
-      } else if (result == kExitPeerFailed && c.exit_code != kExitPeerFailed &&
-                 !(blamed >= 0 && is_local(blamed))) {
-        result = c.exit_code;  // a rank's own failure says more than "a peer failed"
-      }
-    }
-    bool all_done = true;
-    for (auto& c : children) all_done &= c.exited && c.out_fd < 0;
-    if (all_done) break;
+    if (children.done()) break;
     if (stopping && Clock::now() > term_at) {
-      stop_all(SIGTERM);
+      children.signal(SIGTERM);
       term_at = Clock::time_point::max();
     }
     if (stopping && Clock::now() > stop_deadline) {
-      stop_all(SIGKILL);
+      children.signal(SIGKILL);
       stop_deadline = Clock::time_point::max();
     }
   }
   close(report[0]);
-  std::vector<int> codes;
-  for (const Child& c : children) codes.push_back(c.exit_code);
-  return job_exit_code(codes, preempting, result);
+  return job_exit_code(children.exit_codes(), preempting, result);
 }
 
 }  // namespace
