@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+#include "checkpoint/file_system.h"
 #include "checkpoint/file_util.h"
 #include "checkpoint/layout.h"
 #include "common/error.h"
@@ -85,7 +86,7 @@ DirLock DirLock::acquire(const fs::path& root) {
                 fmt::format("--ckpt-dir {} exists but is not a directory", root.string()),
                 kDirHint);
   }
-  fs::create_directories(root, ec);
+  file_system().create_directories(root, ec);
   if (!fs::is_directory(root)) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("cannot create checkpoint directory {}: {}", root.string(),
