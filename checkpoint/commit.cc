@@ -172,6 +172,10 @@ std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) 
     moved.push_back(newer);
   }
   if (moved.empty()) return moved;
+  // A rename between folders is durable once both are fsynced: the new entries first, so that
+  // a crash never leaves a moved step in neither (root's fsync below, or LATEST's, removes
+  // the old entries).
+  files.fsync_dir(aside);
   std::error_code ec;
   const auto latest = root / kLatestFile;
   if (fs::is_regular_file(latest, ec)) {
