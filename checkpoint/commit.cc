@@ -5,10 +5,11 @@
 #include <set>
 
 #include "checkpoint/fault_injection.h"
-#include "checkpoint/file_util.h"
+#include "checkpoint/file_system.h"
 #include "checkpoint/layout.h"
 #include "checkpoint/manifest.h"
 #include "common/error.h"
+#include "common/file_io.h"
 #include "common/log.h"
 
 namespace conveyor::checkpoint {
@@ -75,7 +76,7 @@ void warn_on_diverged_copies(const Manifest& m) {
 
 void remove_dir(const fs::path& dir) {
   std::error_code ec;
-  fs::remove_all(dir, ec);
+  file_system().remove(dir, ec);
   if (ec) CONVEYOR_LOG_WARN("cannot remove {}: {}", dir.string(), ec.message());
 }
 
@@ -107,26 +108,28 @@ void commit_step(const fs::path& root, int64_t step, int num_stages, const json&
   for (const auto& entry : fs::directory_iterator(tmp)) {
     if (keep_names.count(entry.path().filename().string()) == 0) stray.push_back(entry.path());
   }
+  FileSystem& files = file_system();
   for (const auto& path : stray) remove_dir(path);
-  write_file_atomic(tmp / kManifestFile, to_json(m).dump(1) + "\n");
+  // Its fsync of tmp also makes the removals durable.
+  write_file_atomic(files, tmp / kManifestFile, to_json(m).dump(1) + "\n");
 
   const auto final_dir = root / step_dir_name(step);
   fs::path replaced;
   if (fs::exists(final_dir)) {
     replaced = root / (std::string(kTempPrefix) + "replaced-" + step_dir_name(step));
     remove_dir(replaced);
-    rename_path(final_dir, replaced);
+    files.rename(final_dir, replaced);  // durable with the commit point's fsync of root
   }
   // TEST HOOKS (fault_injection.h): a crash just before and just after the commit point.
   if (fault::armed(fault::kKillBeforeCommit, step)) {
     fault::kill_self(fault::kKillBeforeCommit, step);
   }
-  rename_path(tmp, final_dir);  // the commit point
-  fsync_dir(root);
+  files.rename(tmp, final_dir);  // the commit point, once root is fsynced
+  files.fsync_dir(root);
   if (fault::armed(fault::kKillAfterCommit, step)) {
     fault::kill_self(fault::kKillAfterCommit, step);
   }
-  write_file_atomic(root / kLatestFile, step_dir_name(step) + "\n");
+  write_file_atomic(files, root / kLatestFile, step_dir_name(step) + "\n");
   if (!replaced.empty()) remove_dir(replaced);
   CONVEYOR_LOG_INFO("checkpoint step {} committed to {}", step, final_dir.string());
   apply_retention(root, keep, step);
@@ -140,27 +143,28 @@ std::vector<int64_t> apply_retention(const fs::path& root, int keep, int64_t pro
     if (steps[i] == protect) continue;
     auto dir = root / step_dir_name(steps[i]);
     auto doomed = root / (std::string(kTempPrefix) + "deleted-" + step_dir_name(steps[i]));
-    rename_path(dir, doomed);
+    file_system().rename(dir, doomed);
     remove_dir(doomed);
     deleted.push_back(steps[i]);
   }
-  if (!deleted.empty()) fsync_dir(root);
+  if (!deleted.empty()) file_system().fsync_dir(root);
   return deleted;
 }
 
 std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) {
+  FileSystem& files = file_system();
+  const auto aside = root / kAbandonedDir;
   std::vector<int64_t> moved;
   for (int64_t newer : list_committed_steps(root)) {  // newest first
     if (newer <= step) break;
     const auto dir = root / step_dir_name(newer);
-    const auto aside = root / kAbandonedDir;
     std::error_code ec;
-    fs::create_directories(aside, ec);
+    files.create_directories(aside, ec);
     fs::path target = aside / step_dir_name(newer);
     for (int n = 1; fs::exists(target, ec); ++n) {
       target = aside / fmt::format("{}.{}", step_dir_name(newer), n);
     }
-    rename_path(dir, target);
+    files.rename(dir, target);
     CONVEYOR_LOG_WARN(
         "moved checkpoint {} aside to {}: it is newer than step {}, which this run continues "
         "from, so it belongs to an abandoned timeline (delete it when it is not needed)",
@@ -168,6 +172,10 @@ std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) 
     moved.push_back(newer);
   }
   if (moved.empty()) return moved;
+  // A rename between folders is durable once both are fsynced: the new entries first, so that
+  // a crash never leaves a moved step in neither (root's fsync below, or LATEST's, removes
+  // the old entries).
+  files.fsync_dir(aside);
   std::error_code ec;
   const auto latest = root / kLatestFile;
   if (fs::is_regular_file(latest, ec)) {
@@ -176,13 +184,13 @@ std::vector<int64_t> move_aside_steps_after(const fs::path& root, int64_t step) 
     auto named = parse_step_dir_name(text);
     if (named && std::find(moved.begin(), moved.end(), *named) != moved.end()) {
       if (fs::is_directory(root / step_dir_name(step), ec)) {
-        write_file_atomic(latest, step_dir_name(step) + "\n");
+        write_file_atomic(files, latest, step_dir_name(step) + "\n");
       } else {
-        fs::remove(latest, ec);
+        files.remove(latest, ec);
       }
     }
   }
-  fsync_dir(root);
+  files.fsync_dir(root);
   return moved;
 }
 
@@ -199,7 +207,7 @@ int remove_stale_temp_dirs(const fs::path& root) {
   }
   for (const auto& path : stale) {
     CONVEYOR_LOG_INFO("removing incomplete checkpoint data {}", path.string());
-    remove_dir(path);
+    remove_dir(path);  // not fsynced: a crash brings back only more of what this removes
     ++removed;
   }
   return removed;

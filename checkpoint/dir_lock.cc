@@ -9,7 +9,9 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <system_error>
+#include <vector>
 
+#include "checkpoint/file_system.h"
 #include "checkpoint/file_util.h"
 #include "checkpoint/layout.h"
 #include "common/error.h"
@@ -85,12 +87,24 @@ DirLock DirLock::acquire(const fs::path& root) {
                 fmt::format("--ckpt-dir {} exists but is not a directory", root.string()),
                 kDirHint);
   }
-  fs::create_directories(root, ec);
+  // The folders created here must be durable themselves, or a power cut could take every
+  // checkpoint committed in them away: each new one is fsynced into its parent, outermost first.
+  std::vector<fs::path> created;
+  for (fs::path p = root; !p.empty() && !fs::exists(fs::symlink_status(p, ec));
+       p = p.parent_path()) {
+    created.push_back(p);
+  }
+  FileSystem& files = file_system();
+  files.create_directories(root, ec);
   if (!fs::is_directory(root)) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("cannot create checkpoint directory {}: {}", root.string(),
                             ec ? ec.message() : "not a directory"),
                 kDirHint);
+  }
+  for (auto it = created.rbegin(); it != created.rend(); ++it) {
+    const fs::path parent = it->parent_path();
+    files.fsync_dir(parent.empty() ? fs::path(".") : parent);
   }
   // access() also answers for a read-only file system when the caller is root (whom the
   // permission bits do not stop); an existing lock file could be opened even then.

@@ -20,7 +20,8 @@ namespace conveyor::checkpoint {
 
 class DirLock {
  public:
-  // Creates root (and its parents) if missing, then takes the lock without waiting.
+  // Creates root (and its parents) if missing, each fsynced into its parent (through
+  // file_system.h), then takes the lock without waiting.
   // Throws Error(kUsage), naming root and the reason, when root exists but is not a
   // directory, cannot be created, or is not writable; and when another process holds the
   // lock (the message names its host, pid and start time).

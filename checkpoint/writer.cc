@@ -1,11 +1,9 @@
 #include "checkpoint/writer.h"
 
-#include <unistd.h>
-
 #include <set>
 
 #include "checkpoint/fault_injection.h"
-#include "checkpoint/file_util.h"
+#include "checkpoint/file_system.h"
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/layout.h"
 #include "common/error.h"
@@ -90,16 +88,17 @@ void write_group(hid_t file, const char* group, const std::vector<TensorRef>& te
 std::filesystem::path begin_step(const std::filesystem::path& root, int64_t step) {
   namespace fs = std::filesystem;
   auto tmp = root / temp_dir_name(step);
+  FileSystem& files = file_system();
   std::error_code ec;
   // The temporary name is conveyor's own: a link planted there would send the shards into its
   // target and let the commit delete that folder's files, so it is removed, never followed.
   if (fs::is_symlink(fs::symlink_status(tmp, ec))) {
     CONVEYOR_LOG_WARN("removing the symbolic link {} found where checkpoint step {} is written",
                       printable(tmp.string()), step);
-    fs::remove(tmp, ec);
+    files.remove(tmp, ec);
   }
-  fs::create_directories(root, ec);
-  fs::create_directory(tmp, ec);
+  files.create_directories(root, ec);
+  files.create_directories(tmp, ec);
   // Another stage may have created it at the same moment; only a missing directory is an error.
   if (!fs::is_directory(fs::symlink_status(tmp, ec))) {
     throw Error(ErrorKind::kRuntime,
@@ -122,7 +121,9 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
   const auto final_path = tmp_dir / info.file;
   auto part_path = final_path;
   part_path += ".part";
-  ::unlink(part_path.c_str());  // HDF5 would write through a link planted at the name
+  FileSystem& files = file_system();
+  std::error_code ec;
+  files.remove(part_path, ec);  // HDF5 would write through a link planted at the name
   {
     h5::Handle file = h5::create_file(part_path);
     h5::write_attr_string(file.get(), "format", kFormatName, part_path);
@@ -159,10 +160,12 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
     h5::close_file(file, part_path);
   }
   // sec2 does not fsync on close: make the bytes durable before the name appears.
-  fsync_file(part_path);
-  rename_path(part_path, final_path);
+  files.fsync_file(part_path);
+  files.rename(part_path, final_path);
   info.bytes = std::filesystem::file_size(final_path);
-  write_file_atomic(tmp_dir / sidecar_file_name(contents.stage), to_json(info).dump(1) + "\n");
+  // Its fsync of tmp_dir also makes the shard's rename durable.
+  write_file_atomic(files, tmp_dir / sidecar_file_name(contents.stage),
+                    to_json(info).dump(1) + "\n");
   return info;
 }
 

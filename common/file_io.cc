@@ -231,7 +231,7 @@ fs::path temporary_path_beside(const fs::path& path) {
   return tmp;
 }
 
-void rename_into_place(const fs::path& tmp, const fs::path& path) {
+void check_replaceable(const fs::path& path) {
   // Renaming over a device or FIFO would replace it (as root, /dev/full became a file).
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
@@ -240,6 +240,10 @@ void rename_into_place(const fs::path& tmp, const fs::path& path) {
         fmt::format("{} exists and is {}; it was left as it is", shown(path), kind_of(st.st_mode)),
         "write to the path of a regular file");
   }
+}
+
+void rename_into_place(const fs::path& tmp, const fs::path& path) {
+  check_replaceable(path);
   rename_path(tmp, path);
   const fs::path parent = path.parent_path();
   fsync_dir(parent.empty() ? fs::path(".") : parent);

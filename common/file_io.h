@@ -102,6 +102,10 @@ void fsync_dir(const std::filesystem::path& dir);
 // link at `to` is itself replaced.
 void rename_path(const std::filesystem::path& from, const std::filesystem::path& to);
 
+// Throws Error(kRuntime) when `path` is a folder, FIFO, device or socket: something a rename
+// must not replace. Nothing when it is missing, a regular file or a link.
+void check_replaceable(const std::filesystem::path& path);
+
 // Renames the finished (and fsynced) temporary file `tmp` over `path` and fsyncs the folder:
 // the last step of every replacement. Refuses (kRuntime, nothing renamed) when `path` is a
 // folder, FIFO or device; a link at `path` is itself replaced, never written through.

@@ -134,7 +134,7 @@ TEST_CASE("h5py reads a parameter with the written values", "[checkpoint]") {
   std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   auto probe = conveyor::test::run_program({python, "-c", "import h5py"}, {}, 60);
   if (probe.exit_code != 0) {
-    WARN("skipping: python3 with h5py is not available: " << probe.output);
+    WARN("SKIPPED: python3 with h5py is not available: " << probe.output);
     return;
   }
   conveyor::test::TempDir dir;
