@@ -34,19 +34,12 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/adamw.h"  // AdamWParams, which adamw_update takes
+
 namespace conveyor::kernels {
 
 enum class MemoryType : uint8_t { kHost, kDevice };
 const char* memory_type_name(MemoryType type);  // "host", "device"
-
-struct AdamWParams {
-  float lr = 0;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
-  float weight_decay = 0;  // 0 for tensors that are not decayed
-  int step = 1;            // 1-based, for bias correction
-};
 
 class Backend;
 

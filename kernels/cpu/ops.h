@@ -79,7 +79,7 @@ void crossentropy_backward(float* dlogits, const float* probs, const int32_t* ta
                            int N, int V);
 
 // ---- Optimizer and gradient norm --------------------------------------------------------
-using AdamWParams = kernels::AdamWParams;  // one definition, in kernels/backend.h
+using AdamWParams = kernels::AdamWParams;  // one definition, in kernels/adamw.h
 // Decoupled weight decay (AdamW): p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
 void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
                   const AdamWParams& hp);
