@@ -13,29 +13,30 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_memory.h"
+#include "common/launch_env.h"
 #include "common/log.h"
 #include "common/output_path.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
 #include "data/tokenizer.h"
+#include "infer/generate.h"
 #include "interop/weight_source.h"
 #include "kernels/backend.h"
 #include "model/stage_model.h"
-#include "pipeline/runtime/device_transport.h"
-#include "pipeline/runtime/executor.h"
-#include "infer/generate.h"
 #include "pipeline/parallel/gradient_buckets.h"
 #include "pipeline/parallel/gradient_sync.h"
-#include "pipeline/runtime/message_tag.h"
-#include "train/metrics.h"
-#include "pipeline/schedule/schedule.h"
-#include "pipeline/schedule/schedule_validator.h"
-#include "train/stage_checkpoint.h"
 #include "pipeline/parallel/step_reduction.h"
+#include "pipeline/runtime/device_transport.h"
+#include "pipeline/runtime/executor.h"
+#include "pipeline/runtime/message_tag.h"
 #include "pipeline/runtime/stop_request.h"
-#include "pipeline/schedule/topology.h"
 #include "pipeline/runtime/trace.h"
 #include "pipeline/runtime/trace_merge.h"
+#include "pipeline/schedule/schedule.h"
+#include "pipeline/schedule/schedule_validator.h"
+#include "pipeline/schedule/topology.h"
+#include "train/metrics.h"
+#include "train/stage_checkpoint.h"
 #include "train/validation.h"
 #include "transport/cuda_support.h"
 #include "transport/transport.h"
@@ -210,12 +211,12 @@ void require_finite(double loss, double norm, int64_t step) {
 
 // How many times `conveyor launch --max-restarts` restarted the job before this attempt.
 int restart_count_from_env() {
-  const char* text = std::getenv("CONVEYOR_RESTART_COUNT");
+  const char* text = std::getenv(kEnvRestartCount);
   if (text == nullptr || *text == '\0') return 0;
   char* end = nullptr;
   const long n = std::strtol(text, &end, 10);
   CONVEYOR_REQUIRE(*end == '\0' && n >= 0 && n <= 1000000,
-                   "environment variable CONVEYOR_RESTART_COUNT='{}' is not a count", text);
+                   "environment variable {}='{}' is not a count", kEnvRestartCount, text);
   return static_cast<int>(n);
 }
 

@@ -17,12 +17,13 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/exit_code.h"
+#include "common/launch_env.h"
 #include "common/net.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/launcher_channel.h"
 #include "launcher/launch/multi_host.h"
 #include "launcher/launch/slurm_launch.h"
-#include "common/exit_code.h"
 #include "transport/bootstrap/job_failure.h"
 
 namespace conveyor::cli {
@@ -92,9 +93,9 @@ pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>
 // One attempt: start every rank, pump output, stop all on the first failure.
 int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int port,
               const std::string& token, LauncherChannel* control, int restart) {
-  const std::vector<std::string> base_env = environment_without(
-      {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
-       "CONVEYOR_FAILURE_REPORT_FD", "CONVEYOR_RESTART_COUNT"});
+  const std::vector<std::string> base_env =
+      environment_without({kEnvRank, kEnvWorldSize, kEnvLocalRank, kEnvMasterAddr, kEnvMasterPort,
+                           kEnvJobToken, kEnvFailureReportFd, kEnvRestartCount});
   const int world = o.world_size > 0 ? o.world_size : o.nproc * o.nnodes;
   const int first_rank = o.first_rank >= 0 ? o.first_rank : o.node_rank * o.nproc;
   // The ranks report here which rank the job blamed, the moment they learn it: a rank that
@@ -107,15 +108,15 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   for (int i = 0; i < o.nproc; ++i) {
     auto env = base_env;
     const int rank = first_rank + i;
-    env.push_back(fmt::format("RANK={}", rank));
-    env.push_back(fmt::format("WORLD_SIZE={}", world));
-    env.push_back(fmt::format("LOCAL_RANK={}", i));
-    env.push_back("MASTER_ADDR=" +
-                  (o.master_addr.empty() ? std::string("127.0.0.1") : o.master_addr));
-    env.push_back(fmt::format("MASTER_PORT={}", port));
-    env.push_back("CONVEYOR_JOB_TOKEN=" + token);
-    env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
-    env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
+    env.push_back(fmt::format("{}={}", kEnvRank, rank));
+    env.push_back(fmt::format("{}={}", kEnvWorldSize, world));
+    env.push_back(fmt::format("{}={}", kEnvLocalRank, i));
+    env.push_back(fmt::format("{}={}", kEnvMasterAddr,
+                              o.master_addr.empty() ? std::string("127.0.0.1") : o.master_addr));
+    env.push_back(fmt::format("{}={}", kEnvMasterPort, port));
+    env.push_back(fmt::format("{}={}", kEnvJobToken, token));
+    env.push_back(fmt::format("{}={}", kEnvFailureReportFd, kReportFd));
+    env.push_back(fmt::format("{}={}", kEnvRestartCount, restart));
     children[i].rank = rank;
     children[i].pid = spawn(argv, env, report[1], &children[i].out_fd);
   }
