@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_buffer.h"
+#include "common/launch_env.h"
 #include "pipeline/parallel/ring_all_reduce.h"
 #include "pipeline/runtime/message_tag.h"
 #include "transport/transport.h"
@@ -46,7 +47,7 @@ int run_bench(const AllReduceOptions& o) {
                    "--min-bytes {} must be between 4 and --max-bytes {}", o.min_bytes, o.max_bytes);
   CONVEYOR_REQUIRE(o.max_bytes <= size_t{4} << 30, "--max-bytes {} is above 4 GiB", o.max_bytes);
   CONVEYOR_REQUIRE(o.factor > 1, "--factor {} must be above 1", o.factor);
-  CONVEYOR_REQUIRE(std::getenv("WORLD_SIZE") != nullptr,
+  CONVEYOR_REQUIRE(std::getenv(kEnvWorldSize) != nullptr,
                    "bench allreduce runs as the ranks of a job: conveyor launch --nproc N -- "
                    "conveyor bench allreduce");
   auto t = transport::Transport::create(transport::options_from_env("bench-allreduce"));

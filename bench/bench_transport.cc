@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_buffer.h"
+#include "common/launch_env.h"
 #include "common/net.h"
 #include "transport/transport.h"
 
@@ -172,10 +173,10 @@ int run_bench(const BenchOptions& o) {
                    o.max_bytes, kMaxMessageBytes);
   CONVEYOR_REQUIRE(o.factor > 1, "--factor {} must be above 1", o.factor);
   CONVEYOR_REQUIRE(o.window >= 1, "--window {} must be at least 1", o.window);
-  if (std::getenv("WORLD_SIZE") != nullptr) {  // started by a launcher: one of two ranks
+  if (std::getenv(kEnvWorldSize) != nullptr) {  // started by a launcher: one of two ranks
     auto opts = transport::options_from_env("bench-transport");
-    CONVEYOR_REQUIRE(opts.world_size == 2, "bench transport needs WORLD_SIZE=2, not {}",
-                     opts.world_size);
+    CONVEYOR_REQUIRE(opts.world_size == 2, "bench transport needs {}=2, not {}",
+                     opts.world_size_from, opts.world_size);
     if (o.pin) pin_to_cpu(opts.rank);
     auto t = Transport::create(opts);
     run_rank(*t, o);

@@ -8,16 +8,14 @@
 //
 // Buffers: alloc<T>(n) returns a zero-filled, move-only Buffer<T> in the backend's memory
 // (host memory for cpu). A Buffer knows its memory type and frees itself through the backend,
-// so a backend must outlive its buffers. Pointers passed to the ops below must point into
+// so a backend must outlive its buffers. Pointers passed to the ops must point into
 // this backend's memory; to_host / from_host move bytes across when the caller holds host
 // data (checkpoints, samplers, tests).
 //
-// Op contracts (shapes and semantics of every op; the CPU reference in kernels/cpu/ops.h
-// implements them, and tests/unit/kernels checks every backend against a double reference):
-// - Row-major; activations are [N, C] with N = B*T rows (B sequences of T tokens). Linear
-//   weights are [out, in] like PyTorch's nn.Linear: y = x @ W^T + b.
-// - Every backward op ACCUMULATES (+=) into its gradient outputs; callers zero what they own.
-//   Weight gradients are summed over micro-batches in the order the caller runs them.
+// Ops: kernels/ops.def lists them once, each with its signature and contract (shapes,
+// semantics), after the conventions they share (layouts; backward ops ACCUMULATE). The CPU
+// reference in kernels/cpu/ops.h implements them, and tests/unit/kernels checks every backend
+// against a double reference. Besides, for every op:
 // - Deterministic: the same inputs give the same bits on every call, whatever the number of
 //   threads; results do not depend on how the caller partitions the model.
 // - Ops complete in call order on one backend (one stream). synchronize() returns when every
@@ -34,19 +32,12 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/adamw.h"  // AdamWParams, which adamw_update takes
+
 namespace conveyor::kernels {
 
 enum class MemoryType : uint8_t { kHost, kDevice };
 const char* memory_type_name(MemoryType type);  // "host", "device"
-
-struct AdamWParams {
-  float lr = 0;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
-  float weight_decay = 0;  // 0 for tensors that are not decayed
-  int step = 1;            // 1-based, for bias correction
-};
 
 class Backend;
 
@@ -116,67 +107,10 @@ class Backend {
   virtual void from_host(void* dst, const void* host_src, size_t bytes) = 0;  // host -> backend
   virtual void synchronize() = 0;
 
-  // ---- Embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] -----------------------------
-  virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte,
-                                 const float* wpe, int B, int T, int C) = 0;
-  // dwte[tok] += dout; dwpe[t] += dout, rows in ascending (b, t) order.
-  virtual void embedding_backward(float* dwte, float* dwpe, const float* dout,
-                                  const int32_t* tokens, int B, int T, int C) = 0;
-
-  // ---- LayerNorm over the last dim, eps 1e-5; mean, rstd [N] saved for backward ----------
-  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                 const float* weight, const float* bias, int N, int C) = 0;
-  virtual void layernorm_backward_input(float* dinp, const float* dout, const float* inp,
-                                        const float* weight, const float* mean, const float* rstd,
-                                        int N, int C) = 0;
-  virtual void layernorm_backward_weight(float* dweight, float* dbias, const float* dout,
-                                         const float* inp, const float* mean, const float* rstd,
-                                         int N, int C) = 0;
-
-  // ---- Linear: out[N,OC] = inp[N,IC] @ weight[OC,IC]^T + bias[OC] (bias may be null) -----
-  virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                              int N, int IC, int OC) = 0;
-  // dinp[N,IC] += dout[N,OC] @ weight[OC,IC]
-  virtual void linear_backward_input(float* dinp, const float* dout, const float* weight, int N,
-                                     int IC, int OC) = 0;
-  // dweight[OC,IC] += dout^T @ inp; dbias[OC] += column sums of dout (dbias may be null).
-  virtual void linear_backward_weight(float* dweight, float* dbias, const float* dout,
-                                      const float* inp, int N, int IC, int OC) = 0;
-
-  // ---- Causal multi-head self-attention ---------------------------------------------------
-  // qkv [B,T,3C] (q, k, v; head h uses columns h*C/NH ..); att [B,NH,T,T] softmax saved for
-  // backward (upper triangle zero); out [B,T,C]. Error(kRuntime) if C % NH != 0
-  // (the configuration is validated before any op runs).
-  virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
-                                 int NH) = 0;
-  // dqkv += d out/d qkv. scratch: at least B*NH*T*T floats, contents ignored.
-  virtual void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                                  const float* att, int B, int T, int C, int NH) = 0;
-
-  // ---- GELU (tanh approximation), residual ----------------------------------------------
-  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
-  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
-  virtual void residual_forward(float* out, const float* a, const float* b, size_t n) = 0;
-
-  // ---- Softmax cross-entropy over V classes ----------------------------------------------
-  // probs [N,V] saved for backward; losses [N] = -log p[target].
-  virtual void crossentropy_forward(float* losses, float* probs, const float* logits,
-                                    const int32_t* targets, int N, int V) = 0;
-  // dlogits += (probs - onehot(target)) * scale. Both throw Error(kRuntime) for a target
-  // outside [0, V), before writing.
-  virtual void crossentropy_backward(float* dlogits, const float* probs, const int32_t* targets,
-                                     float scale, int N, int V) = 0;
-  // Sum of losses[0..n) in double, in index order (the micro-batch's loss).
-  virtual double sum(const float* x, size_t n) = 0;
-
-  // ---- Optimizer, gradient norm and tied-gradient arithmetic ------------------------------
-  // Decoupled weight decay: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
-  virtual void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                            size_t n, const AdamWParams& hp) = 0;
-  // Sum of squares in double, in index order (so every backend gives the same bits).
-  virtual double sum_of_squares(const float* x, size_t n) = 0;
-  virtual void scale_inplace(float* x, size_t n, float s) = 0;       // x *= s
-  virtual void add_inplace(float* x, const float* y, size_t n) = 0;  // x += y
+  // ---- Ops: one pure virtual function per entry of kernels/ops.def, which holds their
+  // signatures and contracts -------------------------------------------------------------
+#define CONVEYOR_KERNEL_OP(ret, name, params, args) virtual ret name params = 0;
+#include "kernels/ops.def"
 
  protected:
   virtual void* allocate_bytes(size_t bytes) const = 0;  // zero-filled; nullptr for 0

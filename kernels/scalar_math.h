@@ -79,7 +79,7 @@ CONVEYOR_HD float gelu_grad(float x) {
 }
 
 // One AdamW element: updates m, v and returns the new parameter. bc1, bc2 are the bias
-// corrections 1 - beta^step, computed once per call in double and rounded (by the caller).
+// corrections 1 - beta^step, computed once per call (kernels::adamw_scalars, kernels/adamw.h).
 struct AdamWScalars {
   float b1, b2, lr, eps, wd, bc1, bc2;
 };

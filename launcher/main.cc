@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/file_io.h"
 #include "common/printable.h"
+#include "common/version.h"
 #include "launcher/commands.h"
 
 namespace {
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
   install_fault_hooks_from_environment();
   CLI::App app{"conveyor: pipeline-parallel GPT training (see README.md and docs/)", "conveyor"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "conveyor 0.1.0");
+  app.set_version_flag("--version", std::string("conveyor ") + kVersion);
   cli::Runner run;
   cli::add_train(app, run);
   cli::add_eval(app, run);

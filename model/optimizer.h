@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/adamw.h"
 #include "model/param_store.h"
 
 namespace conveyor::model {
@@ -18,9 +19,10 @@ struct OptimizerConfig {
   float min_lr_ratio = 0.1f;  // min_lr = lr * min_lr_ratio
   float weight_decay = 0.1f;  // applied to 2-D weights only
   float grad_clip = 1.0f;     // clip the global gradient norm to this; <= 0 disables
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
+  // GPT-2's moment rates and epsilon, as the kernels define them (kernels/adamw.h).
+  float beta1 = kernels::kAdamWBeta1;
+  float beta2 = kernels::kAdamWBeta2;
+  float eps = kernels::kAdamWEps;
 };
 
 // Learning rate of 0-based step `step` of a run of `total_steps`: linear warmup to lr over

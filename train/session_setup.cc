@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_memory.h"
+#include "common/launch_env.h"
 #include "common/log.h"
 #include "common/output_path.h"
 #include "data/sampler.h"
@@ -122,12 +123,12 @@ void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpe
 }
 
 int restart_count_from_env() {
-  const char* text = std::getenv("CONVEYOR_RESTART_COUNT");
+  const char* text = std::getenv(kEnvRestartCount);
   if (text == nullptr || *text == '\0') return 0;
   char* end = nullptr;
   const long n = std::strtol(text, &end, 10);
   CONVEYOR_REQUIRE(*end == '\0' && n >= 0 && n <= 1000000,
-                   "environment variable CONVEYOR_RESTART_COUNT='{}' is not a count", text);
+                   "environment variable {}='{}' is not a count", kEnvRestartCount, text);
   return static_cast<int>(n);
 }
 

@@ -20,40 +20,9 @@ class CpuBackend final : public Backend {
   void to_host(void* host_dst, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* host_src, size_t bytes) override;
   void synchronize() override;
-  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                         int B, int T, int C) override;
-  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                          int T, int C) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                         const float* weight, const float* bias, int N, int C) override;
-  void layernorm_backward_input(float* dinp, const float* dout, const float* inp,
-                                const float* weight, const float* mean, const float* rstd, int N,
-                                int C) override;
-  void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
-                                 const float* mean, const float* rstd, int N, int C) override;
-  void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                      int IC, int OC) override;
-  void linear_backward_input(float* dinp, const float* dout, const float* weight, int N, int IC,
-                             int OC) override;
-  void linear_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
-                              int N, int IC, int OC) override;
-  void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
-                         int NH) override;
-  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                          const float* att, int B, int T, int C, int NH) override;
-  void gelu_forward(float* out, const float* inp, size_t n) override;
-  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override;
-  void residual_forward(float* out, const float* a, const float* b, size_t n) override;
-  void crossentropy_forward(float* losses, float* probs, const float* logits,
-                            const int32_t* targets, int N, int V) override;
-  void crossentropy_backward(float* dlogits, const float* probs, const int32_t* targets,
-                             float scale, int N, int V) override;
-  double sum(const float* x, size_t n) override;
-  void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-                    const AdamWParams& hp) override;
-  double sum_of_squares(const float* x, size_t n) override;
-  void scale_inplace(float* x, size_t n, float s) override;
-  void add_inplace(float* x, const float* y, size_t n) override;
+  // Every op of kernels/ops.def, each a call of the cpu:: kernel of the same name.
+#define CONVEYOR_KERNEL_OP(ret, name, params, args) ret name params override;
+#include "kernels/ops.def"
 
  protected:
   void* allocate_bytes(size_t bytes) const override;

@@ -1,7 +1,7 @@
 // AdamW, gradient-norm helper and small vector ops.
-#include <cmath>
 #include <cstddef>
 
+#include "kernels/adamw.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/scalar_math.h"
@@ -10,16 +10,7 @@ namespace conveyor::cpu {
 
 void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
                   const AdamWParams& hp) {
-  // Bias corrections in double, rounded once, so they match a double reference closely.
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta1), hp.step));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta2), hp.step));
-  const kernels::scalar::AdamWScalars s{.b1 = hp.beta1,
-                                        .b2 = hp.beta2,
-                                        .lr = hp.lr,
-                                        .eps = hp.eps,
-                                        .wd = hp.weight_decay,
-                                        .bc1 = bc1,
-                                        .bc2 = bc2};
+  const kernels::scalar::AdamWScalars s = kernels::adamw_scalars(hp);  // what CUDA uses too
   // Element-wise (kernels/scalar_math.h, shared with CUDA), so any split gives the same bits.
   detail::parallel_rows(n, 65536, [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i)

@@ -301,18 +301,9 @@ double CudaBackend::sum_of_squares(const float* x, size_t n) {
 
 void CudaBackend::adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                                size_t n, const AdamWParams& hp) {
-  // Bias corrections as the CPU computes them (double, rounded once).
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta1), hp.step));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(hp.beta2), hp.step));
-  const scalar::AdamWScalars s{.b1 = hp.beta1,
-                               .b2 = hp.beta2,
-                               .lr = hp.lr,
-                               .eps = hp.eps,
-                               .wd = hp.weight_decay,
-                               .bc1 = bc1,
-                               .bc2 = bc2};
   use_device();
-  ck::adamw_update(stream_, param, grad, exp_avg, exp_avg_sq, n, s);
+  // The CPU's scalars, bias corrections included (kernels/adamw.h), so the bits agree.
+  ck::adamw_update(stream_, param, grad, exp_avg, exp_avg_sq, n, adamw_scalars(hp));
 }
 
 void CudaBackend::scale_inplace(float* x, size_t n, float s) {

@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/exit_code.h"
+#include "common/launch_env.h"
 #include "launcher/launch/child_group.h"
 #include "launcher/launch/hostfile.h"
 #include "launcher/launch/launch_util.h"
@@ -57,7 +58,7 @@ struct Session {
 // stdin, nor the per-host report descriptor).
 std::vector<std::string> forwarded_environment() {
   std::vector<std::string> out;
-  for (const auto& s : environment_without({"CONVEYOR_JOB_TOKEN", "CONVEYOR_FAILURE_REPORT_FD"}))
+  for (const auto& s : environment_without({kEnvJobToken, kEnvFailureReportFd}))
     if (s.rfind("UCX_", 0) == 0 || s.rfind("CONVEYOR_", 0) == 0 || s.rfind("OPENBLAS_", 0) == 0)
       out.push_back(s);
   return out;

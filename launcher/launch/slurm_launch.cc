@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/exit_code.h"
+#include "common/launch_env.h"
 #include "launcher/launch/launch_util.h"
 #include "launcher/launch/multi_host.h"
 
@@ -40,11 +41,11 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
   argv.insert(argv.end(), command.begin(), command.end());
   // The tasks' place comes from Slurm: a RANK or WORLD_SIZE of ours would win over it.
   std::vector<std::string> env =
-      environment_without({"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
-                           "CONVEYOR_RESTART_COUNT", "CONVEYOR_FAILURE_REPORT_FD"});
-  env.push_back("CONVEYOR_JOB_TOKEN=" + random_token());
-  env.push_back(fmt::format("MASTER_PORT={}", port));
-  env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
+      environment_without({kEnvRank, kEnvWorldSize, kEnvLocalRank, kEnvMasterPort, kEnvJobToken,
+                           kEnvRestartCount, kEnvFailureReportFd});
+  env.push_back(fmt::format("{}={}", kEnvJobToken, random_token()));
+  env.push_back(fmt::format("{}={}", kEnvMasterPort, port));
+  env.push_back(fmt::format("{}={}", kEnvRestartCount, restart));
 
   int out[2];
   CONVEYOR_CHECK(pipe2(out, O_CLOEXEC) == 0, "pipe failed: {}", std::strerror(errno));
@@ -97,7 +98,7 @@ int run_srun(const LaunchOptions& o, int port, int restart) {
 }  // namespace
 
 bool wants_slurm_launch(const LaunchOptions& o) {
-  const char* job = std::getenv("SLURM_JOB_ID");
+  const char* job = std::getenv(kEnvSlurmJobId);
   return o.nproc == 0 && o.hostfile.empty() && o.hosts.empty() && !o.token_stdin && job &&
          *job != '\0';
 }
@@ -108,7 +109,7 @@ int run_slurm_launch(const LaunchOptions& o) {
   std::fprintf(stderr,
                "conveyor launch: Slurm job %s: starting the ranks with srun (rendezvous port "
                "%d)\n",
-               std::getenv("SLURM_JOB_ID"), port);
+               std::getenv(kEnvSlurmJobId), port);
   int code = 0;
   for (int attempt = 0; attempt <= o.max_restarts; ++attempt) {
     if (attempt > 0)

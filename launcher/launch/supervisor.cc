@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/exit_code.h"
+#include "common/launch_env.h"
 #include "common/net.h"
 #include "launcher/launch/child_group.h"
 #include "launcher/launch/launch_util.h"
@@ -52,9 +53,9 @@ void emit(int rank, LineBuffer& output, std::string_view data, bool flush_partia
 // One attempt: start every rank, pump output, stop all on the first failure.
 int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int port,
               const std::string& token, LauncherChannel* control, int restart) {
-  const std::vector<std::string> base_env = environment_without(
-      {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "CONVEYOR_JOB_TOKEN",
-       "CONVEYOR_FAILURE_REPORT_FD", "CONVEYOR_RESTART_COUNT"});
+  const std::vector<std::string> base_env =
+      environment_without({kEnvRank, kEnvWorldSize, kEnvLocalRank, kEnvMasterAddr, kEnvMasterPort,
+                           kEnvJobToken, kEnvFailureReportFd, kEnvRestartCount});
   const int world = o.world_size > 0 ? o.world_size : o.nproc * o.nnodes;
   const int first_rank = o.first_rank >= 0 ? o.first_rank : o.node_rank * o.nproc;
   // The ranks report here which rank the job blamed, the moment they learn it: a rank that
@@ -69,15 +70,15 @@ int run_group(const LaunchOptions& o, const std::vector<std::string>& argv, int 
   for (int i = 0; i < o.nproc; ++i) {
     auto env = base_env;
     const int rank = first_rank + i;
-    env.push_back(fmt::format("RANK={}", rank));
-    env.push_back(fmt::format("WORLD_SIZE={}", world));
-    env.push_back(fmt::format("LOCAL_RANK={}", i));
-    env.push_back("MASTER_ADDR=" +
-                  (o.master_addr.empty() ? std::string("127.0.0.1") : o.master_addr));
-    env.push_back(fmt::format("MASTER_PORT={}", port));
-    env.push_back("CONVEYOR_JOB_TOKEN=" + token);
-    env.push_back(fmt::format("CONVEYOR_FAILURE_REPORT_FD={}", kReportFd));
-    env.push_back(fmt::format("CONVEYOR_RESTART_COUNT={}", restart));
+    env.push_back(fmt::format("{}={}", kEnvRank, rank));
+    env.push_back(fmt::format("{}={}", kEnvWorldSize, world));
+    env.push_back(fmt::format("{}={}", kEnvLocalRank, i));
+    env.push_back(fmt::format("{}={}", kEnvMasterAddr,
+                              o.master_addr.empty() ? std::string("127.0.0.1") : o.master_addr));
+    env.push_back(fmt::format("{}={}", kEnvMasterPort, port));
+    env.push_back(fmt::format("{}={}", kEnvJobToken, token));
+    env.push_back(fmt::format("{}={}", kEnvFailureReportFd, kReportFd));
+    env.push_back(fmt::format("{}={}", kEnvRestartCount, restart));
     ranks.push_back(rank);
     children.start({.argv = argv, .env = env, .pass_fd = report[1], .pass_as = kReportFd});
   }

@@ -9,6 +9,7 @@
 
 #include "common/checked_number.h"
 #include "common/error.h"
+#include "common/launch_env.h"
 #include "transport/bootstrap/hostlist.h"
 #include "transport/bootstrap/options.h"
 
@@ -30,9 +31,10 @@ constexpr double kMinTimeoutSeconds = 0.1;
 
 // The launchers' (rank, world size) variables: torchrun's, Slurm's, Open MPI's.
 constexpr std::pair<const char*, const char*> kRankAndSize[] = {
-    {"RANK", "WORLD_SIZE"},
-    {"SLURM_PROCID", "SLURM_NTASKS"},
-    {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}};
+    {kEnvRank, kEnvWorldSize},
+    {kEnvSlurmProcId, kEnvSlurmNtasks},
+    {kEnvOmpiRank, kEnvOmpiSize},
+};
 
 std::string variable(const std::string& name) {
   return "environment variable " + name;
@@ -85,50 +87,48 @@ Options options_from_env(std::string fingerprint) {
     CONVEYOR_REQUIRE(o.rank < o.world_size, "{}={} is not below {}={}", rank->first, o.rank,
                      size->first, o.world_size);
   }
-  if (auto local = first_set({"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"}))
+  if (auto local = first_set({kEnvLocalRank, kEnvSlurmLocalId, kEnvOmpiLocalRank}))
     o.local_rank = env_integer(local->first, local->second, 0, kMaxWorld - 1, "ranks");
-  if (auto a = env("MASTER_ADDR")) {
+  if (auto a = env(kEnvMasterAddr)) {
     o.master_addr = *a;
-  } else if (rank && rank->first == "SLURM_PROCID") {
+  } else if (rank && rank->first == kEnvSlurmProcId) {
     // Under srun, task 0 runs on the first node of the allocation.
-    if (auto list = first_set({"SLURM_JOB_NODELIST", "SLURM_NODELIST"})) {
+    if (auto list = first_set({kEnvSlurmJobNodeList, kEnvSlurmNodeList})) {
       try {
         o.master_addr = expand_hostlist(list->second).front();
       } catch (const Error& e) {
         throw Error(ErrorKind::kUsage, fmt::format("{}: {}", list->first, e.message()),
-                    "set MASTER_ADDR to rank 0's host instead");
+                    fmt::format("set {} to rank 0's host instead", kEnvMasterAddr));
       }
     }
   }
-  if (auto p = env("CONVEYOR_RDZV_PORT")) {
-    o.master_port = env_integer("CONVEYOR_RDZV_PORT", *p, 1, 65535, "TCP ports");
-  } else if (auto p = env("MASTER_PORT")) {
-    o.master_port = env_integer("MASTER_PORT", *p, 1, 65535, "TCP ports");
+  if (auto p = env(kEnvRdzvPort)) {
+    o.master_port = env_integer(kEnvRdzvPort, *p, 1, 65535, "TCP ports");
+  } else if (auto p = env(kEnvMasterPort)) {
+    o.master_port = env_integer(kEnvMasterPort, *p, 1, 65535, "TCP ports");
     // torchrun's agent on the first node holds MASTER_PORT (its TCPStore).
-    if (env("TORCHELASTIC_RUN_ID")) {
+    if (env(kEnvTorchelasticRunId)) {
       CONVEYOR_REQUIRE(o.master_port < 65535,
-                       "MASTER_PORT=65535 under torchrun leaves no port for conveyor's "
-                       "rendezvous; set CONVEYOR_RDZV_PORT");
+                       "{}=65535 under torchrun leaves no port for conveyor's rendezvous; set {}",
+                       kEnvMasterPort, kEnvRdzvPort);
       ++o.master_port;
     }
   }
-  if (auto t = env("CONVEYOR_JOB_TOKEN")) o.job_token = *t;
+  if (auto t = env(kEnvJobToken)) o.job_token = *t;
   CONVEYOR_REQUIRE(o.world_size == 1 || !o.job_token.empty(),
-                   "CONVEYOR_JOB_TOKEN is not set for a {}-rank job; every rank needs the same "
-                   "secret token (conveyor launch sets it; otherwise export the same random "
-                   "string on every rank)",
-                   o.world_size);
-  if (auto t = env("CONVEYOR_CONNECT_TIMEOUT"))
-    o.connect_timeout_s = env_seconds("CONVEYOR_CONNECT_TIMEOUT", *t);
-  if (auto t = env("CONVEYOR_HEARTBEAT_TIMEOUT"))
-    o.heartbeat_timeout_s = env_seconds("CONVEYOR_HEARTBEAT_TIMEOUT", *t);
-  if (auto m = env("CONVEYOR_UCX_PEER_ERROR_MODE")) {
-    CONVEYOR_REQUIRE(*m == "0" || *m == "1", "CONVEYOR_UCX_PEER_ERROR_MODE='{}' must be 0 or 1",
-                     *m);
+                   "{} is not set for a {}-rank job; every rank needs the same secret token "
+                   "(conveyor launch sets it; otherwise export the same random string on every "
+                   "rank)",
+                   kEnvJobToken, o.world_size);
+  if (auto t = env(kEnvConnectTimeout)) o.connect_timeout_s = env_seconds(kEnvConnectTimeout, *t);
+  if (auto t = env(kEnvHeartbeatTimeout))
+    o.heartbeat_timeout_s = env_seconds(kEnvHeartbeatTimeout, *t);
+  if (auto m = env(kEnvUcxPeerErrorMode)) {
+    CONVEYOR_REQUIRE(*m == "0" || *m == "1", "{}='{}' must be 0 or 1", kEnvUcxPeerErrorMode, *m);
     o.ucx_peer_error_mode = *m == "1";
   }
-  if (auto f = env("CONVEYOR_FAILURE_REPORT_FD"))
-    o.failure_report_fd = env_integer("CONVEYOR_FAILURE_REPORT_FD", *f, 0, 65535, "descriptors");
+  if (auto f = env(kEnvFailureReportFd))
+    o.failure_report_fd = env_integer(kEnvFailureReportFd, *f, 0, 65535, "descriptors");
   return o;
 }
 

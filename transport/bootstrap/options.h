@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "common/launch_env.h"
+
 namespace conveyor::transport {
 
 // The largest world: a rank is 14 bits of every UCX tag (transport/tag.h), and one value is
@@ -15,7 +17,7 @@ struct Options {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;  // index among the ranks on this host (picks the GPU and the NIC)
-  std::string world_size_from = "WORLD_SIZE";  // the variable it came from, for messages
+  std::string world_size_from = kEnvWorldSize;  // the variable it came from, for messages
   // NUMA node of this rank's GPU, for the NIC choice (rdma::pick_net_device); -1: no GPU.
   int gpu_numa_node = -1;
   std::string master_addr = "127.0.0.1";

@@ -103,101 +103,11 @@ void FakeDeviceBackend::from_host(void* dst, const void* host_src, size_t bytes)
   Open o(*this);
   cpu_.from_host(dst, host_src, bytes);
 }
-void FakeDeviceBackend::embedding_forward(float* out, const int32_t* tokens, const float* wte,
-                                          const float* wpe, int B, int T, int C) {
-  Open o(*this);
-  cpu_.embedding_forward(out, tokens, wte, wpe, B, T, C);
-}
-void FakeDeviceBackend::embedding_backward(float* dwte, float* dwpe, const float* dout,
-                                           const int32_t* tokens, int B, int T, int C) {
-  Open o(*this);
-  cpu_.embedding_backward(dwte, dwpe, dout, tokens, B, T, C);
-}
-void FakeDeviceBackend::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                          const float* weight, const float* bias, int N, int C) {
-  Open o(*this);
-  cpu_.layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
-}
-void FakeDeviceBackend::layernorm_backward_input(float* dinp, const float* dout, const float* inp,
-                                                 const float* weight, const float* mean,
-                                                 const float* rstd, int N, int C) {
-  Open o(*this);
-  cpu_.layernorm_backward_input(dinp, dout, inp, weight, mean, rstd, N, C);
-}
-void FakeDeviceBackend::layernorm_backward_weight(float* dweight, float* dbias, const float* dout,
-                                                  const float* inp, const float* mean,
-                                                  const float* rstd, int N, int C) {
-  Open o(*this);
-  cpu_.layernorm_backward_weight(dweight, dbias, dout, inp, mean, rstd, N, C);
-}
-void FakeDeviceBackend::linear_forward(float* out, const float* inp, const float* weight,
-                                       const float* bias, int N, int IC, int OC) {
-  Open o(*this);
-  cpu_.linear_forward(out, inp, weight, bias, N, IC, OC);
-}
-void FakeDeviceBackend::linear_backward_input(float* dinp, const float* dout, const float* weight,
-                                              int N, int IC, int OC) {
-  Open o(*this);
-  cpu_.linear_backward_input(dinp, dout, weight, N, IC, OC);
-}
-void FakeDeviceBackend::linear_backward_weight(float* dweight, float* dbias, const float* dout,
-                                               const float* inp, int N, int IC, int OC) {
-  Open o(*this);
-  cpu_.linear_backward_weight(dweight, dbias, dout, inp, N, IC, OC);
-}
-void FakeDeviceBackend::attention_forward(float* out, float* att, const float* qkv, int B, int T,
-                                          int C, int NH) {
-  Open o(*this);
-  cpu_.attention_forward(out, att, qkv, B, T, C, NH);
-}
-void FakeDeviceBackend::attention_backward(float* dqkv, float* scratch, const float* dout,
-                                           const float* qkv, const float* att, int B, int T, int C,
-                                           int NH) {
-  Open o(*this);
-  cpu_.attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH);
-}
-void FakeDeviceBackend::gelu_forward(float* out, const float* inp, size_t n) {
-  Open o(*this);
-  cpu_.gelu_forward(out, inp, n);
-}
-void FakeDeviceBackend::gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-  Open o(*this);
-  cpu_.gelu_backward(dinp, inp, dout, n);
-}
-void FakeDeviceBackend::residual_forward(float* out, const float* a, const float* b, size_t n) {
-  Open o(*this);
-  cpu_.residual_forward(out, a, b, n);
-}
-void FakeDeviceBackend::crossentropy_forward(float* losses, float* probs, const float* logits,
-                                             const int32_t* targets, int N, int V) {
-  Open o(*this);
-  cpu_.crossentropy_forward(losses, probs, logits, targets, N, V);
-}
-void FakeDeviceBackend::crossentropy_backward(float* dlogits, const float* probs,
-                                              const int32_t* targets, float scale, int N, int V) {
-  Open o(*this);
-  cpu_.crossentropy_backward(dlogits, probs, targets, scale, N, V);
-}
-double FakeDeviceBackend::sum(const float* x, size_t n) {
-  Open o(*this);
-  return cpu_.sum(x, n);
-}
-void FakeDeviceBackend::adamw_update(float* param, const float* grad, float* exp_avg,
-                                     float* exp_avg_sq, size_t n, const kernels::AdamWParams& hp) {
-  Open o(*this);
-  cpu_.adamw_update(param, grad, exp_avg, exp_avg_sq, n, hp);
-}
-double FakeDeviceBackend::sum_of_squares(const float* x, size_t n) {
-  Open o(*this);
-  return cpu_.sum_of_squares(x, n);
-}
-void FakeDeviceBackend::scale_inplace(float* x, size_t n, float s) {
-  Open o(*this);
-  cpu_.scale_inplace(x, n, s);
-}
-void FakeDeviceBackend::add_inplace(float* x, const float* y, size_t n) {
-  Open o(*this);
-  cpu_.add_inplace(x, y, n);
-}
+#define CONVEYOR_KERNEL_OP(ret, name, params, args) \
+  ret FakeDeviceBackend::name params {              \
+    Open o(*this);                                  \
+    return cpu_.name args;                          \
+  }
+#include "kernels/ops.def"
 
 }  // namespace conveyor::test
