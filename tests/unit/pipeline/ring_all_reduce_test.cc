@@ -1,5 +1,5 @@
-// The ring all-reduce (pipeline/parallel/ring_all_reduce.h) over the in-process fake transport: exact
-// sums in the documented order for every group size and buffer size, the same bits on every
+// The ring all-reduce (pipeline/parallel/ring_all_reduce.h) over the in-process fake transport:
+// exact sums in the documented order for every group size and buffer size, the same bits on every
 // member, two groups of one job at once, buffers untouched while the transport may read
 // them, and a dead member reported as a peer failure.
 #include <catch2/catch.hpp>
@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "pipeline/parallel/ring_all_reduce.h"
-#include "tests/unit/pipeline/fake_transport.h"
+#include "tests/fakes/fake_transport.h"
 
 using namespace conveyor;
 using conveyor::test::FakeFabric;
