@@ -1,21 +1,48 @@
 #include "tests/fakes/fake_transport.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/net.h"
 
 namespace conveyor::test {
 
 using transport::Request;
 using transport::Tag;
 
+namespace {
+
+// How long cancel() waits for a receive to take a send, as UcxTransport::cancel does.
+constexpr double kCancelSendSeconds = 5.0;
+
+std::string deadline_error(int rank, const std::string& what) {
+  return fmt::format("rank {}: {} did not complete before the deadline", rank, what);
+}
+
+}  // namespace
+
+FakeFabric::FakeFabric(int world_size)
+    : world_size_(world_size),
+      dead_(world_size),
+      sends_(world_size, 0),
+      contributions_(world_size),
+      results_(world_size) {}
+
+void FakeFabric::die(int rank, const std::string& how) {
+  // The ranks are threads of this process: its host and pid are theirs.
+  if (dead_[rank].empty())
+    dead_[rank] = fmt::format("rank {} (host {}, pid {}) {}", rank, host_name(), ::getpid(), how);
+  cv_.notify_all();
+}
+
 void FakeFabric::kill(int rank) {
   std::lock_guard lock(mu_);
-  dead_[rank] = true;
-  cv_.notify_all();
+  die(rank, "died");
 }
 
 std::vector<std::string> FakeFabric::violations() {
@@ -25,9 +52,9 @@ std::vector<std::string> FakeFabric::violations() {
 
 void FakeFabric::check_alive(int caller) {
   for (int r = 0; r < world_size_; ++r) {
-    if (dead_[r]) {
+    if (!dead_[r].empty()) {
       throw Error(ErrorKind::kPeerFailed,
-                  fmt::format("rank {} (host fake) died; rank {} cannot go on", r, caller));
+                  fmt::format("{}; rank {} cannot go on", dead_[r], caller));
     }
   }
 }
@@ -69,6 +96,67 @@ void FakeFabric::complete_send(State& s) {
   s.done.store(true);
 }
 
+std::vector<uint8_t> FakeFabric::collective(int rank, Contribution mine, Deadline deadline) {
+  std::unique_lock lock(mu_);
+  check_alive(rank);
+  CONVEYOR_CHECK(!contributions_[rank] && !results_[rank],
+                 "rank {}: two collectives at once (two threads must not issue collectives "
+                 "concurrently)",
+                 rank);
+  contributions_[rank] = std::move(mine);
+  if (++contributed_ == world_size_) combine();
+  while (!results_[rank]) {
+    check_alive(rank);
+    if (cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout && !results_[rank]) {
+      check_alive(rank);
+      contributions_[rank].reset();  // withdrawn: the others keep waiting for it
+      --contributed_;
+      throw Error(ErrorKind::kRuntime, deadline_error(rank, "a collective"));
+    }
+  }
+  std::vector<uint8_t> result = std::move(*results_[rank]);
+  results_[rank].reset();
+  if (!collective_error_.empty()) throw Error(ErrorKind::kRuntime, collective_error_);
+  return result;
+}
+
+void FakeFabric::combine() {
+  const Contribution& first = *contributions_[0];
+  std::vector<uint8_t> result;
+  collective_error_.clear();
+  for (int r = 1; r < world_size_; ++r) {
+    const Contribution& c = *contributions_[r];
+    if (c.op != first.op || c.root != first.root ||
+        (c.op == CollectiveOp::kAllReduceSum && c.bytes.size() != first.bytes.size()))
+      collective_error_ = fmt::format(
+          "rank {} called another collective than rank 0 (every rank must call the same "
+          "collectives in the same order)",
+          r);
+  }
+  if (collective_error_.empty() && first.op == CollectiveOp::kAllReduceSum) {
+    // In rank order: (((v0 + v1) + v2) ...), the same bits for every rank.
+    std::vector<double> sum(first.bytes.size() / sizeof(double));
+    if (!sum.empty()) std::memcpy(sum.data(), first.bytes.data(), first.bytes.size());
+    for (int r = 1; r < world_size_; ++r) {
+      for (size_t i = 0; i < sum.size(); ++i) {
+        double v;
+        std::memcpy(&v, contributions_[r]->bytes.data() + i * sizeof(double), sizeof v);
+        sum[i] = sum[i] + v;
+      }
+    }
+    result.resize(first.bytes.size());
+    if (!sum.empty()) std::memcpy(result.data(), sum.data(), result.size());
+  } else if (collective_error_.empty() && first.op == CollectiveOp::kBroadcast) {
+    result = contributions_[first.root]->bytes;
+  }
+  for (int r = 0; r < world_size_; ++r) {
+    results_[r] = result;
+    contributions_[r].reset();
+  }
+  contributed_ = 0;
+  cv_.notify_all();
+}
+
 transport::MemoryRegion FakeTransport::register_memory(void* p, size_t bytes) {
   auto impl = std::make_unique<transport::MemoryRegion::Impl>();
   impl->backend = this;
@@ -79,12 +167,13 @@ transport::MemoryRegion FakeTransport::register_memory(void* p, size_t bytes) {
 
 Request FakeTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
                              const transport::MemoryRegion*) {
+  CONVEYOR_CHECK(tag <= transport::kMaxTag, "isend: tag {:#x} is wider than {} bits", tag,
+                 transport::kTagBits);
   std::lock_guard lock(fabric_.mu_);
   fabric_.check_alive(rank_);
   auto limit = fabric_.die_after_.find(rank_);
   if (limit != fabric_.die_after_.end() && fabric_.sends_[rank_]++ >= limit->second) {
-    fabric_.dead_[rank_] = true;
-    fabric_.cv_.notify_all();
+    fabric_.die(rank_, "died");
     fabric_.check_alive(rank_);  // throws: this rank is gone
   }
   auto s = std::make_shared<Request::State>();
@@ -112,6 +201,8 @@ Request FakeTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
 
 Request FakeTransport::irecv(int peer, Tag tag, void* p, size_t bytes,
                              const transport::MemoryRegion*) {
+  CONVEYOR_CHECK(tag <= transport::kMaxTag, "irecv: tag {:#x} is wider than {} bits", tag,
+                 transport::kTagBits);
   std::lock_guard lock(fabric_.mu_);
   fabric_.check_alive(rank_);
   auto s = std::make_shared<Request::State>();
@@ -134,12 +225,16 @@ Request FakeTransport::irecv(int peer, Tag tag, void* p, size_t bytes,
   return Request(s);
 }
 
+std::string FakeTransport::describe(const Request::State& s) const {
+  return fmt::format("{} of {} bytes {} rank {} ({})", s.is_send ? "send" : "receive", s.bytes,
+                     s.is_send ? "to" : "from", s.peer,
+                     describer_ ? describer_(s.tag) : fmt::format("tag {:#x}", s.tag));
+}
+
 void FakeTransport::finish(Request::State& s) {
   if (s.status != 0) {
-    const std::string what = describer_ ? describer_(s.tag) : fmt::format("tag {:#x}", s.tag);
     throw Error(ErrorKind::kRuntime,
-                fmt::format("size mismatch: receive of {} bytes from rank {} ({}): rank {} sent {}",
-                            s.bytes, s.peer, what, s.peer, s.received));
+                fmt::format("size mismatch: {}: rank {} sent {}", describe(s), s.peer, s.received));
   }
 }
 
@@ -162,12 +257,7 @@ void FakeTransport::wait(Request& r, Deadline deadline) {
     if (s.done.load()) break;
     if (fabric_.cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout && !s.done.load()) {
       fabric_.check_alive(rank_);
-      const std::string what = describer_ ? describer_(s.tag) : fmt::format("tag {:#x}", s.tag);
-      throw Error(ErrorKind::kRuntime,
-                  fmt::format("rank {}: {} of {} bytes {} rank {} ({}) did not complete before "
-                              "the deadline",
-                              rank_, s.is_send ? "send" : "receive", s.bytes,
-                              s.is_send ? "to" : "from", s.peer, what));
+      throw Error(ErrorKind::kRuntime, deadline_error(rank_, describe(s)));
     }
   }
   finish(s);
@@ -178,20 +268,52 @@ void FakeTransport::wait_all(std::span<Request> rs, Deadline deadline) {
 }
 
 void FakeTransport::cancel(Request& r) {
-  std::lock_guard lock(fabric_.mu_);
-  auto& recvs = fabric_.unmatched_recvs_;
-  std::erase_if(recvs, [&](const FakeFabric::Op& o) { return o.state.get() == r.state(); });
-  r.state()->done.store(true);
+  if (!r.valid()) return;
+  std::unique_lock lock(fabric_.mu_);
+  auto& s = *r.state();
+  if (!s.is_send) {
+    std::erase_if(fabric_.unmatched_recvs_,
+                  [&](const FakeFabric::Op& o) { return o.state.get() == &s; });
+    s.done.store(true);
+    return;
+  }
+  // A send is not withdrawn: the fabric reads its buffer until a receive takes it.
+  const auto deadline = Deadline::after_seconds(kCancelSendSeconds);
+  while (!s.done.load()) {
+    if (fabric_.matched_.contains(&s)) {
+      fabric_.complete_send(s);
+      break;
+    }
+    if (fabric_.cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout) break;
+  }
 }
 
-std::vector<double> FakeTransport::all_reduce_sum(std::span<const double>, Deadline) {
-  throw Error(ErrorKind::kRuntime, "the fake transport has no collectives");
+std::vector<double> FakeTransport::all_reduce_sum(std::span<const double> values,
+                                                  Deadline deadline) {
+  std::vector<uint8_t> bytes(values.size() * sizeof(double));
+  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
+  auto result = fabric_.collective(
+      rank_, {FakeFabric::CollectiveOp::kAllReduceSum, 0, std::move(bytes)}, deadline);
+  std::vector<double> out(values.size());
+  if (!out.empty()) std::memcpy(out.data(), result.data(), result.size());
+  return out;
 }
-void FakeTransport::barrier(Deadline) {
-  throw Error(ErrorKind::kRuntime, "the fake transport has no collectives");
+
+void FakeTransport::barrier(Deadline deadline) {
+  fabric_.collective(rank_, {FakeFabric::CollectiveOp::kBarrier, 0, {}}, deadline);
 }
-void FakeTransport::broadcast(std::vector<uint8_t>&, int, Deadline) {
-  throw Error(ErrorKind::kRuntime, "the fake transport has no collectives");
+
+void FakeTransport::broadcast(std::vector<uint8_t>& bytes, int root, Deadline deadline) {
+  CONVEYOR_REQUIRE(root >= 0 && root < world_size(), "broadcast: root {} is outside 0..{}", root,
+                   world_size() - 1);
+  auto mine = rank_ == root ? bytes : std::vector<uint8_t>{};
+  bytes = fabric_.collective(rank_, {FakeFabric::CollectiveOp::kBroadcast, root, std::move(mine)},
+                             deadline);
+}
+
+void FakeTransport::abort(const std::string& reason) {
+  std::lock_guard lock(fabric_.mu_);
+  fabric_.die(rank_, "aborted: " + reason);
 }
 
 }  // namespace conveyor::test
