@@ -1,4 +1,6 @@
-// Failure handling: dead and aborting peers, hostile connections, misconfiguration.
+// Failure handling of the UCX transport: dead and frozen peers, a rank that ends without
+// shutdown(), hostile connections, misconfiguration. (abort() is in the contract suite,
+// contract_collectives_test.cc: the fake transport keeps it too.)
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -153,30 +155,6 @@ TEST_CASE("a frozen peer is named with its host, and survivors end with nothing 
     CHECK(out[r].text.find(named) != std::string::npos);
     CHECK(out[r].text.find("went silent") != std::string::npos);
     CHECK(ucx_complaints(out[r].output) == "");
-  }
-}
-
-TEST_CASE("abort() makes the other ranks fail with exit code 3 naming the aborting rank",
-          "[transport]") {
-  JobSpec spec;
-  spec.world = 3;
-  auto out = run_job(spec, [](int rank, Options o) -> std::string {
-    auto t = Transport::create(o);
-    if (rank == 1) {
-      t->abort("disk full while writing the checkpoint");
-      throw Error(ErrorKind::kRuntime, "disk full");
-    }
-    uint64_t v;
-    auto r = t->irecv(1, tag(0, 0), &v, sizeof v);
-    t->wait(r, Deadline::after_seconds(30));
-    return std::string("returned");
-  });
-  CHECK(out[1].exit_code == 1);
-  for (int r : {0, 2}) {
-    INFO(out[r].text);
-    CHECK(out[r].exit_code == 3);
-    CHECK(out[r].text.find(fmt::format("rank 1 (host {}, pid ", this_host())) != std::string::npos);
-    CHECK(out[r].text.find(") aborted: disk full") != std::string::npos);
   }
 }
 

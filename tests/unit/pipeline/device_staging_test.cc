@@ -28,8 +28,8 @@
 #include "pipeline/runtime/message_tag.h"
 #include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/topology.h"
-#include "tests/unit/pipeline/fake_device_backend.h"
-#include "tests/unit/pipeline/fake_transport.h"
+#include "tests/fakes/fake_device_backend.h"
+#include "tests/fakes/fake_transport.h"
 #include "transport/staging_transport.h"
 
 using namespace conveyor;

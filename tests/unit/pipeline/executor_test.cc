@@ -22,7 +22,7 @@
 #include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/schedule_validator.h"
 #include "pipeline/schedule/topology.h"
-#include "tests/unit/pipeline/fake_transport.h"
+#include "tests/fakes/fake_transport.h"
 
 using namespace conveyor;
 using namespace conveyor::pipeline;

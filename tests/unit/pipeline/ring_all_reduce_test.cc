@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "pipeline/parallel/ring_all_reduce.h"
-#include "tests/unit/pipeline/fake_transport.h"
+#include "tests/fakes/fake_transport.h"
 
 using namespace conveyor;
 using conveyor::test::FakeFabric;

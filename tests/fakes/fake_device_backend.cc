@@ -1,4 +1,4 @@
-#include "tests/unit/pipeline/fake_device_backend.h"
+#include "tests/fakes/fake_device_backend.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
