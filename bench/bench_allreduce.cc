@@ -1,6 +1,6 @@
 // `conveyor bench allreduce`: the ring all-reduce the data-parallel replicas use
-// (pipeline/parallel/ring_all_reduce.h), over conveyor's transport, among every rank of a job started
-// by `conveyor launch --nproc N`. Compare: bench/allreduce_vs_mpi.sh (Open MPI's
+// (pipeline/parallel/ring_all_reduce.h), over conveyor's transport, among every rank of a job
+// started by `conveyor launch --nproc N`. Compare: bench/allreduce_vs_mpi.sh (Open MPI's
 // MPI_Allreduce on the same host in the same run).
 //
 // Rank 0 prints one JSON object per size on stdout:
@@ -23,8 +23,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_buffer.h"
-#include "pipeline/runtime/message_tag.h"
 #include "pipeline/parallel/ring_all_reduce.h"
+#include "pipeline/runtime/message_tag.h"
 #include "transport/transport.h"
 
 namespace conveyor::cli {
@@ -58,8 +58,10 @@ int run_bench(const AllReduceOptions& o) {
   const size_t max_floats = o.max_bytes / sizeof(float);
   HostBuffer<float> data(max_floats);
   std::vector<float> scratch((max_floats + size_t(N) - 1) / size_t(N));
-  auto data_mr = t->register_memory(data.data(), data.size() * sizeof(float));
-  auto scratch_mr = t->register_memory(scratch.data(), scratch.size() * sizeof(float));
+  auto data_mr =
+      t->register_memory(data.data(), data.size() * sizeof(float), transport::MemoryType::kHost);
+  auto scratch_mr = t->register_memory(scratch.data(), scratch.size() * sizeof(float),
+                                       transport::MemoryType::kHost);
   const pipeline::RingRegions regions{&data_mr, &scratch_mr};
   uint64_t op = 0;
 

@@ -20,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "interop/weight_source.h"
 #include "kernels/backend.h"
+#include "kernels/device.h"
 #include "model/stage_model.h"
 #include "pipeline/runtime/device_transport.h"
 #include "pipeline/runtime/executor.h"
@@ -37,7 +38,6 @@
 #include "pipeline/runtime/trace.h"
 #include "pipeline/runtime/trace_merge.h"
 #include "train/validation.h"
-#include "transport/cuda_support.h"
 #include "transport/transport.h"
 
 namespace conveyor::pipeline {
@@ -88,8 +88,8 @@ void tie_embedding_gradients(model::StageModel& m, transport::Transport* t,
   const float* mine = m.holds_embedding() ? wte_grad : m.head_wte_grad().data();
   k.synchronize();  // the gradient is complete before the transport reads it
   auto deadline = peer_deadline();
-  auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float));
-  auto send = t->isend(peer, tag, mine, n * sizeof(float));
+  auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float), nullptr, k.memory_type());
+  auto send = t->isend(peer, tag, mine, n * sizeof(float), nullptr, k.memory_type());
   t->wait(send, deadline);
   t->wait(recv, deadline);
   if (m.holds_embedding()) {
@@ -151,10 +151,10 @@ BucketPlan plan_stage_buckets(const TrainConfig& c, const std::vector<model::Chu
 // (the moments this replica keeps: a 1/replicas share with ZeRO-1) and activations at the
 // schedule's peak (`inflight` micro-batches, plus the receive posted ahead) do not fit in the
 // memory this host has available, or with --device cuda in the memory of this rank's GPU
-// (its total: ranks sharing the GPU are not added up).
+// (`gpu`; its total: ranks sharing the GPU are not added up).
 void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
                          int inflight, const std::vector<bool>& with_moments, int rank,
-                         const Topology& topology, int local_rank) {
+                         const Topology& topology, const kernels::Gpu* gpu) {
   const auto need = model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size,
                                                        inflight + 1, with_moments);
   const std::string breakdown = fmt::format(
@@ -167,16 +167,12 @@ void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpe
   if (place.replica == 0 || c.zero == 1)
     CONVEYOR_LOG_INFO("stage {} replica {} memory: about {} ({})", place.stage, place.replica,
                       human_bytes_binary(need.total()), breakdown);
-  if (c.device == "cuda") {
-    std::string why_none;
-    const auto gpus = transport::cuda::devices(&why_none);
-    if (gpus.empty()) return;  // make_backend says why no GPU was found
-    const auto& gpu = gpus[size_t(c.gpu >= 0 ? c.gpu : local_rank) % gpus.size()];
-    if (c.gpu >= int(gpus.size()) || need.total() <= double(gpu.memory_bytes)) return;
+  if (gpu != nullptr) {
+    if (need.total() <= double(gpu->memory_bytes)) return;
     throw Error(ErrorKind::kUsage,
                 fmt::format("this stage needs about {} of GPU memory ({}) but GPU {} ({}) has {}",
-                            human_bytes_binary(need.total()), breakdown, gpu.index, gpu.name,
-                            human_bytes_binary(double(gpu.memory_bytes))),
+                            human_bytes_binary(need.total()), breakdown, gpu->index, gpu->name,
+                            human_bytes_binary(double(gpu->memory_bytes))),
                 "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
                 "more --stages");
   }
@@ -264,11 +260,19 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   const Topology topology = Topology::make(config.replicas, config.stages, config.virtual_stages,
                                            parse_rank_order(config.layout));
 
+  // With --device cuda, this rank's GPU (kernels/device.h): --gpu, else its local rank's as the
+  // launch resolved it. Before any peer is waited for: no GPU refuses the run at once.
+  const kernels::DeviceKind device = kernels::parse_device_kind(config.device);
+  std::optional<kernels::Gpu> gpu;
+  if (device == kernels::DeviceKind::kCuda)
+    gpu = kernels::choose_rank_gpu(config.gpu, launched.local_rank);
+
   std::unique_ptr<transport::Transport> transport;
   std::optional<transport::Options> options;
   int rank = 0;
   if (topology.world_size() > 1) {
     options = launched;
+    if (gpu) options->gpu_numa_node = gpu->numa_node;  // the NIC nearest the GPU
     rank = options->rank;
     log::init(rank, topology.place(rank).stage);
   } else {
@@ -283,13 +287,13 @@ TrainSummary train(const TrainConfig& given, const TrainHooks& hooks) {
   if (config.zero == 1) with_moments = GradientSync::owned_mask(buckets, replica);
   // Before any peer is waited for: a stage that cannot fit refuses the run at once.
   require_memory_fits(config, chunks, schedule.max_inflight(stage), with_moments, rank, topology,
-                      launched.local_rank);
+                      gpu ? &*gpu : nullptr);
   if (options) {
     transport = transport::Transport::create(*options);
     transport->set_tag_describer(describe_message);
   }
   const bool coordinator = rank == topology.coordinator_rank();
-  auto backend = kernels::make_backend({config.device, kernel_threads(config), config.gpu});
+  auto backend = kernels::make_backend({device, kernel_threads(config), gpu ? gpu->index : 0});
   // Device tensors go through pinned host memory where UCX cannot reach the GPU.
   transport = transport_for_backend(std::move(transport), *backend);
 

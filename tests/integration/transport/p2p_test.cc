@@ -52,8 +52,8 @@ TEST_CASE("messages of 0 B to 64 MiB arrive byte-exact in both directions", "[tr
     const std::vector<size_t> sizes = {0, 1, 4096, 1u << 20, 64u << 20};
     std::vector<uint8_t> send_buf(64u << 20), recv_buf((64u << 20) + 1);
     // The big buffers are registered (memh path); the small messages are not required to be.
-    auto send_mr = t->register_memory(send_buf.data(), send_buf.size());
-    auto recv_mr = t->register_memory(recv_buf.data(), recv_buf.size());
+    auto send_mr = t->register_memory(send_buf.data(), send_buf.size(), MemoryType::kHost);
+    auto recv_mr = t->register_memory(recv_buf.data(), recv_buf.size(), MemoryType::kHost);
     for (size_t i = 0; i < sizes.size(); ++i) {
       size_t n = sizes[i];
       fill_pattern(send_buf.data(), n, 1000 * rank + i);

@@ -12,6 +12,9 @@
 //   throws Error(kPeerFailed) naming the dead rank, as the real transport's failure model
 //   promises (transport.h).
 // - wait honours its Deadline: Error(kRuntime, "... did not complete before the deadline").
+// - It reaches host memory only (device_memory_direct() false, like Debian's UCX): memory
+//   given as device memory (MemoryType::kDevice, transport.h) is a violation, and is not
+//   touched.
 // Collectives are not used by the executor and throw.
 #pragma once
 
@@ -52,6 +55,8 @@ class FakeFabric {
   void match(Op& send, Op& recv);  // REQUIRES mu_ held
   void complete_send(State& s);    // REQUIRES mu_ held
   void verify_unchanged(const State& s, const char* when);
+  // Records a violation and throws for device memory (REQUIRES mu_ held).
+  void require_host(transport::MemoryType type, const char* what, const void* p, size_t bytes);
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -72,12 +77,13 @@ class FakeTransport final : public transport::Transport {
 
   int rank() const override { return rank_; }
   int world_size() const override { return fabric_.world_size(); }
-  transport::MemoryRegion register_memory(void* p, size_t bytes) override;
+  transport::MemoryRegion register_memory(void* p, size_t bytes,
+                                          transport::MemoryType type) override;
   void set_tag_describer(transport::TagDescriber describer) override { describer_ = describer; }
   transport::Request isend(int peer, transport::Tag tag, const void* p, size_t bytes,
-                           const transport::MemoryRegion* mr) override;
+                           const transport::MemoryRegion* mr, transport::MemoryType type) override;
   transport::Request irecv(int peer, transport::Tag tag, void* p, size_t bytes,
-                           const transport::MemoryRegion* mr) override;
+                           const transport::MemoryRegion* mr, transport::MemoryType type) override;
   bool test(transport::Request& r) override;
   void wait(transport::Request& r, Deadline deadline) override;
   void wait_all(std::span<transport::Request> rs, Deadline deadline) override;
