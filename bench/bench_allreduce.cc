@@ -59,8 +59,10 @@ int run_bench(const AllReduceOptions& o) {
   const size_t max_floats = o.max_bytes / sizeof(float);
   HostBuffer<float> data(max_floats);
   std::vector<float> scratch((max_floats + size_t(N) - 1) / size_t(N));
-  auto data_mr = t->register_memory(data.data(), data.size() * sizeof(float));
-  auto scratch_mr = t->register_memory(scratch.data(), scratch.size() * sizeof(float));
+  auto data_mr =
+      t->register_memory(data.data(), data.size() * sizeof(float), transport::MemoryType::kHost);
+  auto scratch_mr = t->register_memory(scratch.data(), scratch.size() * sizeof(float),
+                                       transport::MemoryType::kHost);
   const pipeline::RingRegions regions{&data_mr, &scratch_mr};
   uint64_t op = 0;
 

@@ -72,8 +72,8 @@ void run_rank(Transport& t, const BenchOptions& o) {
   // Allocated as the pipeline allocates its activation slots (huge pages when large).
   HostBuffer<uint8_t> send_buf(o.max_bytes), recv_buf(o.max_bytes);
   std::fill(send_buf.data(), send_buf.data() + send_buf.size(), static_cast<uint8_t>(me + 1));
-  auto send_mr = t.register_memory(send_buf.data(), send_buf.size());
-  auto recv_mr = t.register_memory(recv_buf.data(), recv_buf.size());
+  auto send_mr = t.register_memory(send_buf.data(), send_buf.size(), transport::MemoryType::kHost);
+  auto recv_mr = t.register_memory(recv_buf.data(), recv_buf.size(), transport::MemoryType::kHost);
   const auto deadline = [] { return Deadline::after_seconds(60); };
   uint32_t step = 0;
 

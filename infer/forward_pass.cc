@@ -26,7 +26,8 @@ void forward_through_pipeline(const PipelinePlace& place, const ForwardChunks& m
         k.copy(slot.input(), mine.slots[topo.chunk_of(vs - 1)]->output(), act_bytes);
       } else {
         tag.virtual_stage = vs;
-        auto r = place.transport->irecv(from, encode(tag), slot.input(), act_bytes);
+        auto r = place.transport->irecv(from, encode(tag), slot.input(), act_bytes, nullptr,
+                                        k.memory_type());
         place.transport->wait(r, Deadline::after_seconds(kPeerWaitSeconds));
       }
     }
@@ -39,7 +40,8 @@ void forward_through_pipeline(const PipelinePlace& place, const ForwardChunks& m
     if (to != place.rank) {
       tag.virtual_stage = vs + 1;
       k.synchronize();  // the activations are complete before the transport reads them
-      auto r = place.transport->isend(to, encode(tag), slot.output(), act_bytes);
+      auto r = place.transport->isend(to, encode(tag), slot.output(), act_bytes, nullptr,
+                                      k.memory_type());
       place.transport->wait(r, Deadline::after_seconds(kPeerWaitSeconds));
     }
   }

@@ -8,10 +8,6 @@
 
 namespace conveyor::kernels {
 
-const char* memory_type_name(MemoryType type) {
-  return type == MemoryType::kDevice ? "device" : "host";
-}
-
 std::string backend_names() {
 #ifdef CONVEYOR_WITH_CUDA
   return "cpu, cuda";
@@ -21,18 +17,14 @@ std::string backend_names() {
 }
 
 std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
-  if (options.device == "cpu") return std::make_unique<CpuBackend>(options.threads);
-  if (options.device == "cuda") {
+  if (options.device == DeviceKind::kCpu) return std::make_unique<CpuBackend>(options.threads);
 #ifdef CONVEYOR_WITH_CUDA
-    return make_cuda_backend(options.gpu);
+  return make_cuda_backend(options.gpu);
 #else
-    throw Error(ErrorKind::kUsage,
-                "--device cuda: this build has no CUDA backend (configured with "
-                "-DCONVEYOR_CUDA=OFF or without nvcc); use --device cpu");
+  // Throws Error(kUsage): this build has no CUDA backend (the device seam's one message).
+  choose_rank_gpu(options.gpu, 0);
+  throw Error(ErrorKind::kRuntime, "a build without CUDA found a GPU to run on");
 #endif
-  }
-  throw Error(ErrorKind::kUsage, fmt::format("--device {}: unknown device; this build offers: {}",
-                                             options.device, backend_names()));
 }
 
 }  // namespace conveyor::kernels

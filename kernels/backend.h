@@ -1,6 +1,7 @@
 // The compute backend: every op the model, the optimizer and the trainer run, and every
 // buffer they run it on, through one object chosen at start (`--device cpu`, or `cuda` in
-// builds with CONVEYOR_WITH_CUDA: kernels/cuda/cuda_backend.h).
+// builds with CONVEYOR_WITH_CUDA: kernels/cuda/cuda_backend.h). Which device and which GPU
+// is the device seam's to say (kernels/device.h).
 //
 // Why a virtual interface: one call per op of a whole micro-batch (llm.c's function-per-op
 // style), so the indirection costs nothing measurable, and a second backend is a second
@@ -33,11 +34,9 @@
 #include <utility>
 
 #include "kernels/adamw.h"  // AdamWParams, which adamw_update takes
+#include "kernels/device.h"
 
 namespace conveyor::kernels {
-
-enum class MemoryType : uint8_t { kHost, kDevice };
-const char* memory_type_name(MemoryType type);  // "host", "device"
 
 class Backend;
 
@@ -133,16 +132,16 @@ void Buffer<T>::release() {
 }
 
 struct BackendOptions {
-  std::string device = "cpu";  // "cpu" (and "cuda" in builds with the CUDA backend)
-  int threads = 0;             // cpu: kernel threads; 0 = $CONVEYOR_CPU_THREADS or all cores
-  // cuda: the GPU index (--gpu). -1 = LOCAL_RANK % device count (LOCAL_RANK unset: 0), so
-  // the ranks of one host spread over its GPUs, several ranks per GPU when there are more
-  // ranks than GPUs.
-  int gpu = -1;
+  DeviceKind device = DeviceKind::kCpu;
+  int threads = 0;  // cpu: kernel threads; 0 = $CONVEYOR_CPU_THREADS or all cores
+  // cuda: the GPU to run on. A rank of a job passes the one choose_rank_gpu (device.h) chose
+  // for its local rank; nothing here looks at the launch environment.
+  int gpu = 0;
 };
 
-// The backend for options.device. Throws Error(kUsage) naming the devices this build offers;
-// for "cuda" also when no GPU is found (saying why) or options.gpu does not exist.
+// The backend for options.device. Throws Error(kUsage) for cuda when this build has no CUDA
+// backend (naming the devices it offers), when no GPU is found (saying why), or when
+// options.gpu does not exist.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);
 // The device names this build offers, comma-separated (for help texts and errors).
 std::string backend_names();

@@ -1,14 +1,16 @@
 // `conveyor doctor`: what this machine offers conveyor's transport, and what it would use.
 // Works without RDMA hardware and without a GPU (those sections then say "none").
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <string>
 
 #include "common/error.h"
 #include "kernels/backend.h"
+#include "kernels/device.h"
 #include "launcher/commands.h"
-#include "transport/cuda_support.h"
 #include "transport/rdma.h"
+#include "transport/transport.h"
 #include "transport/ucx_probe.h"
 
 namespace conveyor::cli {
@@ -43,30 +45,45 @@ int run_doctor() {
   }
   if (!rd.devices.empty() && !rd.note.empty()) fmt::print("  note: {}\n", rd.note);
 
-  std::string why_no_gpu;
-  auto gpus = cuda::devices(&why_no_gpu);
+  const kernels::GpuList gpus = kernels::list_gpus();
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   fmt::print(
       "CPU backend\n  {}\n  OPENBLAS_CORETYPE: {}\n  note: bit-identical results across "
       "hosts need the same kernels on every host\n",
-      kernels::make_backend({"cpu", 1})->describe(),
+      kernels::make_backend({kernels::DeviceKind::kCpu, 1})->describe(),
       coretype ? coretype : "(unset: chosen for this CPU)");
   fmt::print("CUDA devices\n");
-  if (gpus.empty()) fmt::print("  none ({})\n", why_no_gpu);
-  for (const auto& g : gpus)
-    fmt::print("  {}: {}, PCI {}, {:.1f} GiB\n", g.index, g.name, g.pci_bus_id,
+  if (gpus.gpus.empty()) fmt::print("  none ({})\n", gpus.why_none);
+  for (const auto& g : gpus.gpus)
+    fmt::print("  {}: {}, PCI {}, NUMA node {}, {:.1f} GiB\n", g.index, g.name,
+               g.pci_bus_id.empty() ? "?" : g.pci_bus_id,
+               g.numa_node >= 0 ? std::to_string(g.numa_node) : "?",
                static_cast<double>(g.memory_bytes) / (1u << 30));
-  // What `--device cuda` would run on (LOCAL_RANK picks the GPU), or why it cannot.
+  // What `--device cuda` would run on in this process (the GPU of its local rank, as a launch
+  // sets it), asked of the device seam as the trainer asks it; or why it cannot.
   fmt::print("CUDA backend\n");
+  std::optional<kernels::Gpu> gpu;
+  int local_rank = 0;
   try {
-    fmt::print("  --device cuda: {}\n", kernels::make_backend({"cuda"})->describe());
+    local_rank = options_from_env("").local_rank;
+    gpu = kernels::choose_rank_gpu(-1, local_rank);
+    const auto backend = kernels::make_backend({kernels::DeviceKind::kCuda, 0, gpu->index});
+    const kernels::GpuMemory memory = kernels::gpu_memory(gpu->index);
+    fmt::print("  --device cuda: {}\n", backend->describe());
+    fmt::print(
+        "  local rank {} -> GPU {} (local rank % {} GPUs; --gpu N overrides), {:.1f} of "
+        "{:.1f} GiB free\n",
+        local_rank, gpu->index, gpus.gpus.size(),
+        static_cast<double>(memory.free_bytes) / (1u << 30),
+        static_cast<double>(memory.total_bytes) / (1u << 30));
   } catch (const Error& e) {
     fmt::print("  {}\n", describe(e));  // names --device cuda and says why
   }
 
   bool shm = tl_names.count("sysv") || tl_names.count("posix");
   bool cma = tl_names.count("cma") > 0;
-  std::string nic = rdma::pick_net_device(rd, -1);
+  // The NIC nearest the GPU this process would use, as the transport picks it.
+  std::string nic = rdma::pick_net_device(rd, gpu ? gpu->numa_node : -1, local_rank);
   bool ib_tl = false;
   for (const auto& n : tl_names)
     ib_tl = ib_tl || n.rfind("rc", 0) == 0 || n.rfind("dc", 0) == 0 || n.rfind("ud", 0) == 0;
@@ -83,7 +100,7 @@ int run_doctor() {
           ? std::string("TCP (RDMA device present but UCX has no verbs transport for it)")
           : std::string("TCP (no RDMA device)"));
   fmt::print("  device buffers: {}\n",
-             gpus.empty() ? "n/a (no CUDA device)"
+             gpus.gpus.empty() ? "n/a (no CUDA device)"
              : ucx.cuda_memory
                  ? "passed to UCX directly (GPUDirect where the NIC supports it)"
                  : "staged through pinned host buffers (this UCX has no CUDA support)");

@@ -185,7 +185,7 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--metrics", c.metrics, "append one JSON object per step to this file");
   set.add("--trace", c.trace, "write a Chrome/Perfetto trace of the run");
   set.add("--device", c.device, "cpu | cuda")->capture_default_str();
-  set.add("--gpu", c.gpu, "--device cuda: this rank's GPU (-1: LOCAL_RANK % GPUs)")
+  set.add("--gpu", c.gpu, "--device cuda: this rank's GPU (-1: its local rank % GPUs)")
       ->capture_default_str();
   set.add("--threads", c.threads, "OpenBLAS threads per stage (0: cores / stages)")
       ->capture_default_str();

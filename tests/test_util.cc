@@ -21,6 +21,39 @@ extern char** environ;
 
 namespace conveyor::test {
 
+ScopedEnv::ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
+  for (const char* n : {"RANK",
+                        "WORLD_SIZE",
+                        "LOCAL_RANK",
+                        "SLURM_PROCID",
+                        "SLURM_NTASKS",
+                        "SLURM_LOCALID",
+                        "SLURM_JOB_NODELIST",
+                        "SLURM_NODELIST",
+                        "OMPI_COMM_WORLD_RANK",
+                        "OMPI_COMM_WORLD_SIZE",
+                        "OMPI_COMM_WORLD_LOCAL_RANK",
+                        "MASTER_ADDR",
+                        "MASTER_PORT",
+                        "CONVEYOR_RDZV_PORT",
+                        "TORCHELASTIC_RUN_ID",
+                        "CONVEYOR_JOB_TOKEN",
+                        "CONVEYOR_UCX_PEER_ERROR_MODE",
+                        "CONVEYOR_FAILURE_REPORT_FD",
+                        "CONVEYOR_CONNECT_TIMEOUT",
+                        "CONVEYOR_HEARTBEAT_TIMEOUT"}) {
+    const char* v = std::getenv(n);
+    saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
+    unsetenv(n);
+  }
+  for (const auto& [n, v] : vars) setenv(n, v, 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+  for (const auto& [n, v] : saved_)
+    v ? (void)setenv(n.c_str(), v->c_str(), 1) : (void)unsetenv(n.c_str());
+}
+
 TempDir::TempDir() {
   std::random_device rd;
   auto base = std::filesystem::temp_directory_path();

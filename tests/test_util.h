@@ -2,8 +2,11 @@
 #pragma once
 
 #include <filesystem>
+#include <initializer_list>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace conveyor::test {
@@ -21,6 +24,21 @@ class TempDir {
 
  private:
   std::filesystem::path path_;
+};
+
+// A launch environment for one scope: unsets the variables options_from_env reads (rank,
+// world size and local rank of torchrun, Slurm and Open MPI; the rendezvous address and port;
+// the CONVEYOR_* job settings), sets `vars`, and restores every old value when it dies. For
+// tests that read the environment in this process; not thread-safe (setenv).
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 
 struct RunResult {

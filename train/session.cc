@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "infer/generate.h"
 #include "kernels/backend.h"
+#include "kernels/device.h"
 #include "pipeline/parallel/gradient_sync.h"
 #include "pipeline/parallel/step_reduction.h"
 #include "pipeline/runtime/device_transport.h"
@@ -123,6 +124,13 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   validate_schedule(s->schedule);  // throws with the grid when the schedule is broken
   s->topology = Topology::make(config.replicas, config.stages, config.virtual_stages,
                                parse_rank_order(config.layout));
+  // With --device cuda, this rank's GPU (kernels/device.h): --gpu, else its local rank's as the
+  // launch resolved it. Before any peer is waited for: no GPU refuses the run at once.
+  const kernels::DeviceKind device = kernels::parse_device_kind(config.device);
+  std::optional<kernels::Gpu> gpu;
+  if (device == kernels::DeviceKind::kCuda)
+    gpu = kernels::choose_rank_gpu(config.gpu, launched.local_rank);
+  if (gpu) launched.gpu_numa_node = gpu->numa_node;  // the NIC nearest the GPU
   const bool multi_rank = s->topology.world_size() > 1;
   s->rank = multi_rank ? launched.rank : 0;
   s->stage = s->topology.place(s->rank).stage;
@@ -138,12 +146,12 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   const std::vector<bool> moments_kept = config.zero == 1 ? owned : std::vector<bool>{};
   // Before any peer is waited for: a stage that cannot fit refuses the run at once.
   require_memory_fits(config, chunks, s->schedule.max_inflight(s->stage), moments_kept, s->rank,
-                      s->topology, launched.local_rank);
+                      s->topology, gpu ? &*gpu : nullptr);
   if (multi_rank) {
     s->transport = transport::Transport::create(launched);
     s->transport->set_tag_describer(describe_message);
   }
-  s->backend = kernels::make_backend({config.device, kernel_threads(config), config.gpu});
+  s->backend = kernels::make_backend({device, kernel_threads(config), gpu ? gpu->index : 0});
   // Device tensors go through pinned host memory where UCX cannot reach the GPU.
   s->transport = transport_for_backend(std::move(s->transport), *s->backend);
   s->model = std::make_unique<model::StageModel>(*s->backend, config.model, chunks,

@@ -16,7 +16,6 @@
 #include "interop/weight_source.h"
 #include "pipeline/parallel/gradient_sync.h"
 #include "pipeline/runtime/trace.h"
-#include "transport/cuda_support.h"
 
 namespace conveyor::pipeline {
 
@@ -85,7 +84,7 @@ BucketPlan plan_stage_buckets(const TrainConfig& c, const std::vector<model::Chu
 
 void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
                          int inflight, const std::vector<bool>& moments_kept, int rank,
-                         const Topology& topology, int local_rank) {
+                         const Topology& topology, const kernels::Gpu* gpu) {
   const auto need = model::StageModel::estimate_memory(c.model, chunks, c.micro_batch_size,
                                                        inflight + 1, moments_kept);
   const std::string breakdown = fmt::format(
@@ -98,16 +97,12 @@ void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpe
   if (place.replica == 0 || c.zero == 1)
     CONVEYOR_LOG_INFO("stage {} replica {} memory: about {} ({})", place.stage, place.replica,
                       human_bytes_binary(need.total()), breakdown);
-  if (c.device == "cuda") {
-    std::string why_none;
-    const auto gpus = transport::cuda::devices(&why_none);
-    if (gpus.empty()) return;  // make_backend says why no GPU was found
-    const auto& gpu = gpus[size_t(c.gpu >= 0 ? c.gpu : local_rank) % gpus.size()];
-    if (c.gpu >= int(gpus.size()) || need.total() <= double(gpu.memory_bytes)) return;
+  if (gpu != nullptr) {
+    if (need.total() <= double(gpu->memory_bytes)) return;
     throw Error(ErrorKind::kUsage,
                 fmt::format("this stage needs about {} of GPU memory ({}) but GPU {} ({}) has {}",
-                            human_bytes_binary(need.total()), breakdown, gpu.index, gpu.name,
-                            human_bytes_binary(double(gpu.memory_bytes))),
+                            human_bytes_binary(need.total()), breakdown, gpu->index, gpu->name,
+                            human_bytes_binary(double(gpu->memory_bytes))),
                 "use a smaller model (--dim, --layers, --seq), a smaller --micro-batch-size, or "
                 "more --stages");
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "kernels/device.h"
 #include "model/partition.h"
 #include "model/stage_model.h"
 #include "pipeline/parallel/gradient_buckets.h"
@@ -41,10 +42,10 @@ BucketPlan plan_stage_buckets(const TrainConfig& c, const std::vector<model::Chu
 // (the moments this replica keeps: a 1/replicas share with ZeRO-1, `moments_kept`) and
 // activations at the schedule's peak (`inflight` micro-batches, plus the receive posted ahead)
 // do not fit in the memory this host has available, or with --device cuda in the memory of
-// this rank's GPU (its total: ranks sharing the GPU are not added up).
+// this rank's GPU (`gpu`; its total: ranks sharing the GPU are not added up).
 void require_memory_fits(const TrainConfig& c, const std::vector<model::ChunkSpec>& chunks,
                          int inflight, const std::vector<bool>& moments_kept, int rank,
-                         const Topology& topology, int local_rank);
+                         const Topology& topology, const kernels::Gpu* gpu);
 
 // How many times `conveyor launch --max-restarts` restarted the job before this attempt.
 int restart_count_from_env();

@@ -23,8 +23,8 @@ void tie_embedding_gradients(model::StageModel& m, transport::Transport* t,
   const float* mine = m.holds_embedding() ? wte_grad : m.head_wte_grad().data();
   k.synchronize();  // the gradient is complete before the transport reads it
   auto deadline = Deadline::after_seconds(kPeerWaitSeconds);
-  auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float));
-  auto send = t->isend(peer, tag, mine, n * sizeof(float));
+  auto recv = t->irecv(peer, tag, other.data(), n * sizeof(float), nullptr, k.memory_type());
+  auto send = t->isend(peer, tag, mine, n * sizeof(float), nullptr, k.memory_type());
   t->wait(send, deadline);
   t->wait(recv, deadline);
   if (m.holds_embedding()) {

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/printable.h"
+#include "kernels/device.h"
 #include "model/partition.h"
 #include "pipeline/runtime/message_tag.h"
 #include "pipeline/schedule/topology.h"
@@ -77,13 +78,13 @@ void TrainConfig::validate() const {
                    optim.grad_clip);
   CONVEYOR_REQUIRE(exit_at_step == -1 || (exit_at_step >= 1 && exit_at_step <= steps),
                    "--exit-at-step {} must be between 1 and --steps {}", exit_at_step, steps);
-  CONVEYOR_REQUIRE(device == "cpu" || device == "cuda",
-                   "--device '{}' is not known; use cpu or cuda", device);
-  // Whether this build has the CUDA backend and this host a GPU is make_backend's to say
-  // (kernels/backend.h): it names the devices the build offers and why no GPU was found.
-  CONVEYOR_REQUIRE(gpu >= -1, "--gpu must be a GPU index, or -1 for LOCAL_RANK % GPUs (got {})",
+  // Throws for a name it does not know. Whether this build has the CUDA backend and this host
+  // a GPU is the device seam's to say at start (kernels/device.h, choose_rank_gpu).
+  const kernels::DeviceKind kind = kernels::parse_device_kind(device);
+  CONVEYOR_REQUIRE(gpu >= -1, "--gpu must be a GPU index, or -1 for the local rank's GPU (got {})",
                    gpu);
-  CONVEYOR_REQUIRE(gpu == -1 || device == "cuda", "--gpu {} needs --device cuda", gpu);
+  CONVEYOR_REQUIRE(gpu == -1 || kind == kernels::DeviceKind::kCuda, "--gpu {} needs --device {}",
+                   gpu, kernels::device_kind_name(kernels::DeviceKind::kCuda));
   CONVEYOR_REQUIRE(save_every >= 0, "--save-every must not be negative (got {})", save_every);
   CONVEYOR_REQUIRE(save_every == 0 || !ckpt_dir.empty(),
                    "--save-every {} needs --ckpt-dir to say where checkpoints go", save_every);

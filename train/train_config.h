@@ -45,8 +45,9 @@ struct TrainConfig {
   uint64_t seed = 1337;
   std::string device = "cpu";
   int threads = 0;  // OpenBLAS threads per process; 0 = cores / stages on this host
-  // --device cuda: this rank's GPU; -1 = LOCAL_RANK % GPUs of the host (several ranks may
-  // share one). Where a rank runs, not what it computes: not part of to_json().
+  // --device cuda: this rank's GPU; -1 = its local rank % GPUs of the host (several ranks may
+  // share one; kernels/device.h, choose_gpu). Where a rank runs, not what it computes: not
+  // part of to_json().
   int gpu = -1;
 
   // Checkpoints

@@ -21,11 +21,7 @@ struct Request::State {
   std::atomic<bool> done{false};
   int status = 0;          // ucs_status_t at completion
   size_t received = 0;     // receives: length of the matched message
-  bool finalized = false;  // completion handled (errors thrown, staging copied back)
-  // CUDA staging (device buffer without UCX CUDA support): the host bytes actually sent
-  // or received, and whether they were allocated for this request alone.
-  void* staging = nullptr;
-  bool staging_owned = false;
+  bool finalized = false;  // completion handled (errors thrown)
   // While UCX holds the request: the backend's in-flight list keeps the state alive
   // through `keep_alive` (the caller may drop its handle) and links it. `linked` says the
   // same to the handle's owner without the backend's lock: it is set before the request is
@@ -95,10 +91,7 @@ class MemoryRegion::Impl {
   const void* backend = nullptr;  // the transport that made it (checked before a downcast)
   void* base = nullptr;
   size_t bytes = 0;
-  bool device = false;
-  // For device memory that UCX cannot reach: a pinned host mirror of the same size,
-  // registered instead; data is staged through it at the same offset.
-  void* staging = nullptr;
+  MemoryType type = MemoryType::kHost;  // as the caller registered it
   bool contains(const void* p, size_t n) const {
     auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(base);
     return a >= b && a - b <= bytes && n <= bytes - (a - b);

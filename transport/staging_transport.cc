@@ -19,34 +19,44 @@ void* aligned_host(size_t bytes) {
   return p;
 }
 
+// A region passed with a message holds memory of the message's type (transport.h).
+void check_region_type(const MemoryRegion* mr, MemoryType type, const void* p, size_t bytes,
+                       const char* what) {
+  CONVEYOR_CHECK(mr == nullptr || !mr->valid() || mr->memory_type() == type,
+                 "{}: {} bytes at {} given as {} memory with a region registered as {} memory",
+                 what, bytes, p, kernels::memory_type_name(type),
+                 kernels::memory_type_name(mr->memory_type()));
+}
+
 }  // namespace
 
-// A registered region of staged memory: its host mirror, registered with the inner transport.
+// A registered region of device memory: its host mirror, registered with the inner transport.
 class StagingTransport::Mirror final : public MemoryRegion::Impl {
  public:
-  Mirror(StagingTransport* owner, void* device, size_t n, void* host, MemoryRegion inner_region)
-      : owner_(owner), inner(std::move(inner_region)) {
+  Mirror(StagingTransport* owner, void* device, size_t n, void* host_bytes,
+         MemoryRegion inner_region)
+      : owner_(owner), host(host_bytes), inner(std::move(inner_region)) {
     backend = owner;
     base = device;
     bytes = n;
-    this->device = true;
-    staging = host;
+    type = MemoryType::kDevice;
   }
   ~Mirror() override {
     owner_->forget_region(this);
     inner = MemoryRegion();  // deregistered before the memory goes
-    owner_->options_.free_host(staging);
+    owner_->options_.free_host(host);
   }
 
   StagingTransport* owner_;
-  MemoryRegion inner;
+  void* host;          // the mirror: bytes of the same size, at the same offsets
+  MemoryRegion inner;  // the mirror's registration with the inner transport
 };
 
 StagingTransport::StagingTransport(std::unique_ptr<Transport> inner, StagingOptions options)
     : options_(std::move(options)), inner_(std::move(inner)) {
   CONVEYOR_CHECK(inner_ != nullptr, "StagingTransport needs a transport to wrap");
-  CONVEYOR_CHECK(options_.is_staged && options_.to_host && options_.from_host,
-                 "StagingTransport needs is_staged, to_host and from_host");
+  CONVEYOR_CHECK(options_.to_host && options_.from_host,
+                 "StagingTransport needs to_host and from_host");
   if (!options_.alloc_host) options_.alloc_host = aligned_host;
   if (!options_.free_host) options_.free_host = [](void* p) { std::free(p); };
 }
@@ -73,8 +83,10 @@ StagingTransport::Stats StagingTransport::stats() const {
   return stats_;
 }
 
-MemoryRegion StagingTransport::register_memory(void* p, size_t bytes) {
-  if (bytes == 0 || !options_.is_staged(p, bytes)) return inner_->register_memory(p, bytes);
+MemoryRegion StagingTransport::register_memory(void* p, size_t bytes, MemoryType type) {
+  if (type == MemoryType::kHost) return inner_->register_memory(p, bytes, type);
+  CONVEYOR_REQUIRE(p != nullptr && bytes > 0, "register_memory: empty buffer ({} bytes at {})",
+                   bytes, p);
   const auto b = reinterpret_cast<uintptr_t>(p);
   {
     std::lock_guard lock(mu_);
@@ -90,7 +102,7 @@ MemoryRegion StagingTransport::register_memory(void* p, size_t bytes) {
   void* host = options_.alloc_host(bytes);
   MemoryRegion inner_region;
   try {
-    inner_region = inner_->register_memory(host, bytes);
+    inner_region = inner_->register_memory(host, bytes, MemoryType::kHost);
   } catch (...) {
     options_.free_host(host);
     throw;
@@ -124,7 +136,7 @@ StagingTransport::HostSide StagingTransport::host_side(const void* p, size_t byt
   }
   if (mirror != nullptr) {
     const auto offset = static_cast<const char*>(p) - static_cast<const char*>(mirror->base);
-    return {static_cast<char*>(mirror->staging) + offset, &mirror->inner, false};
+    return {static_cast<char*>(mirror->host) + offset, &mirror->inner, false};
   }
   return {take_bounce(bytes), nullptr, true};
 }
@@ -154,13 +166,15 @@ void StagingTransport::track(const Request& r, Pending pending) {
 }
 
 Request StagingTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
-                                const MemoryRegion* mr) {
-  if (bytes == 0 || !options_.is_staged(p, bytes)) return inner_->isend(peer, tag, p, bytes, mr);
+                                const MemoryRegion* mr, MemoryType type) {
+  check_region_type(mr, type, p, bytes, "isend");
+  if (type == MemoryType::kHost) return inner_->isend(peer, tag, p, bytes, mr, type);
+  if (bytes == 0) return inner_->isend(peer, tag, p, 0, nullptr, MemoryType::kHost);  // no bytes
   HostSide host = host_side(p, bytes, mr);
   Request r;
   try {
     options_.to_host(host.bytes, p, bytes);
-    r = inner_->isend(peer, tag, host.bytes, bytes, host.region);
+    r = inner_->isend(peer, tag, host.bytes, bytes, host.region, MemoryType::kHost);
   } catch (...) {
     if (host.pooled) give_back_bounce(host.bytes, bytes);  // the inner transport never had it
     throw;
@@ -175,12 +189,15 @@ Request StagingTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
   return r;
 }
 
-Request StagingTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) {
-  if (bytes == 0 || !options_.is_staged(p, bytes)) return inner_->irecv(peer, tag, p, bytes, mr);
+Request StagingTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr,
+                                MemoryType type) {
+  check_region_type(mr, type, p, bytes, "irecv");
+  if (type == MemoryType::kHost) return inner_->irecv(peer, tag, p, bytes, mr, type);
+  if (bytes == 0) return inner_->irecv(peer, tag, p, 0, nullptr, MemoryType::kHost);  // no bytes
   HostSide host = host_side(p, bytes, mr);
   Request r;
   try {
-    r = inner_->irecv(peer, tag, host.bytes, bytes, host.region);
+    r = inner_->irecv(peer, tag, host.bytes, bytes, host.region, MemoryType::kHost);
   } catch (...) {
     if (host.pooled) give_back_bounce(host.bytes, bytes);
     throw;

@@ -2,21 +2,23 @@
 //
 // Debian's UCX is built without CUDA, so UCX can only read and write host memory. This
 // decorator sits in front of such a transport (device_memory_direct() false) and moves every
-// buffer that StagingOptions::is_staged claims (device memory) through host bounce buffers,
-// with copies the caller supplies (the compute backend's to_host / from_host):
+// buffer its caller says is device memory (MemoryType::kDevice, transport.h) through host
+// bounce buffers, with copies the caller supplies (the compute backend's to_host /
+// from_host); the inner transport is only ever given host memory:
 //
 // - isend copies the bytes to host memory first (to_host is synchronous, so the send also
 //   waits for whatever the compute stream still writes into them), then sends the copy.
 // - irecv receives into host memory; the copy into the caller's buffer (from_host) runs when
 //   test / wait / wait_all first sees the receive complete, so on their return the bytes are
 //   where the caller asked for them.
-// - register_memory of staged memory registers a host mirror of the same size with the inner
-//   transport; a message inside the region uses the mirror at the same offset (nothing is
-//   allocated per message). Staged memory outside any region uses bounce buffers from a free
-//   list, reused by size.
+// - register_memory of device memory registers a host mirror of the same size with the inner
+//   transport; a device message inside the region uses the mirror at the same offset
+//   (nothing is allocated per message). Device memory outside any region uses bounce buffers
+//   from a free list, reused by size.
 //
-// Everything else (host buffers, zero-byte messages, the collectives, failures) goes to the
-// inner transport untouched, so a rank whose tensors live in host memory sees no difference.
+// Everything else (host buffers, zero-byte messages, which go as host memory, the
+// collectives, failures) goes to the inner transport untouched, so a rank whose tensors live
+// in host memory sees no difference.
 //
 // Contract: Transport's (transport.h), plus: a staged receive's bytes reach the caller's
 // buffer only through this transport's test / wait / wait_all (a receive whose handle is
@@ -44,9 +46,7 @@
 namespace conveyor::transport {
 
 struct StagingOptions {
-  // True for memory the inner transport cannot reach ([p, p + bytes) in device memory).
-  std::function<bool(const void* p, size_t bytes)> is_staged;
-  // Synchronous copies between staged memory and host memory.
+  // Synchronous copies between device memory and host memory.
   std::function<void(void* host, const void* staged, size_t bytes)> to_host;
   std::function<void(void* staged, const void* host, size_t bytes)> from_host;
   // Bounce buffers and mirrors (pinned memory for CUDA: copies at DMA speed). When unset,
@@ -57,7 +57,7 @@ struct StagingOptions {
 
 class StagingTransport final : public Transport {
  public:
-  // REQUIRES: inner non-null; is_staged, to_host and from_host set.
+  // REQUIRES: inner non-null; to_host and from_host set.
   StagingTransport(std::unique_ptr<Transport> inner, StagingOptions options);
   ~StagingTransport() override;
 
@@ -71,10 +71,12 @@ class StagingTransport final : public Transport {
 
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
-  MemoryRegion register_memory(void* p, size_t bytes) override;
+  MemoryRegion register_memory(void* p, size_t bytes, MemoryType type) override;
   void set_tag_describer(TagDescriber describer) override { inner_->set_tag_describer(describer); }
-  Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) override;
-  Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) override;
+  Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr,
+                MemoryType type) override;
+  Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr,
+                MemoryType type) override;
   bool test(Request& r) override;
   void wait(Request& r, Deadline deadline) override;
   void wait_all(std::span<Request> rs, Deadline deadline) override;

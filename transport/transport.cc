@@ -18,8 +18,8 @@ void* MemoryRegion::data() const {
 size_t MemoryRegion::size() const {
   return impl_ ? impl_->bytes : 0;
 }
-bool MemoryRegion::is_device() const {
-  return impl_ && impl_->device;
+MemoryType MemoryRegion::memory_type() const {
+  return impl_ ? impl_->type : MemoryType::kHost;
 }
 
 bool Request::done() const {

@@ -6,6 +6,19 @@
 //   rank through the bootstrap service (rank 0 serves TCP at MASTER_ADDR:MASTER_PORT),
 //   exchanges UCX worker addresses and creates every endpoint before it returns.
 //
+// Memory types
+//   Every buffer the transport is given is host memory or (CUDA) device memory, and the
+//   caller says which (MemoryType), as NCCL's regMr is told NCCL_PTR_HOST or NCCL_PTR_CUDA:
+//   the transport never asks the driver what a pointer is. register_memory takes the
+//   region's type; isend / irecv take the type of their bytes (host unless the caller says
+//   otherwise), and a region passed with them, or found by address, must have been
+//   registered with that same type (else Error(kRuntime)). A transport whose
+//   device_memory_direct() is false refuses device memory (Error(kRuntime)); a caller with
+//   device tensors puts a StagingTransport (staging_transport.h) in front of it, and
+//   pipeline/runtime/device_transport.h picks that for training. The caller is also
+//   responsible for device memory being ready: its producer (a compute stream) has finished
+//   writing before a send, and nothing reads a receive's buffer before it completes.
+//
 // Point-to-point (isend / irecv / test / wait / cancel)
 //   Tagged, non-blocking, zero-copy for host memory: conveyor hands the caller's pointer
 //   to UCX and never copies the payload. A receive must name the exact peer, tag and
@@ -50,9 +63,13 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "kernels/device.h"
 #include "transport/bootstrap/options.h"
 
 namespace conveyor::transport {
+
+// Host or device memory (kernels/device.h, the device seam): see "Memory types" above.
+using kernels::MemoryType;
 
 // What a message is, as the caller encodes it: an opaque value below 2^kTagBits, matched
 // exactly (the transport adds the source rank; see tag.h). The pipeline's codec is
@@ -78,7 +95,7 @@ class MemoryRegion {
   bool valid() const { return impl_ != nullptr; }
   void* data() const;
   size_t size() const;
-  bool is_device() const;  // CUDA device memory
+  MemoryType memory_type() const;  // as registered
   Impl* impl() const { return impl_.get(); }
 
  private:
@@ -119,14 +136,16 @@ class Transport {
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
 
-  // Registers [p, p+bytes) once (host or CUDA device memory). Operations on memory inside
-  // a registered region use its handle; passing `mr` skips the lookup. Non-blocking.
-  virtual MemoryRegion register_memory(void* p, size_t bytes) = 0;
+  // Registers [p, p+bytes), which is `type` memory (see "Memory types"), once. Operations on
+  // memory inside a registered region use its handle; passing `mr` skips the lookup.
+  // Non-blocking.
+  virtual MemoryRegion register_memory(void* p, size_t bytes, MemoryType type) = 0;
 
   // Whether point-to-point calls and register_memory take CUDA device memory as it is, with
   // no copy through host memory (UCX built with CUDA support: cuda_ipc, GPUDirect RDMA).
-  // When false, a caller that moves device tensors wraps the transport in a StagingTransport
-  // (staging_transport.h), which hands this one host memory only.
+  // When false, device memory is refused, and a caller that moves device tensors wraps the
+  // transport in a StagingTransport (staging_transport.h), which hands this one host memory
+  // only.
   virtual bool device_memory_direct() const { return false; }
 
   // Error messages about a request name its peer, its size and describer(tag); without a
@@ -135,11 +154,11 @@ class Transport {
 
   // Non-blocking. `p` must stay valid (and, for a send, unmodified) until the request
   // completes. peer != rank(); tag <= kMaxTag (else Error(kRuntime)). `mr`, if given, must
-  // contain [p, p+bytes).
+  // contain [p, p+bytes). `type`: the memory [p, p+bytes) is in; a region must have the same.
   virtual Request isend(int peer, Tag tag, const void* p, size_t bytes,
-                        const MemoryRegion* mr = nullptr) = 0;
-  virtual Request irecv(int peer, Tag tag, void* p, size_t bytes,
-                        const MemoryRegion* mr = nullptr) = 0;
+                        const MemoryRegion* mr = nullptr, MemoryType type = MemoryType::kHost) = 0;
+  virtual Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr = nullptr,
+                        MemoryType type = MemoryType::kHost) = 0;
 
   // Non-blocking: progresses UCX once and reports whether `r` completed. Throws if the
   // request failed (size mismatch, UCX error) or a peer died.

@@ -9,8 +9,8 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "kernels/device.h"
 #include "transport/bootstrap/socket.h"
-#include "transport/cuda_support.h"
 #include "transport/rdma.h"
 #include "transport/tag.h"
 
@@ -106,6 +106,10 @@ std::string describe_tag(TagDescriber describer, Tag tag) {
   return describer ? describer(tag) : fmt::format("tag {:#x}", tag);
 }
 
+ucs_memory_type_t ucx_memory_type(MemoryType type) {
+  return type == MemoryType::kDevice ? UCS_MEMORY_TYPE_CUDA : UCS_MEMORY_TYPE_HOST;
+}
+
 }  // namespace
 
 std::string UcxTransport::describe_op(const Request::State& s) const {
@@ -119,10 +123,9 @@ class UcxTransport::Region final : public MemoryRegion::Impl {
   explicit Region(UcxTransport* owner) : owner_(owner) { backend = owner; }
   ~Region() override {
     if (owner_) owner_->deregister(this);
-    cuda::free_pinned(staging);
   }
   UcxTransport* owner_;
-  ucp_mem_h memh = nullptr;  // maps `staging` when set, else `base`
+  ucp_mem_h memh = nullptr;  // maps [base, base + bytes)
 };
 
 // ---- construction and teardown ---------------------------------------------------------
@@ -242,8 +245,9 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
       for (int r = 0; r < options.world_size; ++r) {
         if (r == options.rank) continue;
         const Tag t = kInternalBits;
-        reqs.push_back(post(false, r, pack_tag(r, t), t, &in[r], 1, nullptr));
-        reqs.push_back(post(true, r, pack_tag(options.rank, t), t, &out[r], 1, nullptr));
+        reqs.push_back(post(false, r, pack_tag(r, t), t, &in[r], 1, nullptr, MemoryType::kHost));
+        reqs.push_back(
+            post(true, r, pack_tag(options.rank, t), t, &out[r], 1, nullptr, MemoryType::kHost));
       }
     }
     {
@@ -307,10 +311,7 @@ void UcxTransport::teardown() noexcept {
       ucp_worker_destroy(worker_);
       worker_ = nullptr;
     }
-    in_flight_.for_each([&](Request::State& s) {
-      if (!park || !s.ucx) release(s);  // a parked request's staging stays UCX's
-    });
-    in_flight_.clear();
+    in_flight_.clear();  // a parked request stays alive in its Parked entry
     if (context_) ucp_cleanup(context_);
     context_ = nullptr;
   }
@@ -347,22 +348,33 @@ bool UcxTransport::close_endpoints(uint32_t flags, Deadline deadline) {
 
 // ---- registration ----------------------------------------------------------------------
 
-MemoryRegion UcxTransport::register_memory(void* p, size_t bytes) {
+void UcxTransport::require_reachable(MemoryType type, const void* p, size_t bytes,
+                                     const char* what) const {
+  if (type == MemoryType::kDevice && !ucx_cuda_)
+    throw Error(ErrorKind::kRuntime,
+                fmt::format("{}: {} bytes of device memory at {}, but this UCX reaches host "
+                            "memory only (it has no CUDA support)",
+                            what, bytes, p),
+                "put a StagingTransport in front (pipeline/runtime/device_transport.h does "
+                "for training)");
+}
+
+MemoryRegion UcxTransport::register_memory(void* p, size_t bytes, MemoryType type) {
   CONVEYOR_REQUIRE(p != nullptr && bytes > 0, "register_memory: empty buffer ({} bytes at {})",
                    bytes, p);
+  require_reachable(type, p, bytes, "register_memory");
+  // The caller's word is checked once here, where it is cheap (messages are not checked): UCX
+  // told that host memory is device memory would fault. Host memory is not asked about:
+  // asking would start CUDA in every CPU run on a GPU host.
+  CONVEYOR_CHECK(type == MemoryType::kHost || kernels::is_device_pointer(p),
+                 "register_memory: [{}, +{}) was given as device memory but CUDA does not "
+                 "know it as such",
+                 p, bytes);
   std::lock_guard lock(p2p_mu_);
   auto region = std::make_unique<Region>(this);
   region->base = p;
   region->bytes = bytes;
-  region->device = cuda::is_device_pointer(p);
-  void* map_at = p;
-  ucs_memory_type_t type = UCS_MEMORY_TYPE_HOST;
-  if (region->device && ucx_cuda_) {
-    type = UCS_MEMORY_TYPE_CUDA;
-  } else if (region->device) {
-    region->staging = cuda::alloc_pinned(bytes);
-    map_at = region->staging;
-  }
+  region->type = type;
   auto b = reinterpret_cast<uintptr_t>(p);
   auto next = regions_.lower_bound(b);
   bool overlaps =
@@ -376,9 +388,9 @@ MemoryRegion UcxTransport::register_memory(void* p, size_t bytes) {
   ucp_mem_map_params_t mp{};
   mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
                   UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
-  mp.address = map_at;
+  mp.address = p;
   mp.length = bytes;
-  mp.memory_type = type;
+  mp.memory_type = ucx_memory_type(type);
   ucs_status_t st = ucp_mem_map(context_, &mp, &region->memh);
   if (st != UCS_OK) {
     region->owner_ = nullptr;
@@ -413,7 +425,7 @@ const UcxTransport::Region* UcxTransport::find_region(const void* p, size_t n,
 // ---- point-to-point --------------------------------------------------------------------
 
 Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
-                           const MemoryRegion* mr) {
+                           const MemoryRegion* mr, MemoryType type) {
   // The state was allocated after the previous operation left (see the end): allocating here
   // would delay the message by a malloc.
   auto s = spare_state_ ? std::move(spare_state_) : std::make_shared<Request::State>();
@@ -427,42 +439,31 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
                 fmt::format("rank {} is unreachable: UCX reported {} on its connection", peer,
                             ucs_status_string(static_cast<ucs_status_t>(ep_status_[peer]))));
   }
+  require_reachable(type, p, bytes, is_send ? "isend" : "irecv");
   const Region* region = find_region(p, bytes, mr);
-  bool device = region ? region->device : (bytes > 0 && cuda::is_device_pointer(p));
-  void* buffer = p;
+  CONVEYOR_CHECK(region == nullptr || region->type == type,
+                 "{}: {} bytes at {} given as {} memory lie in a region registered as {} memory",
+                 is_send ? "isend" : "irecv", bytes, p, kernels::memory_type_name(type),
+                 kernels::memory_type_name(region->type));
   ucp_mem_h memh = region ? region->memh : nullptr;
-  ucs_memory_type_t type = UCS_MEMORY_TYPE_HOST;
-  if (device && ucx_cuda_) {
-    type = UCS_MEMORY_TYPE_CUDA;
-  } else if (device) {  // stage through pinned host memory
-    if (region) {
-      buffer = static_cast<char*>(region->staging) +
-               (static_cast<char*>(p) - static_cast<char*>(region->base));
-    } else {
-      buffer = cuda::alloc_pinned(bytes);
-      s->staging_owned = true;
-    }
-    s->staging = buffer;
-    if (is_send) cuda::copy_to_host(buffer, p, bytes);
-  }
   ucp_request_param_t prm{};
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
                      UCP_OP_ATTR_FIELD_MEMORY_TYPE | (memh ? UCP_OP_ATTR_FIELD_MEMH : 0);
   prm.user_data = s.get();
-  prm.memory_type = type;
+  prm.memory_type = ucx_memory_type(type);
   prm.memh = memh;
   ucp_tag_recv_info_t info{};
   void* r;
   if (is_send) {
     prm.cb.send = on_send_done;
-    r = ucp_tag_send_nbx(eps_[peer], buffer, bytes, ucx_tag, &prm);
+    r = ucp_tag_send_nbx(eps_[peer], p, bytes, ucx_tag, &prm);
   } else {
     // UCX 1.13 leaves recv_info unset when a receive completes at once (the message was
     // already waiting), so ask for the callback instead: it always carries the length.
     prm.op_attr_mask |= UCP_OP_ATTR_FIELD_RECV_INFO | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
     prm.recv_info.tag_info = &info;
     prm.cb.recv = on_recv_done;
-    r = ucp_tag_recv_nbx(worker_, buffer, bytes, ucx_tag, ~uint64_t{0}, &prm);
+    r = ucp_tag_recv_nbx(worker_, p, bytes, ucx_tag, ~uint64_t{0}, &prm);
   }
   if (r == nullptr) {  // completed at once; no callback will come
     s->status = UCS_OK;
@@ -476,7 +477,6 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
     if (in_flight_.size() > 1024) {  // forget completed requests whose handles were dropped
       in_flight_.for_each([this](Request::State& f) {
         if (!f.done || f.keep_alive.use_count() > 1) return;
-        release(f);
         in_flight_.remove(f);
       });
     }
@@ -486,25 +486,26 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
   return Request(std::move(s));
 }
 
-Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
-                            const MemoryRegion* mr) {
+Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr,
+                            MemoryType type) {
   CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
                    "isend: rank {} cannot send to rank {} (world size {})", options_.rank, peer,
                    options_.world_size);
   CONVEYOR_CHECK(tag <= kMaxTag, "isend: tag {:#x} is wider than {} bits", tag, kTagBits);
   std::lock_guard lock(p2p_mu_);
   check_peers();
-  return post(true, peer, pack_tag(options_.rank, tag), tag, const_cast<void*>(p), bytes, mr);
+  return post(true, peer, pack_tag(options_.rank, tag), tag, const_cast<void*>(p), bytes, mr, type);
 }
 
-Request UcxTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) {
+Request UcxTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr,
+                            MemoryType type) {
   CONVEYOR_REQUIRE(peer >= 0 && peer < options_.world_size && peer != options_.rank,
                    "irecv: rank {} cannot receive from rank {} (world size {})", options_.rank,
                    peer, options_.world_size);
   CONVEYOR_CHECK(tag <= kMaxTag, "irecv: tag {:#x} is wider than {} bits", tag, kTagBits);
   std::lock_guard lock(p2p_mu_);
   check_peers();
-  return post(false, peer, pack_tag(peer, tag), tag, p, bytes, mr);
+  return post(false, peer, pack_tag(peer, tag), tag, p, bytes, mr, type);
 }
 
 void UcxTransport::progress() {
@@ -536,25 +537,10 @@ void UcxTransport::cancel_receives() {
     ucp_worker_progress(worker_);
 }
 
-void UcxTransport::release(Request::State& s) noexcept {
-  if (s.staging_owned) cuda::free_pinned(s.staging);
-  s.staging = nullptr;
-  s.staging_owned = false;
-}
-
 void UcxTransport::finalize(Request::State& s) {
   if (!s.finalized) {
     s.finalized = true;
     in_flight_.remove(s);  // the caller's handle keeps `s` alive
-    if (s.staging && !s.is_send && s.status == UCS_OK) {
-      try {
-        cuda::copy_to_device(s.user_ptr, s.staging, s.bytes);
-      } catch (...) {
-        release(s);
-        throw;
-      }
-    }
-    release(s);
   }
   auto status = static_cast<ucs_status_t>(s.status);
   if (status == UCS_OK) {
@@ -707,7 +693,6 @@ void UcxTransport::cancel(Request& r) {
     return;
   }
   s.finalized = true;
-  release(s);
   in_flight_.remove(s);
 }
 

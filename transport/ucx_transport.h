@@ -9,9 +9,10 @@
 // contiguous buffers) plus a memory-type hint, so UCX skips its registration cache and
 // memory-type detection.
 //
-// Device memory: passed to UCX as-is when ucp_context_query reports CUDA memory support;
-// otherwise staged through pinned host memory (a registered pinned mirror per region, or
-// a temporary pinned buffer for unregistered device memory).
+// Device memory (the caller says which memory is, transport.h): passed to UCX as it is, with
+// the CUDA memory type, when ucp_context_query reports CUDA memory support
+// (device_memory_direct()); otherwise refused with Error(kRuntime): StagingTransport
+// (staging_transport.h) is the one way device memory crosses a UCX without CUDA.
 //
 // Locking: one lock (p2p_mu_, a SpinLock) around the worker (UCS_THREAD_MODE_SERIALIZED). A wait
 // holds it for a short batch of polls while it spins (a lock round trip costs as much as
@@ -41,11 +42,13 @@ class UcxTransport final : public Transport {
   int rank() const override { return options_.rank; }
   int world_size() const override { return options_.world_size; }
 
-  MemoryRegion register_memory(void* p, size_t bytes) override;
+  MemoryRegion register_memory(void* p, size_t bytes, MemoryType type) override;
   bool device_memory_direct() const override { return ucx_cuda_; }
   void set_tag_describer(TagDescriber describer) override { describer_ = describer; }
-  Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr) override;
-  Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr) override;
+  Request isend(int peer, Tag tag, const void* p, size_t bytes, const MemoryRegion* mr,
+                MemoryType type) override;
+  Request irecv(int peer, Tag tag, void* p, size_t bytes, const MemoryRegion* mr,
+                MemoryType type) override;
   bool test(Request& r) override;
   void wait(Request& r, Deadline deadline) override;
   void wait_all(std::span<Request> rs, Deadline deadline) override;
@@ -65,15 +68,17 @@ class UcxTransport final : public Transport {
 
   // These three REQUIRE p2p_mu_ held.
   Request post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, void* p, size_t bytes,
-               const MemoryRegion* mr);
+               const MemoryRegion* mr, MemoryType type);
   void check_peers();  // throws (after cancelling receives) when the job failed
   // Closes every endpoint (ucp_ep_close_nbx with `flags`) and progresses until they are
   // closed or the deadline passes; returns whether all closed.
   bool close_endpoints(uint32_t flags, Deadline deadline);
   void cancel_receives();  // cancels every outstanding receive
-  // Throws if the request failed; copies staged data back. The lock is not needed for a
-  // request that was never linked (completed when posted): then only `s` is touched.
+  // Throws if the request failed. The lock is not needed for a request that was never linked
+  // (completed when posted): then only `s` is touched.
   void finalize(Request::State& s);
+  // Throws Error(kRuntime) for device memory when this UCX has no CUDA support.
+  void require_reachable(MemoryType type, const void* p, size_t bytes, const char* what) const;
   void progress();
   // Both take the number of polls since UCX last made progress. polls_per_lock: how many
   // polls a wait makes per lock acquisition; back_off: what it does between batches
@@ -82,7 +87,6 @@ class UcxTransport final : public Transport {
   static void back_off(unsigned idle_polls);
   const Region* find_region(const void* p, size_t n, const MemoryRegion* mr) const;
   void deregister(Region* r) noexcept;
-  void release(Request::State& s) noexcept;
   [[noreturn]] void throw_timeout(const Request::State& s, const char* what) const;
   // "receive of 4096 bytes from rank 1 (activation of micro-batch 3, ...)".
   std::string describe_op(const Request::State& s) const;

@@ -3,12 +3,12 @@
 #include <cuda_runtime.h>  // the typed cudaMalloc overloads
 
 #include <cmath>
-#include <cstdlib>
 #include <vector>
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/device.h"
 
 namespace conveyor::cuda_kernels {
 
@@ -44,8 +44,8 @@ std::string describe_device(int gpu, cublasHandle_t cublas) {
 CudaBackend::CudaBackend(int gpu) : gpu_(gpu) {
   try {
     use_device();
-    // A blocking stream: it also orders against the legacy default stream, which the
-    // transport's staging copies (cudaMemcpy) use.
+    // A blocking stream: it also orders against the legacy default stream, so a plain
+    // cudaMemcpy issued outside this backend runs after the ops queued before it.
     check(cudaStreamCreate(&stream_), "cudaStreamCreate");
     check(cublasCreate(&cublas_), "cublasCreate");
     // SetStream resets the workspace to cuBLAS's pool, so the fixed workspace comes after.
@@ -317,27 +317,10 @@ void CudaBackend::add_inplace(float* x, const float* y, size_t n) {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int gpu) {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess || count == 0) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    const std::string why = status != cudaSuccess
-                                ? fmt::format("cudaGetDeviceCount: {}", cudaGetErrorString(status))
-                                : std::string("cudaGetDeviceCount reports 0 devices");
-    throw Error(ErrorKind::kUsage, fmt::format("--device cuda: no GPU was found ({})", why),
-                "run on a machine with an NVIDIA GPU and its driver, or use --device cpu");
-  }
-  int index = gpu;
-  if (gpu < 0) {
-    const char* local_rank = std::getenv("LOCAL_RANK");
-    const long rank = local_rank ? std::strtol(local_rank, nullptr, 10) : 0;
-    index = static_cast<int>((rank > 0 ? rank : 0) % count);
-  } else if (gpu >= count) {
-    throw Error(ErrorKind::kUsage,
-                fmt::format("--gpu {}: this machine has {} GPU(s), numbered 0 to {}", gpu, count,
-                            count - 1));
-  }
-  return std::make_unique<CudaBackend>(index);
+  CONVEYOR_CHECK(gpu >= 0, "make_cuda_backend: GPU {} is not an index (choose_rank_gpu picks one)",
+                 gpu);
+  // The usage errors a user can cause (no GPU, no such GPU), said by the device seam.
+  return std::make_unique<CudaBackend>(choose_rank_gpu(gpu, 0).index);
 }
 
 }  // namespace conveyor::kernels

@@ -89,9 +89,9 @@ class CudaBackend final : public Backend {
   int* bad_row_host_ = nullptr;  // pinned
 };
 
-// The backend for GPU `gpu`, or for gpu < 0 the GPU LOCAL_RANK % device count (LOCAL_RANK
-// unset: 0), so the ranks of one host spread over its GPUs. Throws Error(kUsage) when no GPU
-// is found (the message gives cudaGetDeviceCount's reason) or when gpu is out of range.
+// The backend for GPU `gpu`, the index choose_rank_gpu (kernels/device.h) chose for this rank
+// (REQUIRES gpu >= 0). Throws Error(kUsage) when no GPU is found (the message gives
+// cudaGetDeviceCount's reason) or when gpu is out of range.
 std::unique_ptr<Backend> make_cuda_backend(int gpu);
 
 }  // namespace conveyor::kernels

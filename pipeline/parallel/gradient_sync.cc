@@ -53,9 +53,10 @@ GradientSync::GradientSync(model::StageModel& model, BucketPlan plan, std::vecto
     scratch_.resize(largest_chunk);
   }
   auto& store = model_.store();
-  auto register_span = [&](std::span<float> s) {
+  auto register_span = [&](std::span<float> s) {  // all of them the backend's memory
     return s.empty() ? transport::MemoryRegion()
-                     : transport_->register_memory(s.data(), s.size_bytes());
+                     : transport_->register_memory(s.data(), s.size_bytes(),
+                                                   model_.backend().memory_type());
   };
   grads_region_ = register_span(store.grads());
   if (options_.zero1) params_region_ = register_span(store.params());
@@ -128,7 +129,8 @@ bool GradientSync::reduce(const Job& job) {
   auto& store = model_.store();
   if (job.bucket < 0) {  // the head's wte gradient, kept apart from the store's
     auto& grad = model_.head_wte_grad();
-    const RingRegions regions{if_valid(head_wte_region_), if_valid(scratch_region_)};
+    const RingRegions regions{if_valid(head_wte_region_), if_valid(scratch_region_),
+                              model_.backend().memory_type()};
     if (device_) {
       ring_all_reduce_sum(*transport_, group_, {grad.data(), grad.size()}, op_id(-1),
                           model_.backend(), {device_scratch_.data(), device_scratch_.size()},
@@ -142,7 +144,8 @@ bool GradientSync::reduce(const Job& job) {
   const GradientBucket& b = plan_.buckets[size_t(job.bucket)];
   if (b.tied && !model_.holds_embedding()) return false;  // the tie sets this stage's wte grad
   std::span<float> grads = store.grads().subspan(b.begin, b.elements());
-  const RingRegions regions{if_valid(grads_region_), if_valid(scratch_region_)};
+  const RingRegions regions{if_valid(grads_region_), if_valid(scratch_region_),
+                            model_.backend().memory_type()};
   if (device_) {
     ring_reduce_scatter(*transport_, group_, grads, b.ring_bounds, op_id(job.bucket),
                         model_.backend(), {device_scratch_.data(), device_scratch_.size()},
@@ -236,7 +239,8 @@ void GradientSync::gather_parameters() {
     const GradientBucket& bucket = plan_.buckets[b];
     const uint64_t op = op_id(static_cast<int>(plan_.buckets.size() + 1 + b));
     ring_all_gather(*transport_, group_, params.subspan(bucket.begin, bucket.elements()),
-                    bucket.owner_bounds, op, deadline, {if_valid(params_region_), nullptr});
+                    bucket.owner_bounds, op, deadline,
+                    {if_valid(params_region_), nullptr, model_.backend().memory_type()});
   }
 }
 

@@ -64,10 +64,11 @@ struct Ring {
                 bool into_scratch) const {
     std::vector<transport::Request> reqs;
     if (!out.empty())
-      reqs.push_back(t.isend(right, tag(step), out.data(), out.size_bytes(), regions.data));
+      reqs.push_back(
+          t.isend(right, tag(step), out.data(), out.size_bytes(), regions.data, regions.type));
     if (!in.empty())
       reqs.push_back(t.irecv(left, tag(step), in.data(), in.size_bytes(),
-                             into_scratch ? regions.scratch : regions.data));
+                             into_scratch ? regions.scratch : regions.data, regions.type));
     t.wait_all(reqs, deadline);
   }
 };
@@ -83,6 +84,9 @@ std::vector<size_t> even_chunks(size_t n, size_t parts) {
 void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, std::span<float> data,
                          std::span<const size_t> bounds, uint64_t op, std::vector<float>& scratch,
                          Deadline deadline, RingRegions regions) {
+  CONVEYOR_CHECK(regions.type == transport::MemoryType::kHost,
+                 "ring all-reduce: the host loop given {} memory",
+                 kernels::memory_type_name(regions.type));
   const Ring ring(t, group, data, bounds, op, deadline, regions);
   const size_t N = ring.N, g = ring.g;
   if (N == 1) return;
@@ -99,6 +103,7 @@ void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, st
 void ring_reduce_scatter(transport::Transport& t, std::span<const int> group, std::span<float> data,
                          std::span<const size_t> bounds, uint64_t op, kernels::Backend& backend,
                          std::span<float> scratch, Deadline deadline, RingRegions regions) {
+  regions.type = backend.memory_type();  // data and scratch are the backend's
   const Ring ring(t, group, data, bounds, op, deadline, regions);
   const size_t N = ring.N, g = ring.g;
   if (N == 1) return;
@@ -141,6 +146,7 @@ void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, st
 void ring_all_reduce_sum(transport::Transport& t, std::span<const int> group, std::span<float> data,
                          uint64_t op, kernels::Backend& backend, std::span<float> scratch,
                          Deadline deadline, RingRegions regions) {
+  regions.type = backend.memory_type();  // data and scratch are the backend's
   const auto bounds = even_chunks(data.size(), group.size());
   ring_reduce_scatter(t, group, data, bounds, op, backend, scratch, deadline, regions);
   ring_all_gather(t, group, data, bounds, op, deadline, regions);

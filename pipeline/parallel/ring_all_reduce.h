@@ -37,12 +37,15 @@ inline size_t chunk_holder(size_t k, size_t members) {
 // holding this rank), the same bounds, and the same `op` (a sequence number telling concurrent
 // or consecutive reductions apart; its low 21 bits go into the tags). `scratch` is resized to
 // the largest chunk (a caller that registered it sizes it first, so it never moves).
-// `regions`, when given, are registered regions holding `data` and `scratch`: the transport
-// then uses their handles (zero-copy without a registration lookup). Blocking; every wait ends
-// at `deadline` (Error kRuntime); a dead peer throws Error(kPeerFailed) as the transport does.
+// `regions` says which memory `data` and `scratch` are in (the transport is told, never
+// guesses: transport.h; the overloads that take a backend take it from the backend) and, when
+// given, the registered regions holding them: the transport then uses their handles
+// (zero-copy without a registration lookup). Blocking; every wait ends at `deadline` (Error
+// kRuntime); a dead peer throws Error(kPeerFailed) as the transport does.
 struct RingRegions {
   const transport::MemoryRegion* data = nullptr;
   const transport::MemoryRegion* scratch = nullptr;
+  transport::MemoryType type = transport::MemoryType::kHost;
 };
 
 // Afterwards chunk k of `data` holds the sum on member chunk_holder(k); the other chunks hold

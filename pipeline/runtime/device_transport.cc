@@ -1,23 +1,21 @@
 #include "pipeline/runtime/device_transport.h"
 
 #include "common/log.h"
-#include "transport/cuda_support.h"
+#include "kernels/device.h"
 
 namespace conveyor::pipeline {
 
-transport::StagingOptions staging_options(
-    kernels::Backend& backend, std::function<bool(const void* p, size_t bytes)> is_device) {
+transport::StagingOptions staging_options(kernels::Backend& backend) {
   transport::StagingOptions o;
-  o.is_staged = std::move(is_device);
   o.to_host = [&backend](void* host, const void* device, size_t bytes) {
     backend.to_host(host, device, bytes);
   };
   o.from_host = [&backend](void* device, const void* host, size_t bytes) {
     backend.from_host(device, host, bytes);
   };
-  if (transport::cuda::available()) {
-    o.alloc_host = [](size_t bytes) { return transport::cuda::alloc_pinned(bytes); };
-    o.free_host = [](void* p) { transport::cuda::free_pinned(p); };
+  if (kernels::pinned_memory_available()) {
+    o.alloc_host = [](size_t bytes) { return kernels::alloc_pinned(bytes); };
+    o.free_host = [](void* p) { kernels::free_pinned(p); };
   }
   return o;
 }
@@ -31,10 +29,7 @@ std::unique_ptr<transport::Transport> transport_for_backend(std::unique_ptr<tran
   }
   CONVEYOR_LOG_INFO(
       "device tensors: staged through pinned host memory (this UCX has no CUDA support)");
-  return std::make_unique<transport::StagingTransport>(
-      std::move(t), staging_options(backend, [](const void* p, size_t) {
-        return transport::cuda::is_device_pointer(p);
-      }));
+  return std::make_unique<transport::StagingTransport>(std::move(t), staging_options(backend));
 }
 
 }  // namespace conveyor::pipeline

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
 #include <memory>
 
 #include "kernels/backend.h"
@@ -18,11 +17,11 @@
 
 namespace conveyor::pipeline {
 
-// Staging through `backend`'s copies for the memory `is_device` claims; bounce buffers pinned
-// when CUDA is available here, plain host memory otherwise. REQUIRES: backend outlives the
-// transport's last message.
-transport::StagingOptions staging_options(
-    kernels::Backend& backend, std::function<bool(const void* p, size_t bytes)> is_device);
+// Staging through `backend`'s copies (the memory its callers give as MemoryType::kDevice, which
+// is the backend's: the executor, the gradient sync and the trainer say so per buffer); bounce
+// buffers pinned when the device seam can pin them (kernels/device.h), plain host memory
+// otherwise. REQUIRES: backend outlives the transport's last message.
+transport::StagingOptions staging_options(kernels::Backend& backend);
 
 // See the top of the file; logs which path was chosen. `t` may be null (one rank): null.
 std::unique_ptr<transport::Transport> transport_for_backend(std::unique_ptr<transport::Transport> t,

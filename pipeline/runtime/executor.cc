@@ -125,8 +125,9 @@ struct Executor::Impl {
       SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
       float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
       const bool act = c.kind == CommKind::kRecvActivation;
-      (act ? s.recv_activation : s.recv_gradient) = transport->irecv(
-          ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes, region(s));
+      (act ? s.recv_activation : s.recv_gradient) =
+          transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into,
+                           act_bytes, region(s), model.backend().memory_type());
       (act ? s.activation_pending : s.gradient_pending) = true;
     }
   }
@@ -155,8 +156,9 @@ struct Executor::Impl {
     }
     const double t0 = trace_clock_us();
     if (device) model.backend().synchronize();  // the transport reads what the stream wrote
-    s.sends.push_back(transport->isend(
-        ps.peer_rank, tag(c.kind, c.microbatch, c.peer_virtual_stage), data, act_bytes, region(s)));
+    s.sends.push_back(transport->isend(ps.peer_rank,
+                                       tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
+                                       act_bytes, region(s), model.backend().memory_type()));
     span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
          trace_clock_us());
   }

@@ -22,8 +22,8 @@ SlotState& SlotPool::acquire(int mb, int chunk) {
     auto fresh = std::make_unique<SlotState>();
     fresh->slot = model_.chunk(chunk).make_slot();
     if (transport_) {
-      fresh->region =
-          transport_->register_memory(fresh->slot->memory(), fresh->slot->activation_bytes());
+      fresh->region = transport_->register_memory(
+          fresh->slot->memory(), fresh->slot->activation_bytes(), model_.backend().memory_type());
     }
     s = fresh.get();
     slots_[chunk].push_back(std::move(fresh));

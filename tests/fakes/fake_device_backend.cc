@@ -50,15 +50,6 @@ void FakeDeviceBackend::set_access(bool open) const {
   }
 }
 
-bool FakeDeviceBackend::contains(const void* p, size_t bytes) const {
-  const auto* c = static_cast<const char*>(p);
-  std::lock_guard lock(mu_);
-  auto it = mappings_.upper_bound(c);
-  if (it == mappings_.begin()) return false;
-  --it;
-  return c >= it->first && c + bytes <= it->first + it->second;
-}
-
 size_t FakeDeviceBackend::copies_from_host() const {
   std::lock_guard lock(mu_);
   return from_host_calls_;

@@ -27,8 +27,6 @@ class FakeDeviceBackend final : public kernels::Backend {
 
   const char* name() const override { return "fake-device"; }
   kernels::MemoryType memory_type() const override { return kernels::MemoryType::kDevice; }
-  // Whether [p, p + bytes) lies in one of this backend's allocations (the staging predicate).
-  bool contains(const void* p, size_t bytes) const;
   size_t copies_from_host() const;  // from_host calls so far
 
   void zero(void* p, size_t bytes) override;

@@ -157,19 +157,34 @@ void FakeFabric::combine() {
   cv_.notify_all();
 }
 
-transport::MemoryRegion FakeTransport::register_memory(void* p, size_t bytes) {
+void FakeFabric::require_host(transport::MemoryType type, const char* what, const void* p,
+                              size_t bytes) {
+  if (type == transport::MemoryType::kHost) return;
+  violations_.push_back(fmt::format(
+      "{}: {} bytes of device memory at {} given to a host-only transport", what, bytes, p));
+  throw Error(ErrorKind::kRuntime, violations_.back());
+}
+
+transport::MemoryRegion FakeTransport::register_memory(void* p, size_t bytes,
+                                                       transport::MemoryType type) {
+  {
+    std::lock_guard lock(fabric_.mu_);
+    fabric_.require_host(type, "register_memory", p, bytes);
+  }
   auto impl = std::make_unique<transport::MemoryRegion::Impl>();
   impl->backend = this;
   impl->base = p;
   impl->bytes = bytes;
+  impl->type = type;
   return transport::MemoryRegion(std::move(impl));
 }
 
 Request FakeTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
-                             const transport::MemoryRegion*) {
+                             const transport::MemoryRegion*, transport::MemoryType type) {
   CONVEYOR_CHECK(tag <= transport::kMaxTag, "isend: tag {:#x} is wider than {} bits", tag,
                  transport::kTagBits);
   std::lock_guard lock(fabric_.mu_);
+  fabric_.require_host(type, "isend", p, bytes);
   fabric_.check_alive(rank_);
   auto limit = fabric_.die_after_.find(rank_);
   if (limit != fabric_.die_after_.end() && fabric_.sends_[rank_]++ >= limit->second) {
@@ -200,10 +215,11 @@ Request FakeTransport::isend(int peer, Tag tag, const void* p, size_t bytes,
 }
 
 Request FakeTransport::irecv(int peer, Tag tag, void* p, size_t bytes,
-                             const transport::MemoryRegion*) {
+                             const transport::MemoryRegion*, transport::MemoryType type) {
   CONVEYOR_CHECK(tag <= transport::kMaxTag, "irecv: tag {:#x} is wider than {} bits", tag,
                  transport::kTagBits);
   std::lock_guard lock(fabric_.mu_);
+  fabric_.require_host(type, "irecv", p, bytes);
   fabric_.check_alive(rank_);
   auto s = std::make_shared<Request::State>();
   s->peer = peer;

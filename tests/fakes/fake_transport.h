@@ -23,6 +23,9 @@
 // Unlike UCX, a send never completes before its receive is posted (no eager protocol), and
 // destroying a FakeTransport without shutdown() is not a failure (the executor tests end
 // their ranks without one).
+// - It reaches host memory only (device_memory_direct() false, like Debian's UCX): memory
+//   given as device memory (MemoryType::kDevice, transport.h) is a violation, and is not
+//   touched.
 #pragma once
 
 #include <condition_variable>
@@ -72,6 +75,8 @@ class FakeFabric {
   // Every rank's contribution to one collective, combined once the last one arrives.
   std::vector<uint8_t> collective(int rank, Contribution mine, Deadline deadline);
   void combine();  // REQUIRES mu_ held and every contribution in
+  // Records a violation and throws for device memory (REQUIRES mu_ held).
+  void require_host(transport::MemoryType type, const char* what, const void* p, size_t bytes);
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -98,12 +103,13 @@ class FakeTransport final : public transport::Transport {
 
   int rank() const override { return rank_; }
   int world_size() const override { return fabric_.world_size(); }
-  transport::MemoryRegion register_memory(void* p, size_t bytes) override;
+  transport::MemoryRegion register_memory(void* p, size_t bytes,
+                                          transport::MemoryType type) override;
   void set_tag_describer(transport::TagDescriber describer) override { describer_ = describer; }
   transport::Request isend(int peer, transport::Tag tag, const void* p, size_t bytes,
-                           const transport::MemoryRegion* mr) override;
+                           const transport::MemoryRegion* mr, transport::MemoryType type) override;
   transport::Request irecv(int peer, transport::Tag tag, void* p, size_t bytes,
-                           const transport::MemoryRegion* mr) override;
+                           const transport::MemoryRegion* mr, transport::MemoryType type) override;
   bool test(transport::Request& r) override;
   void wait(transport::Request& r, Deadline deadline) override;
   void wait_all(std::span<transport::Request> rs, Deadline deadline) override;

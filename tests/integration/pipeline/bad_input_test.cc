@@ -123,7 +123,7 @@ TEST_CASE("training on cuda without a GPU exits 2 saying no GPU was found", "[pi
   const bool compiled = kernels_have_cuda();
   if (compiled) {
     try {
-      conveyor::kernels::make_backend({.device = "cuda"});
+      conveyor::kernels::make_backend({.device = conveyor::kernels::DeviceKind::kCuda});
       WARN("SKIPPED: a GPU is usable here, so --device cuda trains instead of failing");
       return;
     } catch (const std::exception&) {

@@ -33,7 +33,7 @@ Bytes Rank::alloc(size_t n) {
 }
 
 transport::MemoryRegion Rank::register_memory(Bytes& b) {
-  return t.register_memory(b.data(), b.bytes());
+  return t.register_memory(b.data(), b.bytes(), type());
 }
 
 void Rank::fill(Bytes& b, size_t offset, size_t n, uint64_t seed) {
@@ -93,9 +93,8 @@ std::vector<RankOutcome> run_ucx(Kind kind, int world, Body body) {
     if (kind == Kind::kStaging) {
       auto device = std::make_unique<FakeDeviceBackend>();
       auto* d = device.get();
-      t = std::make_unique<transport::StagingTransport>(
-          std::move(t), pipeline::staging_options(
-                            *d, [d](const void* p, size_t n) { return d->contains(p, n); }));
+      t = std::make_unique<transport::StagingTransport>(std::move(t),
+                                                        pipeline::staging_options(*d));
       memory = std::move(device);
     } else {
       memory = std::make_unique<kernels::CpuBackend>(1);

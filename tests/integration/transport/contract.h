@@ -67,8 +67,10 @@ class Rank {
   Bytes alloc(size_t n);
   // Registers all of `b` (the one call of Transport::register_memory in the suite).
   transport::MemoryRegion register_memory(Bytes& b);
-  // Whether alloc() hands out device memory (registered regions then say is_device()).
+  // Whether alloc() hands out device memory (registered regions then say kDevice).
   bool device_memory() const { return memory_.memory_type() == kernels::MemoryType::kDevice; }
+  // The type of what alloc() hands out: every isend and irecv of a case says it (transport.h).
+  transport::MemoryType type() const { return memory_.memory_type(); }
 
   // The bytes [offset, offset + n) of b: the pattern keyed by `seed`, or as read.
   void fill(Bytes& b, size_t offset, size_t n, uint64_t seed);

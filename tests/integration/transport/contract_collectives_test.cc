@@ -65,8 +65,8 @@ TRANSPORT_CONTRACT_CASE("a barrier on a second thread runs while the first does 
   const int peer = 1 - r.rank;
   Bytes out = r.alloc(100000), in = r.alloc(100000);
   for (Tag i = 0; i < 10; ++i) {
-    std::vector<Request> rs{r.t.irecv(peer, i, in.data(), in.size()),
-                            r.t.isend(peer, i, out.data(), out.size())};
+    std::vector<Request> rs{r.t.irecv(peer, i, in.data(), in.size(), nullptr, r.type()),
+                            r.t.isend(peer, i, out.data(), out.size(), nullptr, r.type())};
     r.t.wait_all(rs, r.soon());
   }
   side.join();
@@ -79,14 +79,14 @@ TRANSPORT_CONTRACT_CASE("a wait on one thread does not hold up another thread's 
   // message rank 1 replies to: the waiting thread must not keep the transport to itself.
   Bytes ping = r.alloc(64), pong = r.alloc(64);
   if (r.rank == 1) {
-    Request q = r.t.irecv(0, 1, ping.data(), 64);
+    Request q = r.t.irecv(0, 1, ping.data(), 64, nullptr, r.type());
     r.t.wait(q, r.soon());
-    Request s = r.t.isend(0, 2, ping.data(), 64);
+    Request s = r.t.isend(0, 2, ping.data(), 64, nullptr, r.type());
     r.t.wait(s, r.soon());
     return;
   }
   r.fill(ping, 0, 64, 11);
-  Request reply = r.t.irecv(1, 2, pong.data(), 64);
+  Request reply = r.t.irecv(1, 2, pong.data(), 64, nullptr, r.type());
   std::string waiter_error;
   std::thread waiter([&] {
     try {
@@ -95,7 +95,7 @@ TRANSPORT_CONTRACT_CASE("a wait on one thread does not hold up another thread's 
       waiter_error = e.what();
     }
   });
-  Request s = r.t.isend(1, 1, ping.data(), 64);
+  Request s = r.t.isend(1, 1, ping.data(), 64, nullptr, r.type());
   r.t.wait(s, r.soon());
   waiter.join();
   require(waiter_error.empty(), "the waiting thread failed: " + waiter_error);
@@ -116,7 +116,7 @@ TRANSPORT_CONTRACT_CASE(
   const Error e = require_error(
       ErrorKind::kPeerFailed,
       [&] {
-        Request q = r.t.irecv(1, 5, buf.data(), 8);
+        Request q = r.t.irecv(1, 5, buf.data(), 8, nullptr, r.type());
         r.t.wait(q, r.soon());
       },
       "a receive from the aborted rank");

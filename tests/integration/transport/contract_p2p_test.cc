@@ -43,8 +43,8 @@ TRANSPORT_CONTRACT_CASE("messages of 0 B to 300 kB arrive byte-exact in both dir
     Bytes out = r.alloc(n + 1), in = r.alloc(n + 1);
     r.fill(out, 0, n, seed_of(r.rank, tag));
     r.write(in, n, {0xAB});  // a guard byte just past the message
-    std::vector<Request> rs{r.t.irecv(peer, tag, in.data(), n),
-                            r.t.isend(peer, tag, out.data(), n)};
+    std::vector<Request> rs{r.t.irecv(peer, tag, in.data(), n, nullptr, r.type()),
+                            r.t.isend(peer, tag, out.data(), n, nullptr, r.type())};
     r.t.wait_all(rs, r.soon());
     require(rs[0].done() && rs[1].done(), "wait_all returned with a request not done");
     const long bad = r.first_wrong(in, 0, n, seed_of(peer, tag));
@@ -61,7 +61,7 @@ TRANSPORT_CONTRACT_CASE("registered regions report their bounds and carry messag
   const MemoryRegion in_mr = r.register_memory(in);
   require(in_mr.valid() && in_mr.data() == in.data() && in_mr.size() == in.bytes(),
           "the region does not report the buffer it registered");
-  require(in_mr.is_device() == r.device_memory(), "the region misreports its memory type");
+  require(in_mr.memory_type() == r.type(), "the region misreports its memory type");
   // A small and a large message at odd offsets; the receive names its region, the send
   // leaves the transport to find it.
   const std::array<std::pair<size_t, size_t>, 2> messages = {{{13, 100}, {kLarge - 7, kLarge}}};
@@ -69,8 +69,8 @@ TRANSPORT_CONTRACT_CASE("registered regions report their bounds and carry messag
     const auto [offset, n] = messages[i];
     const Tag tag = 200 + i;
     r.fill(out, offset, n, seed_of(r.rank, tag));
-    std::vector<Request> rs{r.t.irecv(peer, tag, in.data() + offset, n, &in_mr),
-                            r.t.isend(peer, tag, out.data() + offset, n)};
+    std::vector<Request> rs{r.t.irecv(peer, tag, in.data() + offset, n, &in_mr, r.type()),
+                            r.t.isend(peer, tag, out.data() + offset, n, nullptr, r.type())};
     r.t.wait_all(rs, r.soon());
     const long bad = r.first_wrong(in, offset, n, seed_of(peer, tag));
     require(bad < 0, fmt::format("{} bytes at offset {}: first wrong byte at {}", n, offset, bad));
@@ -94,7 +94,7 @@ TRANSPORT_CONTRACT_CASE("a receive takes only the message of its peer and tag, i
     for (size_t i = 0; i < tags.size(); ++i) {
       out.push_back(r.alloc(size_of(i)));
       r.fill(out.back(), 0, size_of(i), seed_of(r.rank, tags[i]));
-      rs.push_back(r.t.isend(0, tags[i], out.back().data(), size_of(i)));
+      rs.push_back(r.t.isend(0, tags[i], out.back().data(), size_of(i), nullptr, r.type()));
     }
     r.t.wait_all(rs, r.soon());
     return;
@@ -108,7 +108,7 @@ TRANSPORT_CONTRACT_CASE("a receive takes only the message of its peer and tag, i
   std::vector<Request> rs;
   for (const auto& [peer, i] : posts) {
     in.push_back(r.alloc(size_of(i)));
-    rs.push_back(r.t.irecv(peer, tags[i], in.back().data(), size_of(i)));
+    rs.push_back(r.t.irecv(peer, tags[i], in.back().data(), size_of(i), nullptr, r.type()));
   }
   for (size_t k = posts.size(); k-- > 0;) {
     const auto [peer, i] = posts[k];
@@ -140,9 +140,9 @@ TRANSPORT_CONTRACT_CASE("messages between the same pair with the same tag match 
         bufs.push_back(r.alloc(n));
         if (r.rank == 0) {
           r.fill(bufs.back(), 0, n, seed_of(k, round));
-          rs.push_back(r.t.isend(1, round, bufs.back().data(), n));
+          rs.push_back(r.t.isend(1, round, bufs.back().data(), n, nullptr, r.type()));
         } else {
-          rs.push_back(r.t.irecv(0, round, bufs.back().data(), n));
+          rs.push_back(r.t.irecv(0, round, bufs.back().data(), n, nullptr, r.type()));
         }
       }
     };
@@ -171,8 +171,8 @@ TRANSPORT_CONTRACT_CASE("sends posted before receives on both ranks complete und
     out.push_back(r.alloc(size_of(i)));
     r.fill(out.back(), 0, size_of(i), seed_of(r.rank, i));
     // Send first on purpose: large sends must not deadlock when both ranks do it.
-    rs.push_back(r.t.isend(peer, i, out.back().data(), size_of(i)));
-    rs.push_back(r.t.irecv(peer, i, in.back().data(), size_of(i)));
+    rs.push_back(r.t.isend(peer, i, out.back().data(), size_of(i), nullptr, r.type()));
+    rs.push_back(r.t.irecv(peer, i, in.back().data(), size_of(i), nullptr, r.type()));
   }
   r.t.wait_all(rs, r.soon());
   for (int i = 0; i < kMessages; ++i)
@@ -185,7 +185,7 @@ TRANSPORT_CONTRACT_CASE(
     2) {
   Bytes buf = r.alloc(8);
   if (r.rank == 1) {
-    Request q = r.t.irecv(0, 9, buf.data(), 8);
+    Request q = r.t.irecv(0, 9, buf.data(), 8, nullptr, r.type());
     // Rank 0 sends only after the barrier, which this rank has not reached: test() must
     // return (false) rather than wait for the message.
     require(!r.t.test(q), "test() reported a message that was not sent yet");
@@ -198,7 +198,7 @@ TRANSPORT_CONTRACT_CASE(
   } else {
     r.t.barrier(r.soon());
     r.write(buf, 0, {4, 2, 4, 2, 4, 2, 4, 2});
-    Request s = r.t.isend(1, 9, buf.data(), 8);
+    Request s = r.t.isend(1, 9, buf.data(), 8, nullptr, r.type());
     r.t.wait(s, r.soon());
   }
 }

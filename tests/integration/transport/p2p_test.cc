@@ -49,8 +49,8 @@ TEST_CASE("messages of 1 MiB and 64 MiB arrive byte-exact in both directions", "
     const std::vector<size_t> sizes = {1u << 20, 64u << 20};
     std::vector<uint8_t> send_buf(64u << 20), recv_buf((64u << 20) + 1);
     // Registered (the memh path); the receive names its region, the send is looked up.
-    auto send_mr = t->register_memory(send_buf.data(), send_buf.size());
-    auto recv_mr = t->register_memory(recv_buf.data(), recv_buf.size());
+    auto send_mr = t->register_memory(send_buf.data(), send_buf.size(), MemoryType::kHost);
+    auto recv_mr = t->register_memory(recv_buf.data(), recv_buf.size(), MemoryType::kHost);
     for (size_t i = 0; i < sizes.size(); ++i) {
       size_t n = sizes[i];
       fill_pattern(send_buf.data(), n, 1000 * rank + i);

@@ -68,7 +68,7 @@ TEST_CASE("make_backend(cuda) gives a device backend or says no GPU was found", 
   // Runs on every machine of a CUDA build: with a GPU, the backend works on device memory and
   // names its GPU; without, the error is a usage error (exit 2) that says why.
   BackendOptions options;
-  options.device = "cuda";
+  options.device = DeviceKind::kCuda;
   try {
     auto backend = make_backend(options);
     CHECK(std::string(backend->name()) == "cuda");

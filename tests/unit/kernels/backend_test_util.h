@@ -45,7 +45,7 @@ namespace conveyor::kernels_test {
 inline std::vector<std::string> compiled_backends() {
   std::vector<std::string> devices = {"cpu"};
 #ifdef CONVEYOR_WITH_CUDA
-  // make_backend({"cuda"}) throws when no GPU is present; the cuda cases are then skipped as
+  // make_backend for cuda throws when no GPU is present; the cuda cases are then skipped as
   // described at the top of this file.
   devices.push_back("cuda");
 #endif
@@ -113,7 +113,7 @@ inline Backends& backends() {
     Backends b;
     for (const std::string& device : compiled_backends()) {
       kernels::BackendOptions options;
-      options.device = device;
+      options.device = kernels::parse_device_kind(device);
       try {
         b.runnable.emplace_back(device, kernels::make_backend(options));
       } catch (const std::exception& e) {

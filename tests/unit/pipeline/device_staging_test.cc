@@ -40,14 +40,16 @@ using conveyor::test::FakeTransport;
 
 namespace {
 
-// A rank's transport for device tensors: FakeTransport behind staging through `device`.
+// A rank's transport for device tensors: FakeTransport (host memory only) behind staging
+// through `device`.
 std::unique_ptr<transport::StagingTransport> staged(FakeFabric& fabric, int rank,
                                                     FakeDeviceBackend& device) {
   return std::make_unique<transport::StagingTransport>(
-      std::make_unique<FakeTransport>(fabric, rank),
-      staging_options(
-          device, [&device](const void* p, size_t bytes) { return device.contains(p, bytes); }));
+      std::make_unique<FakeTransport>(fabric, rank), staging_options(device));
 }
+
+constexpr auto kDevice = transport::MemoryType::kDevice;
+constexpr auto kHost = transport::MemoryType::kHost;
 
 std::string error_text(const std::exception_ptr& e) {
   if (!e) return "";
@@ -84,20 +86,20 @@ TEST_CASE("staged messages arrive byte for byte in device memory, host ones unto
   auto src = dev0.alloc<float>(n);
   dev0.from_host(src.data(), pattern.data(), n * sizeof(float));
   auto region_dst = dev1.alloc<float>(n), plain_dst = dev1.alloc<float>(n);
-  const auto region0 = t0->register_memory(src.data(), src.bytes());
-  const auto region1 = t1->register_memory(region_dst.data(), region_dst.bytes());
-  CHECK(region0.is_device());
+  const auto region0 = t0->register_memory(src.data(), src.bytes(), kDevice);
+  const auto region1 = t1->register_memory(region_dst.data(), region_dst.bytes(), kDevice);
+  CHECK(region0.memory_type() == kDevice);
   const auto deadline = Deadline::after_seconds(30);
 
   // Registered on both sides, at an offset inside the region (the mirror's same offset).
-  auto r = t1->irecv(0, 1, region_dst.data() + 100, 500 * sizeof(float), &region1);
-  auto s = t0->isend(1, 1, src.data() + 7, 500 * sizeof(float), &region0);
+  auto r = t1->irecv(0, 1, region_dst.data() + 100, 500 * sizeof(float), &region1, kDevice);
+  auto s = t0->isend(1, 1, src.data() + 7, 500 * sizeof(float), &region0, kDevice);
   t0->wait(s, deadline);
   t1->wait(r, deadline);
   // Unregistered on the receiver: a pooled bounce buffer; the region found by address on
   // the sender (no region passed).
-  auto r2 = t1->irecv(0, 2, plain_dst.data(), n * sizeof(float), nullptr);
-  auto s2 = t0->isend(1, 2, src.data(), n * sizeof(float), nullptr);
+  auto r2 = t1->irecv(0, 2, plain_dst.data(), n * sizeof(float), nullptr, kDevice);
+  auto s2 = t0->isend(1, 2, src.data(), n * sizeof(float), nullptr, kDevice);
   std::vector<transport::Request> both{s2};
   t0->wait_all(both, deadline);
   while (!t1->test(r2)) {
@@ -110,8 +112,8 @@ TEST_CASE("staged messages arrive byte for byte in device memory, host ones unto
   // Host memory passes through: no staging counted.
   const auto before = t0->stats();
   std::vector<float> host_out(pattern), host_in(n);
-  auto r3 = t1->irecv(0, 3, host_in.data(), n * sizeof(float), nullptr);
-  auto s3 = t0->isend(1, 3, host_out.data(), n * sizeof(float), nullptr);
+  auto r3 = t1->irecv(0, 3, host_in.data(), n * sizeof(float), nullptr, kHost);
+  auto s3 = t0->isend(1, 3, host_out.data(), n * sizeof(float), nullptr, kHost);
   t0->wait(s3, deadline);
   t1->wait(r3, deadline);
   CHECK(same_bits(host_in, pattern));
@@ -121,10 +123,40 @@ TEST_CASE("staged messages arrive byte for byte in device memory, host ones unto
   CHECK(t0->stats().mirrors == 1);
 
   // A cancelled staged receive leaves its buffer as it was.
-  auto r4 = t1->irecv(0, 4, plain_dst.data(), n * sizeof(float), nullptr);
+  auto r4 = t1->irecv(0, 4, plain_dst.data(), n * sizeof(float), nullptr, kDevice);
   t1->cancel(r4);
   CHECK(same_bits(to_host(dev1, plain_dst.data(), n), pattern));
   CHECK(fabric.violations().empty());
+}
+
+TEST_CASE("the transport is told each buffer's memory and holds callers to it", "[pipeline]") {
+  // The staging transport stages what its caller gives as device memory, and hands the
+  // transport behind it host memory only (FakeTransport reaches nothing else: it records a
+  // violation for device memory); a region must be of the memory its message says.
+  FakeFabric fabric(2);
+  FakeDeviceBackend dev0, dev1;
+  auto t0 = staged(fabric, 0, dev0);
+  auto t1 = staged(fabric, 1, dev1);
+  auto src = dev0.alloc<float>(64), dst = dev1.alloc<float>(64);
+  const auto region = t0->register_memory(src.data(), src.bytes(), kDevice);
+  std::vector<float> host(64);
+  const auto host_region = t0->register_memory(host.data(), 64 * sizeof(float), kHost);
+  CHECK(host_region.memory_type() == kHost);
+  CHECK_THROWS_WITH(t0->isend(1, 1, src.data(), src.bytes(), &region, kHost),
+                    Catch::Contains("registered as device memory"));
+  CHECK_THROWS_WITH(t0->isend(1, 1, host.data(), 64 * sizeof(float), &host_region, kDevice),
+                    Catch::Contains("registered as host memory"));
+  // A zero-byte device message has nothing to stage and reaches the inner transport as host.
+  auto r = t1->irecv(0, 2, dst.data(), 0, nullptr, kDevice);
+  auto s = t0->isend(1, 2, src.data(), 0, nullptr, kDevice);
+  t0->wait(s, Deadline::after_seconds(30));
+  t1->wait(r, Deadline::after_seconds(30));
+  CHECK(t0->stats().staged_sends == 0);
+  CHECK(fabric.violations().empty());
+  // Device memory given to a host-only transport is refused, not read.
+  FakeTransport inner(fabric, 0);
+  CHECK_THROWS_WITH(inner.register_memory(src.data(), src.bytes(), kDevice),
+                    Catch::Contains("device memory"));
 }
 
 TEST_CASE("overlapping staged registrations are refused", "[pipeline]") {
@@ -132,10 +164,10 @@ TEST_CASE("overlapping staged registrations are refused", "[pipeline]") {
   FakeDeviceBackend dev;
   auto t = staged(fabric, 0, dev);
   auto buf = dev.alloc<float>(1024);
-  const auto a = t->register_memory(buf.data(), 512 * sizeof(float));
-  CHECK_THROWS_WITH(t->register_memory(buf.data() + 100, 100 * sizeof(float)),
+  const auto a = t->register_memory(buf.data(), 512 * sizeof(float), kDevice);
+  CHECK_THROWS_WITH(t->register_memory(buf.data() + 100, 100 * sizeof(float), kDevice),
                     Catch::Contains("overlaps a registered region"));
-  const auto b = t->register_memory(buf.data() + 512, 512 * sizeof(float));  // adjacent: fine
+  const auto b = t->register_memory(buf.data() + 512, 512 * sizeof(float), kDevice);  // adjacent
   CHECK(b.valid());
 }
 
@@ -341,7 +373,7 @@ TEST_CASE("the ring all-reduce on device buffers gives the host ring's bits", "[
             auto scratch = dev.alloc<float>((n + members - 1) / members);
             const auto v = values(g);
             dev.from_host(data.data(), v.data(), n * sizeof(float));
-            const auto data_region = t->register_memory(data.data(), data.bytes());
+            const auto data_region = t->register_memory(data.data(), data.bytes(), kDevice);
             ring_all_reduce_sum(*t, group, {data.data(), n}, 3, dev,
                                 {scratch.data(), scratch.size()}, Deadline::after_seconds(30),
                                 {&data_region, nullptr});

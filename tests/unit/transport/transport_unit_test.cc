@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "tests/test_util.h"
 #include "transport/bootstrap/job_failure.h"
 #include "transport/bootstrap/wire.h"
 #include "transport/rdma.h"
@@ -31,48 +32,7 @@ TEST_CASE("tags carry the source rank beside the caller's 48-bit tag, unchanged"
   CHECK((kMaxTag & kInternalBits) == 0);
 }
 
-namespace {
-
-// Sets environment variables for one scope, restoring the old values after.
-class ScopedEnv {
- public:
-  ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
-    for (const char* n : {"RANK",
-                          "WORLD_SIZE",
-                          "LOCAL_RANK",
-                          "SLURM_PROCID",
-                          "SLURM_NTASKS",
-                          "SLURM_LOCALID",
-                          "SLURM_JOB_NODELIST",
-                          "SLURM_NODELIST",
-                          "OMPI_COMM_WORLD_RANK",
-                          "OMPI_COMM_WORLD_SIZE",
-                          "OMPI_COMM_WORLD_LOCAL_RANK",
-                          "MASTER_ADDR",
-                          "MASTER_PORT",
-                          "CONVEYOR_RDZV_PORT",
-                          "TORCHELASTIC_RUN_ID",
-                          "CONVEYOR_JOB_TOKEN",
-                          "CONVEYOR_UCX_PEER_ERROR_MODE",
-                          "CONVEYOR_FAILURE_REPORT_FD",
-                          "CONVEYOR_CONNECT_TIMEOUT",
-                          "CONVEYOR_HEARTBEAT_TIMEOUT"}) {
-      const char* v = std::getenv(n);
-      saved_.emplace_back(n, v ? std::optional<std::string>(v) : std::nullopt);
-      unsetenv(n);
-    }
-    for (auto& [n, v] : vars) setenv(n, v, 1);
-  }
-  ~ScopedEnv() {
-    for (auto& [n, v] : saved_)
-      v ? (void)setenv(n.c_str(), v->c_str(), 1) : (void)unsetenv(n.c_str());
-  }
-
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-};
-
-}  // namespace
+using conveyor::test::ScopedEnv;
 
 TEST_CASE("options_from_env reads torchrun, Slurm and Open MPI variables", "[transport]") {
   SECTION("nothing set: a single-rank job") {
@@ -404,4 +364,29 @@ TEST_CASE("the ranks of a host are dealt out over equally fast NICs near their G
         std::vector<std::string>{"mlx5_0:1", "mlx5_1:1", "mlx5_2:1", "mlx5_3:1", "mlx5_4:1"});
   // A NUMA node without an active port falls back to every active port.
   CHECK(rdma::pick_net_device(d, 3, 5) == "mlx5_5:1");
+}
+
+TEST_CASE("UCX takes a buffer's memory type from the caller and refuses what it cannot reach",
+          "[transport]") {
+  // One rank: UCX's context and worker, no peers. Host memory registers as host memory.
+  auto t = Transport::create(Options{});
+  std::vector<float> host(1024);
+  {
+    const auto region =
+        t->register_memory(host.data(), host.size() * sizeof(float), MemoryType::kHost);
+    CHECK(region.memory_type() == MemoryType::kHost);
+  }
+  // Host memory given as device memory: a UCX without CUDA support refuses device memory
+  // outright (StagingTransport is the way across); one with CUDA support asks CUDA once, at
+  // registration, and CUDA does not know the pointer.
+  try {
+    t->register_memory(host.data(), host.size() * sizeof(float), MemoryType::kDevice);
+    FAIL("host memory was registered as device memory");
+  } catch (const Error& e) {
+    INFO(e.message());
+    CHECK(e.kind() == ErrorKind::kRuntime);
+    CHECK(e.message().find(t->device_memory_direct() ? "CUDA does not know it"
+                                                     : "has no CUDA support") != std::string::npos);
+  }
+  t->shutdown(Deadline::after_seconds(5));
 }
