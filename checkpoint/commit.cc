@@ -19,14 +19,14 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_stages) {
-  auto path = tmp / sidecar_file_name(stage);
+ShardInfo read_sidecar(const fs::path& tmp, int shard_number, int64_t step, int num_shards) {
+  auto path = tmp / sidecar_file_name(shard_number);
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("cannot commit checkpoint step {}: stage {} has not written its shard "
                             "({} is missing)",
-                            step, stage, path.string()),
+                            step, shard_number, path.string()),
                 "every stage must finish write_shard() before the commit (barrier)");
   }
   json j = json::parse(read_input_file(path), nullptr, false);
@@ -34,11 +34,11 @@ ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_sta
     throw Error(ErrorKind::kRuntime, fmt::format("{} is not valid JSON", path.string()));
   }
   ShardInfo shard = shard_from_json(j, path.string());
-  if (shard.step != step || shard.stage != stage || shard.num_stages != num_stages) {
+  if (shard.step != step || shard.shard != shard_number || shard.num_shards != num_shards) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("{} describes step {} stage {} of {}, expected step {} stage {} of {}",
-                            path.string(), shard.step, shard.stage, shard.num_stages, step, stage,
-                            num_stages),
+                            path.string(), shard.step, shard.shard, shard.num_shards, step,
+                            shard_number, num_shards),
                 "a stale shard from another run is in the temporary directory; call "
                 "remove_stale_temp_dirs() at start-up");
   }
@@ -53,22 +53,22 @@ ShardInfo read_sidecar(const fs::path& tmp, int stage, int64_t step, int num_sta
   return shard;
 }
 
-// Parameters held by several stages (the tied embedding) must be bit-identical copies.
+// Parameters held by several shards (the tied embedding) must be bit-identical copies.
 void warn_on_diverged_copies(const Manifest& m) {
   for (const auto& [name, loc] : m.params) {
-    if (loc.stages.size() < 2) continue;
+    if (loc.shards.size() < 2) continue;
     for (const char* group : {kParams, kExpAvg, kExpAvgSq}) {
       auto path = fmt::format("/{}/{}", group, name);
-      const auto& first = m.shards[static_cast<size_t>(loc.stages[0])].datasets;
+      const auto& first = m.shards[static_cast<size_t>(loc.shards[0])].datasets;
       auto a = first.find(path);
-      for (size_t i = 1; i < loc.stages.size(); ++i) {
-        const auto& other = m.shards[static_cast<size_t>(loc.stages[i])].datasets;
+      for (size_t i = 1; i < loc.shards.size(); ++i) {
+        const auto& other = m.shards[static_cast<size_t>(loc.shards[i])].datasets;
         auto b = other.find(path);
         if (a == first.end() || b == other.end() || a->second.xxh3 == b->second.xxh3) continue;
         CONVEYOR_LOG_WARN(
             "checkpoint step {}: the copies of {} on stages {} and {} differ; loading uses "
             "stage {}'s",
-            m.step, path, loc.stages[0], loc.stages[i], loc.stages[0]);
+            m.step, path, loc.shards[0], loc.shards[i], loc.shards[0]);
       }
     }
   }
@@ -82,9 +82,9 @@ void remove_dir(const fs::path& dir) {
 
 }  // namespace
 
-void commit_step(const fs::path& root, int64_t step, int num_stages, const json& config,
+void commit_step(const fs::path& root, int64_t step, int num_shards, const json& config,
                  const std::string& fingerprint, int keep) {
-  CONVEYOR_CHECK(num_stages >= 1, "commit_step: num_stages is {}", num_stages);
+  CONVEYOR_CHECK(num_shards >= 1, "commit_step: num_shards is {}", num_shards);
   const auto tmp = root / temp_dir_name(step);
   // Not through a link: the commit deletes what it does not know in this folder.
   CONVEYOR_CHECK(fs::is_directory(fs::symlink_status(tmp)),
@@ -94,10 +94,10 @@ void commit_step(const fs::path& root, int64_t step, int num_stages, const json&
 
   Manifest m;
   m.step = step;
-  m.num_stages = num_stages;
+  m.num_shards = num_shards;
   m.config = config;
   m.fingerprint = fingerprint;
-  for (int s = 0; s < num_stages; ++s) m.shards.push_back(read_sidecar(tmp, s, step, num_stages));
+  for (int s = 0; s < num_shards; ++s) m.shards.push_back(read_sidecar(tmp, s, step, num_shards));
   index_params(m, tmp.string());
   warn_on_diverged_copies(m);
 

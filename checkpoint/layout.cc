@@ -15,11 +15,11 @@ std::string step_dir_name(int64_t step) {
 std::string temp_dir_name(int64_t step) {
   return kTempPrefix + step_dir_name(step);
 }
-std::string shard_file_name(int stage) {
-  return fmt::format("stage_{:05d}.h5", stage);
+std::string shard_file_name(int shard) {
+  return fmt::format("stage_{:05d}.h5", shard);
 }
-std::string sidecar_file_name(int stage) {
-  return fmt::format("stage_{:05d}.json", stage);
+std::string sidecar_file_name(int shard) {
+  return fmt::format("stage_{:05d}.json", shard);
 }
 
 std::optional<int64_t> parse_step_dir_name(const std::string& name) {

@@ -97,7 +97,7 @@ json to_json(const ShardInfo& shard) {
     datasets[path] = {
         {"shape", info.shape}, {"dtype", info.dtype}, {"xxh3", checksum_hex(info.xxh3)}};
   }
-  return {{"step", shard.step},  {"stage", shard.stage}, {"num_stages", shard.num_stages},
+  return {{"step", shard.step},  {"stage", shard.shard}, {"num_stages", shard.num_shards},
           {"file", shard.file},  {"bytes", shard.bytes}, {"params", shard.params},
           {"datasets", datasets}};
 }
@@ -105,8 +105,8 @@ json to_json(const ShardInfo& shard) {
 ShardInfo shard_from_json(const json& j, const std::string& source) {
   ShardInfo shard;
   shard.step = field<int64_t>(j, "step", source);
-  shard.stage = field<int>(j, "stage", source);
-  shard.num_stages = field<int>(j, "num_stages", source);
+  shard.shard = field<int>(j, "stage", source);
+  shard.num_shards = field<int>(j, "num_stages", source);
   shard.file = field<std::string>(j, "file", source);
   shard.bytes = field<uint64_t>(j, "bytes", source);
   shard.params = field<std::vector<std::string>>(j, "params", source);
@@ -138,7 +138,7 @@ ShardInfo shard_from_json(const json& j, const std::string& source) {
 
 void index_params(Manifest& manifest, const std::string& source) {
   manifest.params.clear();
-  manifest.layer_stages.clear();
+  manifest.layer_shards.clear();
   for (const auto& shard : manifest.shards) {
     for (const auto& name : shard.params) {
       auto it = shard.datasets.find(fmt::format("/{}/{}", kParams, name));
@@ -147,20 +147,20 @@ void index_params(Manifest& manifest, const std::string& source) {
       }
       auto [loc, inserted] = manifest.params.try_emplace(name);
       if (inserted) {
-        loc->second.stage = shard.stage;
+        loc->second.shard = shard.shard;
         loc->second.file = shard.file;
         loc->second.shape = it->second.shape;
       } else if (loc->second.shape != it->second.shape) {
         malformed(source, fmt::format("parameter {} has different shapes in {} and {}", name,
                                       loc->second.file, shard.file));
       }
-      loc->second.stages.push_back(shard.stage);
+      loc->second.shards.push_back(shard.shard);
       int layer = layer_of(name);
       if (layer >= 0) {
-        if (static_cast<size_t>(layer) >= manifest.layer_stages.size()) {
-          manifest.layer_stages.resize(static_cast<size_t>(layer) + 1, -1);
+        if (static_cast<size_t>(layer) >= manifest.layer_shards.size()) {
+          manifest.layer_shards.resize(static_cast<size_t>(layer) + 1, -1);
         }
-        manifest.layer_stages[static_cast<size_t>(layer)] = shard.stage;
+        manifest.layer_shards[static_cast<size_t>(layer)] = shard.shard;
       }
     }
   }
@@ -172,15 +172,15 @@ json to_json(const Manifest& manifest) {
   json params = json::object();
   for (const auto& [name, loc] : manifest.params) {
     params[name] = {
-        {"file", loc.file}, {"stage", loc.stage}, {"stages", loc.stages}, {"shape", loc.shape}};
+        {"file", loc.file}, {"stage", loc.shard}, {"stages", loc.shards}, {"shape", loc.shape}};
   }
   return {{"format", kFormatName},
           {"format_version", manifest.format_version},
           {"step", manifest.step},
-          {"num_stages", manifest.num_stages},
+          {"num_stages", manifest.num_shards},
           {"fingerprint", manifest.fingerprint},
           {"config", manifest.config},
-          {"layer_stages", manifest.layer_stages},
+          {"layer_stages", manifest.layer_shards},
           {"params", params},
           {"shards", shards}};
 }
@@ -198,20 +198,20 @@ Manifest manifest_from_json(const json& j, const std::string& source) {
                 "use the conveyor version that wrote the checkpoint");
   }
   m.step = field<int64_t>(j, "step", source);
-  m.num_stages = field<int>(j, "num_stages", source);
+  m.num_shards = field<int>(j, "num_stages", source);
   m.fingerprint = field<std::string>(j, "fingerprint", source);
   m.config = j.contains("config") ? j.at("config") : json();
   auto shards = field<json>(j, "shards", source);
   if (!shards.is_array()) malformed(source, "\"shards\" is not an array");
   for (const auto& s : shards) m.shards.push_back(shard_from_json(s, source));
-  if (m.num_stages <= 0 || static_cast<int>(m.shards.size()) != m.num_stages) {
-    malformed(source, fmt::format("num_stages is {} but {} shards are listed", m.num_stages,
+  if (m.num_shards <= 0 || static_cast<int>(m.shards.size()) != m.num_shards) {
+    malformed(source, fmt::format("num_stages is {} but {} shards are listed", m.num_shards,
                                   m.shards.size()));
   }
-  for (int s = 0; s < m.num_stages; ++s) {
-    if (m.shards[static_cast<size_t>(s)].stage != s) {
+  for (int s = 0; s < m.num_shards; ++s) {
+    if (m.shards[static_cast<size_t>(s)].shard != s) {
       malformed(source, fmt::format("shard {} is listed as stage {}", s,
-                                    m.shards[static_cast<size_t>(s)].stage));
+                                    m.shards[static_cast<size_t>(s)].shard));
     }
   }
   index_params(m, source);

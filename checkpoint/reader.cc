@@ -13,7 +13,7 @@ namespace conveyor::checkpoint {
 namespace fs = std::filesystem;
 
 struct CheckpointReader::OpenFiles {
-  std::map<int, h5::Handle> by_stage;
+  std::map<int, h5::Handle> by_shard;
 };
 
 CheckpointReader::CheckpointReader(const fs::path& step_dir)
@@ -34,27 +34,27 @@ std::vector<int64_t> CheckpointReader::shape(const std::string& param) const {
   return it->second.shape;
 }
 
-fs::path CheckpointReader::shard_path(int stage) const {
-  return dir_ / manifest_.shards[static_cast<size_t>(stage)].file;
+fs::path CheckpointReader::shard_path(int shard) const {
+  return dir_ / manifest_.shards[static_cast<size_t>(shard)].file;
 }
 
-const h5::Handle& CheckpointReader::open_shard(int stage) {
-  auto it = files_->by_stage.find(stage);
-  if (it != files_->by_stage.end()) return it->second;
-  const auto& shard = manifest_.shards[static_cast<size_t>(stage)];
-  auto path = shard_path(stage);
-  check_shard_file(path, shard);
+const h5::Handle& CheckpointReader::open_shard(int shard) {
+  auto it = files_->by_shard.find(shard);
+  if (it != files_->by_shard.end()) return it->second;
+  const auto& info = manifest_.shards[static_cast<size_t>(shard)];
+  auto path = shard_path(shard);
+  check_shard_file(path, info);
   h5::Handle file = h5::open_file(path);
-  check_shard_header(file.get(), path, shard);
-  return files_->by_stage.emplace(stage, std::move(file)).first->second;
+  check_shard_header(file.get(), path, info);
+  return files_->by_shard.emplace(shard, std::move(file)).first->second;
 }
 
 void CheckpointReader::read(const std::string& group, const std::string& param, float* out,
                             size_t count) {
   shape(param);  // throws for an unknown parameter
-  const int stage = manifest_.params.at(param).stage;
-  const auto& shard = manifest_.shards[static_cast<size_t>(stage)];
-  const auto path = shard_path(stage);
+  const int main_shard = manifest_.params.at(param).shard;
+  const auto& shard = manifest_.shards[static_cast<size_t>(main_shard)];
+  const auto path = shard_path(main_shard);
   const std::string dataset = fmt::format("/{}/{}", group, param);
   auto expected = shard.datasets.find(dataset);
   if (expected == shard.datasets.end()) {
@@ -70,7 +70,7 @@ void CheckpointReader::read(const std::string& group, const std::string& param, 
                             path.string(), dataset, stored, count),
                 "was the checkpoint written with a different model configuration?");
   }
-  hid_t file = open_shard(stage).get();
+  hid_t file = open_shard(main_shard).get();
   auto view = h5::open_dataset(file, dataset, path);
   if (!view) {
     throw Error(ErrorKind::kUsage,

@@ -1,6 +1,6 @@
-// Reading a committed checkpoint step by parameter name, whatever the number of stages that
+// Reading a committed checkpoint step by parameter name, whatever the number of ranks that
 // wrote it (resharding): each parameter comes from the shard holding its main copy (the
-// lowest stage that has it), and its checksum is verified as it is read.
+// lowest shard that has it), and its checksum is verified as it is read.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -44,10 +44,10 @@ class CheckpointReader {
   nlohmann::json state();
 
  private:
-  struct OpenFiles;  // the shards opened so far, by stage (defined in reader.cc)
+  struct OpenFiles;  // the shards opened so far, by shard number (defined in reader.cc)
 
-  const h5::Handle& open_shard(int stage);
-  std::filesystem::path shard_path(int stage) const;
+  const h5::Handle& open_shard(int shard);
+  std::filesystem::path shard_path(int shard) const;
 
   std::filesystem::path dir_;
   Manifest manifest_;

@@ -21,7 +21,7 @@ namespace conveyor::checkpoint {
 // Checks a shard file on disk against its manifest entry before opening it: present, same
 // size, an HDF5 file. Throws Error(kUsage) naming the shard.
 void check_shard_file(const std::filesystem::path& shard_path, const ShardInfo& shard);
-// Checks the shard's root attributes (step, stage) against the manifest.
+// Checks the shard's root attributes (step, stage: the shard's number) against the manifest.
 void check_shard_header(hid_t file, const std::filesystem::path& shard_path,
                         const ShardInfo& shard);
 // Throws Error(kUsage) naming shard and dataset unless data_sum equals both the dataset's

@@ -70,17 +70,17 @@ void check_consistency(const fs::path& step_dir, const Manifest& m,
                     *named, m.step));
   }
   for (const auto& shard : m.shards) {
-    if (shard.step != m.step || shard.num_stages != m.num_stages) {
+    if (shard.step != m.step || shard.num_shards != m.num_shards) {
       bad(
           fmt::format("manifest.json is of step {} with {} stage(s) but lists shard {} as step "
                       "{} of {} stage(s)",
-                      m.step, m.num_stages, shard.file, shard.step, shard.num_stages));
+                      m.step, m.num_shards, shard.file, shard.step, shard.num_shards));
     }
   }
-  for (size_t layer = 0; layer < m.layer_stages.size(); ++layer) {
-    if (m.layer_stages[layer] < 0) {
+  for (size_t layer = 0; layer < m.layer_shards.size(); ++layer) {
+    if (m.layer_shards[layer] < 0) {
       bad(fmt::format("block {} has no parameters in any shard, though block {} has", layer,
-                      m.layer_stages.size() - 1));
+                      m.layer_shards.size() - 1));
     }
   }
   if (!expected) return;
@@ -142,18 +142,18 @@ void check_shard_file(const fs::path& shard_path, const ShardInfo& shard) {
 
 void check_shard_header(hid_t file, const fs::path& shard_path, const ShardInfo& shard) {
   auto step = h5::read_root_attr_i64(file, "step", shard_path);
-  auto stage = h5::read_root_attr_i64(file, "stage", shard_path);
-  if (!step || !stage) corrupt(shard_path, "has no step/stage attributes (not a conveyor shard)");
-  if (*step != shard.step || *stage != shard.stage) {
+  auto number = h5::read_root_attr_i64(file, "stage", shard_path);  // the shard's number
+  if (!step || !number) corrupt(shard_path, "has no step/stage attributes (not a conveyor shard)");
+  if (*step != shard.step || *number != shard.shard) {
     corrupt(shard_path, fmt::format("holds step {} stage {}, but the manifest expects step {} "
                                     "stage {}",
-                                    *step, *stage, shard.step, shard.stage));
+                                    *step, *number, shard.step, shard.shard));
   }
   // Every format-1 shard has it; a shard without it is still read (the check is skipped).
-  auto num_stages = h5::read_root_attr_i64(file, "num_stages", shard_path);
-  if (num_stages && *num_stages != shard.num_stages) {
+  auto num_shards = h5::read_root_attr_i64(file, "num_stages", shard_path);
+  if (num_shards && *num_shards != shard.num_shards) {
     corrupt(shard_path, fmt::format("was written as one of {} stages, but the manifest says {}",
-                                    *num_stages, shard.num_stages));
+                                    *num_shards, shard.num_shards));
   }
 }
 

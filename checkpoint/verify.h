@@ -42,8 +42,8 @@ using ExpectedParams =
 //   - a directory named step_NNNNNNNNN holds that step (a step copied or renamed over
 //     another is refused);
 //   - every shard, in the manifest and in its own header (root attributes step, stage,
-//     num_stages), is of the manifest's step and stage count (a manifest cut to fewer
-//     stages is refused);
+//     num_stages: the shard's number and count), is of the manifest's step and shard count
+//     (a manifest cut to fewer shards is refused);
 //   - transformer blocks 0..n-1 each have parameters in some shard (no gaps);
 //   - when `expected` is given (a trainer's checkpoint): every shard's entry lists, for each
 //     parameter it holds, the parameter and both Adam moments (kParams, kExpAvg, kExpAvgSq),

@@ -23,8 +23,8 @@ void validate_name(const std::string& name) {
 }
 
 void validate(const ShardContents& c) {
-  CONVEYOR_REQUIRE(c.num_stages >= 1 && c.stage >= 0 && c.stage < c.num_stages,
-                   "checkpoint shard: stage {} is outside 0..{}", c.stage, c.num_stages - 1);
+  CONVEYOR_REQUIRE(c.num_shards >= 1 && c.shard >= 0 && c.shard < c.num_shards,
+                   "checkpoint shard: stage {} is outside 0..{}", c.shard, c.num_shards - 1);
   CONVEYOR_REQUIRE(c.step >= 0, "checkpoint step {} is negative", c.step);
   std::set<std::string> names;
   for (const auto& t : c.params) {
@@ -54,16 +54,17 @@ void validate(const ShardContents& c) {
   }
 }
 
-// TEST HOOK (fault_injection.h): with a fault armed for this step and stage, die or fail
-// half-way through the /params group, leaving a partly written .part file behind.
+// TEST HOOK (fault_injection.h): with a fault armed for this step and shard (its ":STAGE"
+// is the shard's number), die or fail half-way through the /params group, leaving a partly
+// written .part file behind.
 void maybe_fault_midway(const ShardContents& c) {
-  if (fault::armed(fault::kKillInSave, c.step, c.stage)) {
+  if (fault::armed(fault::kKillInSave, c.step, c.shard)) {
     fault::kill_self(fault::kKillInSave, c.step);
   }
-  if (fault::armed(fault::kFailSave, c.step, c.stage)) {
+  if (fault::armed(fault::kFailSave, c.step, c.shard)) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("checkpoint shard of stage {} for step {}: injected failure ({})",
-                            c.stage, c.step, fault::kFailSave),
+                            c.shard, c.step, fault::kFailSave),
                 fmt::format("unset {}; it is a test hook", fault::kFailSave));
   }
 }
@@ -99,7 +100,7 @@ std::filesystem::path begin_step(const std::filesystem::path& root, int64_t step
   }
   files.create_directories(root, ec);
   files.create_directories(tmp, ec);
-  // Another stage may have created it at the same moment; only a missing directory is an error.
+  // Another rank may have created it at the same moment; only a missing directory is an error.
   if (!fs::is_directory(fs::symlink_status(tmp, ec))) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("cannot create checkpoint directory {}: {}", tmp.string(),
@@ -113,9 +114,9 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
   validate(contents);
   ShardInfo info;
   info.step = contents.step;
-  info.stage = contents.stage;
-  info.num_stages = contents.num_stages;
-  info.file = shard_file_name(contents.stage);
+  info.shard = contents.shard;
+  info.num_shards = contents.num_shards;
+  info.file = shard_file_name(contents.shard);
   for (const auto& t : contents.params) info.params.push_back(t.name);
 
   const auto final_path = tmp_dir / info.file;
@@ -129,8 +130,8 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
     h5::write_attr_string(file.get(), "format", kFormatName, part_path);
     h5::write_attr_i64(file.get(), "format_version", kFormatVersion, part_path);
     h5::write_attr_i64(file.get(), "step", contents.step, part_path);
-    h5::write_attr_i64(file.get(), "stage", contents.stage, part_path);
-    h5::write_attr_i64(file.get(), "num_stages", contents.num_stages, part_path);
+    h5::write_attr_i64(file.get(), "stage", contents.shard, part_path);
+    h5::write_attr_i64(file.get(), "num_stages", contents.num_shards, part_path);
 
     write_group(file.get(), kParams, contents.params, part_path, info, &contents);
     if (!contents.exp_avg.empty() || !contents.exp_avg_sq.empty()) {
@@ -164,7 +165,7 @@ ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents&
   files.rename(part_path, final_path);
   info.bytes = std::filesystem::file_size(final_path);
   // Its fsync of tmp_dir also makes the shard's rename durable.
-  write_file_atomic(files, tmp_dir / sidecar_file_name(contents.stage),
+  write_file_atomic(files, tmp_dir / sidecar_file_name(contents.shard),
                     to_json(info).dump(1) + "\n");
   return info;
 }

@@ -1,9 +1,9 @@
-// Writing one stage's shard of a checkpoint step. Knows parameter names, shapes and float
-// buffers; nothing about processes or transports. Several processes (one per stage) call
+// Writing one rank's shard of a checkpoint step. Knows parameter names, shapes and float
+// buffers; nothing about processes or transports. Several processes (one per rank) call
 // these concurrently on the same step; they agree on the temporary directory by its name.
 //
-//   auto tmp = begin_step(root, step);     // every stage
-//   write_shard(tmp, contents);            // every stage, its own shard
+//   auto tmp = begin_step(root, step);     // every rank
+//   write_shard(tmp, contents);            // every rank, its own shard
 //   <barrier>                              // the caller's job
 //   commit_step(root, step, ...);          // one process (commit.h)
 #pragma once
@@ -29,8 +29,8 @@ struct TensorRef {
 
 struct ShardContents {
   int64_t step = 0;
-  int stage = 0;
-  int num_stages = 1;
+  int shard = 0;       // the writing rank; names the file (stage_NNNNN.h5)
+  int num_shards = 1;  // the world size
   std::vector<TensorRef> params;
   // Adam moments: either empty (no optimizer state) or the same names and shapes as params.
   std::vector<TensorRef> exp_avg, exp_avg_sq;
@@ -45,7 +45,7 @@ std::filesystem::path begin_step(const std::filesystem::path& root, int64_t step
 
 // Writes <tmp_dir>/stage_NNNNN.h5 (under a ".part" name, fsynced, then renamed) and its
 // sidecar <tmp_dir>/stage_NNNNN.json holding the returned ShardInfo, so the committer can
-// build the manifest without gathering anything. Blocking; thread-safe for different stages.
+// build the manifest without gathering anything. Blocking; thread-safe for different shards.
 // Throws Error(kUsage) for invalid contents (bad names, mismatched optimizer lists, null data)
 // and Error(kRuntime) for I/O failures, naming the file.
 ShardInfo write_shard(const std::filesystem::path& tmp_dir, const ShardContents& contents);

@@ -36,7 +36,7 @@ HfName hf_name_of(const std::string& name);
 std::string hf_config_json(const model::ModelConfig& model);
 
 // Writes OUT/model.safetensors and OUT/config.json from a committed checkpoint step
-// (any stage count: parameters are read by name). Creates OUT. Each file is replaced whole
+// (any number of shards: parameters are read by name). Creates OUT. Each file is replaced whole
 // (common/file_io.h: temporary name, fsync, rename; a link there is replaced, not followed).
 // Throws Error(kUsage), before any work, when OUT exists and is not a folder; kUsage for a
 // checkpoint without its model configuration or a parameter, kRuntime when writing fails.

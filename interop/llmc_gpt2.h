@@ -23,7 +23,7 @@ inline constexpr int32_t kLlmcVersion = 3;
 inline constexpr int kLlmcHeaderInts = 256;
 inline constexpr int kLlmcVocabMultiple = 128;
 
-// Writes `out_file` from a committed checkpoint step (any stage count), replaced whole
+// Writes `out_file` from a committed checkpoint step (any shard count), replaced whole
 // (common/file_io.h: temporary name, fsync, rename; a link there is replaced, not followed).
 // Throws Error(kUsage), before any work, when `out_file` is a folder, FIFO or device; kUsage
 // for a checkpoint without its model configuration, kRuntime when writing fails.

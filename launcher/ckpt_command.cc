@@ -48,9 +48,9 @@ int run_inspect(const std::string& dir) {
   const int64_t replicas = saved_count("replicas", 1);
   if (replicas > 1) {
     fmt::print("shards: {} ({} replicas x {} stages: one per rank, numbered by rank)\n",
-               m.num_stages, replicas, saved_count("stages", 0));
+               m.num_shards, replicas, saved_count("stages", 0));
   } else {
-    fmt::print("stages: {}\n", m.num_stages);
+    fmt::print("stages: {}\n", m.num_shards);
   }
   fmt::print("fingerprint: {}\n", m.fingerprint.empty() ? "(none)" : m.fingerprint);
   nlohmann::json config = m.config;
@@ -65,14 +65,14 @@ int run_inspect(const std::string& dir) {
   for (const auto& shard : m.shards) {
     bool optim = shard.datasets.count(
         fmt::format("/{}/{}", checkpoint::kExpAvg, shard.params.empty() ? "" : shard.params[0]));
-    fmt::print("  stage {:>3}  {}  {} bytes  {} parameters{}\n", shard.stage, shard.file,
+    fmt::print("  stage {:>3}  {}  {} bytes  {} parameters{}\n", shard.shard, shard.file,
                shard.bytes, shard.params.size(), optim ? " + Adam state" : "");
     total += shard.bytes;
   }
   fmt::print("total: {} bytes\n", total);
-  if (!m.layer_stages.empty()) {
+  if (!m.layer_shards.empty()) {
     fmt::print("layer -> {}: {}\n", replicas > 1 ? "shard" : "stage",
-               fmt::join(m.layer_stages, " "));
+               fmt::join(m.layer_shards, " "));
   }
 
   // One row per parameter copy, in the order each shard wrote them; columns aligned.
@@ -87,7 +87,7 @@ int run_inspect(const std::string& dir) {
       const auto& loc = m.params.at(name);
       Row row{shard.file, name, fmt::format("[{}]", fmt::join(info.shape, ", ")),
               std::to_string(checkpoint::element_count(info.shape) * sizeof(float)),
-              loc.stage == shard.stage ? "" : fmt::format("  (copy of stage {})", loc.stage)};
+              loc.shard == shard.shard ? "" : fmt::format("  (copy of stage {})", loc.shard)};
       name_w = std::max(name_w, row.name.size());
       shape_w = std::max(shape_w, row.shape.size());
       rows.push_back(std::move(row));

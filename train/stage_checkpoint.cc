@@ -199,7 +199,8 @@ int64_t StageCheckpoint::load(const std::string& chosen) {
                                  : fallback;
     };
     const int64_t saved_replicas = saved_count("replicas", 1);
-    const int64_t saved_stages = saved_count("stages", reader.manifest().num_stages);
+    // Before data parallelism there was one shard per stage.
+    const int64_t saved_stages = saved_count("stages", reader.manifest().num_shards);
     CONVEYOR_LOG_INFO("resumed from {} (step {}, saved by {}{} stage(s))", chosen, steps_done,
                       saved_replicas > 1 ? fmt::format("{} replica(s) x ", saved_replicas) : "",
                       saved_stages);
@@ -225,8 +226,8 @@ checkpoint::ShardContents StageCheckpoint::shard_contents(int64_t steps_done, nl
   contents.step = steps_done;
   // One shard per rank (== per stage with one replica); each parameter in the shard of the
   // replica that owns it (gradient_buckets.h), so it is written once per stage holding it.
-  contents.stage = rank_;
-  contents.num_stages = topology_.world_size();
+  contents.shard = rank_;
+  contents.num_shards = topology_.world_size();
   contents.state = std::move(state);
   for (size_t i = 0; i < store.specs().size(); ++i) {
     const int idx = static_cast<int>(i);

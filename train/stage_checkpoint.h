@@ -3,11 +3,11 @@
 // resume on a different number of stages), and saving: synchronously, or asynchronously
 // with a host snapshot written by a background thread.
 //
-// Collective: every stage calls the same functions at the same steps. The topology's
+// Collective: every rank calls the same functions at the same steps. The topology's
 // coordinator rank holds the directory's lock (checkpoint/dir_lock.h) for the job's life,
 // taken in restore() before any rank touches the directory; it removes stale temporary
 // directories, picks the step to resume from and checks that this run may continue it, moves
-// newer steps (an abandoned timeline) aside, and commits each save once every stage has
+// newer steps (an abandoned timeline) aside, and commits each save once every rank has
 // written its shard.
 //
 // The pieces it is made of: the resume policy (resume_policy.h, pure), the data's identity
@@ -80,8 +80,8 @@ class StageCheckpoint {
   // update; a no-op without an async save.
   void before_update();
 
-  // Async saves: what this stage contributes to the step's reduction, and what to do with
-  // the sum over stages (commit when every stage has written, drop the save on a failure).
+  // Async saves: what this rank contributes to the step's reduction, and what to do with
+  // the sum over ranks (commit when every rank has written, drop the save on a failure).
   SaveProgress progress() const;
   void on_progress(const SaveProgress& summed);
 
@@ -90,7 +90,7 @@ class StageCheckpoint {
 
  private:
   struct Snapshot;
-  // What write_shard needs for this stage: the state, and the three arrays (laid out like
+  // What write_shard needs for this rank's shard: the state, and the three arrays (laid out like
   // the model's parameter store) named and shaped by the parameter table.
   checkpoint::ShardContents shard_contents(int64_t steps_done, nlohmann::json state,
                                            const float* params, const float* exp_avg,

@@ -59,7 +59,7 @@ TEST_CASE("4 stages: 10 steps + resume on 4, 2 and 1 stages == 20 straight steps
       CHECK_THAT(r.output, Catch::Contains("saved by 4 stage(s)"));
       REQUIRE(losses(metrics) == std::vector<std::string>(straight.begin() + 10, straight.end()));
       const auto final_dir = root / kFinal;
-      REQUIRE(conveyor::checkpoint::read_manifest(final_dir).num_stages == stages);
+      REQUIRE(conveyor::checkpoint::read_manifest(final_dir).num_shards == stages);  // one replica
       require_bit_identical(reference, read_all(final_dir));
     }
   }

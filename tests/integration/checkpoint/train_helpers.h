@@ -89,13 +89,13 @@ inline Tensors read_all(const std::filesystem::path& step_dir) {
       reader.read(group, name, v.data(), n);
     }
   }
-  // Copies held by two stages (the tied embedding) must be bit-identical too.
+  // Copies held by two shards (the tied embedding) must be bit-identical too.
   for (const auto& [name, loc] : reader.manifest().params) {
-    for (int s : loc.stages) {
+    for (int s : loc.shards) {
       for (const char* group : {"/params/", "/optim/exp_avg/", "/optim/exp_avg_sq/"}) {
-        const auto& a = reader.manifest().shards[loc.stage].datasets.at(group + name);
+        const auto& a = reader.manifest().shards[loc.shard].datasets.at(group + name);
         const auto& b = reader.manifest().shards[s].datasets.at(group + name);
-        INFO(group << name << " stage " << loc.stage << " vs " << s);
+        INFO(group << name << " shard " << loc.shard << " vs " << s);
         CHECK(a.xxh3 == b.xxh3);
       }
     }

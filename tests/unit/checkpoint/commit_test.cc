@@ -66,7 +66,7 @@ TEST_CASE("an existing committed step is replaced by a new commit of the same st
   conveyor::test::TempDir dir;
   save_step(dir.path(), 4, 2);
   save_step(dir.path(), 4, 1);  // e.g. after a fallback, with a different stage count
-  CHECK(read_manifest(dir.path() / "step_000000004").num_stages == 1);
+  CHECK(read_manifest(dir.path() / "step_000000004").num_shards == 1);
   CHECK(verify(dir.path() / "step_000000004").shards == 1);
   CHECK(entries(dir.path()) == std::vector<std::string>{"LATEST", "step_000000004"});
 }

@@ -61,12 +61,12 @@ inline std::vector<FakeTensor> fake_stage(int stage, int num_stages, int64_t ste
   return out;
 }
 
-inline ShardContents contents_of(const std::vector<FakeTensor>& tensors, int stage, int num_stages,
+inline ShardContents contents_of(const std::vector<FakeTensor>& tensors, int shard, int num_shards,
                                  int64_t step) {
   ShardContents c;
   c.step = step;
-  c.stage = stage;
-  c.num_stages = num_stages;
+  c.shard = shard;
+  c.num_shards = num_shards;
   for (const auto& t : tensors) {
     c.params.push_back({t.name, t.shape, t.param.data()});
     c.exp_avg.push_back({t.name, t.shape, t.exp_avg.data()});
@@ -76,7 +76,8 @@ inline ShardContents contents_of(const std::vector<FakeTensor>& tensors, int sta
   return c;
 }
 
-// Writes every stage's shard (as the stage processes would), without committing.
+// Writes every stage's shard (as the stage processes would, one replica: shard == stage),
+// without committing.
 inline void write_all_shards(const std::filesystem::path& root, int64_t step, int num_stages) {
   auto tmp = begin_step(root, step);
   for (int s = 0; s < num_stages; ++s) {

@@ -37,11 +37,11 @@ TEST_CASE("committed checkpoint reads back bit-exact from every stage layout", "
 
   CheckpointReader reader(step_dir);
   CHECK(reader.manifest().step == 7);
-  CHECK(reader.manifest().num_stages == 2);
+  CHECK(reader.manifest().num_shards == 2);
   CHECK(reader.manifest().fingerprint == "fake-fingerprint");
   CHECK(reader.manifest().config == fake_config());
-  CHECK(reader.manifest().layer_stages == std::vector<int>{0, 0, 1, 1});
-  CHECK(reader.manifest().params.at(conveyor::model::kWteWeight).stages == std::vector<int>{0, 1});
+  CHECK(reader.manifest().layer_shards == std::vector<int>{0, 0, 1, 1});
+  CHECK(reader.manifest().params.at(conveyor::model::kWteWeight).shards == std::vector<int>{0, 1});
   CHECK(reader.manifest().params.at(conveyor::model::kLnFWeight).file == "stage_00001.h5");
 
   // Read as a 1-stage and a 4-stage trainer would: every tensor by its global name.
@@ -99,8 +99,8 @@ TEST_CASE("write_shard rejects invalid contents", "[checkpoint]") {
   SECTION("a duplicate name") {
     c.params[1].name = c.params[0].name;
   }
-  SECTION("stage out of range") {
-    c.stage = 1;
+  SECTION("shard out of range") {
+    c.shard = 1;
   }
   try {
     write_shard(tmp, c);
