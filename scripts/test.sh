@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies (Debian packages), builds conveyor and runs the whole test suite.
 # Usage: scripts/test.sh [preset]    preset: release (default), debug, asan, tsan
-#        (tsan runs the transport and pipeline/executor tests only)
+#        (tsan runs the transport, pipeline and train tests only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-release}
