@@ -105,6 +105,12 @@ class Backend {
   virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;    // backend -> host
   virtual void from_host(void* dst, const void* host_src, size_t bytes) = 0;  // host -> backend
   virtual void synchronize() = 0;
+  // Makes this backend's device the calling thread's current one (cudaSetDevice on the CUDA
+  // backend; nothing on the CPU). The thread that made the backend is bound; every other
+  // thread that works for it (the gradient all-reduce, the checkpoint snapshot) calls this
+  // first, so that what it runs outside the backend's own ops (pinned allocations, a
+  // CUDA-aware transport) uses this rank's GPU and never opens a context on GPU 0.
+  virtual void bind_thread() {}
 
   // ---- Ops: one pure virtual function per entry of kernels/ops.def, which holds their
   // signatures and contracts -------------------------------------------------------------

@@ -36,7 +36,10 @@ struct SlotLayout {
     Size d_res3, d_fch, d_ln2, d_res2, d_qkv, d_ln1;
   };
   std::vector<LayerOffsets> layers;
-  Size input, input_grad, output_grad;
+  // The tensors that cross the wire, together at the start of the buffer (wire_floats of
+  // them), so the transport registers and stages only those: the output is the last
+  // layer's res3.
+  Size input, input_grad, output_grad, output, wire_floats;
   Size lnf, lnf_mean, lnf_rstd, probs, losses, d_logits, d_lnf;  // head only
   Size total = 0;
 
@@ -50,6 +53,8 @@ struct SlotLayout {
     input = take(N * C);
     input_grad = take(N * C);
     output_grad = take(N * C);
+    output = take(N * C);
+    wire_floats = total;
     for (int l = 0; l < num_layers; ++l) {
       LayerOffsets o{};
       o.ln1 = take(N * C);
@@ -64,7 +69,7 @@ struct SlotLayout {
       o.ln2_rstd = take(N);
       o.fch = take(4 * N * C);
       o.fch_gelu = take(4 * N * C);
-      o.res3 = take(N * C);
+      o.res3 = l + 1 == num_layers ? output : take(N * C);
       o.d_res3 = take(N * C);
       o.d_fch = take(4 * N * C);
       o.d_ln2 = take(N * C);
@@ -153,7 +158,8 @@ std::unique_ptr<Slot> ModelChunk::make_slot() const {
   slot->input_ = base + layout_->input;
   slot->input_grad_ = base + layout_->input_grad;
   slot->output_grad_ = base + layout_->output_grad;
-  slot->output_ = base + layout_->layers.back().res3;
+  slot->output_ = base + layout_->output;
+  slot->wire_bytes_ = layout_->wire_floats * sizeof(float);
   slot->probs_ = spec_.has_head ? base + layout_->probs : nullptr;
   return slot;
 }

@@ -47,9 +47,12 @@ class Slot {
   float loss() const { return loss_; }            // mean loss of this micro-batch (last chunk)
   const float* probs() const { return probs_; }   // [N,V] next-token probabilities (last chunk)
   size_t activation_bytes() const { return buffer_.bytes(); }
-  // The whole activation buffer (input, output and gradients live inside it), for
-  // registering with the transport once.
-  void* memory() { return buffer_.data(); }
+  // The bytes that cross the wire: input, output, input_grad and output_grad, contiguous at
+  // the start of the activation buffer, registered with the transport once. Four [N,C]
+  // tensors, where every block alone keeps about 25 [N,C] and its attention [B,NH,T,T]: a
+  // transport that stages device memory through host memory mirrors only these.
+  void* wire_memory() { return buffer_.data(); }
+  size_t wire_bytes() const { return wire_bytes_; }
   kernels::MemoryType memory_type() const { return buffer_.memory_type(); }
 
  private:
@@ -61,6 +64,7 @@ class Slot {
   float* input_grad_ = nullptr;
   float* output_grad_ = nullptr;
   float* probs_ = nullptr;
+  size_t wire_bytes_ = 0;
   float loss_ = 0;
 };
 

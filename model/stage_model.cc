@@ -104,15 +104,24 @@ void StageModel::zero_grads() {
 }
 
 std::vector<double> StageModel::grad_sum_squares(const std::function<bool(int)>& counted) const {
-  std::vector<double> out(global_table_.size(), 0.0);
+  // Every counted tensor in one reduction: one wait for a device backend, not one per tensor.
+  std::vector<size_t> at;  // global index of each tensor below
+  std::vector<const float*> tensors;
+  std::vector<size_t> sizes;
   for (size_t g = 0; g < global_table_.size(); ++g) {
     const auto& name = global_table_[g].name;
     if (!store_->has(name)) continue;
     if (name == kWteWeight && !holds_embedding()) continue;
     if (counted && !counted(store_->index(name))) continue;
     auto grad = store_->grad(store_->index(name));
-    out[g] = backend().sum_of_squares(grad.data(), grad.size());
+    at.push_back(g);
+    tensors.push_back(grad.data());
+    sizes.push_back(grad.size());
   }
+  std::vector<double> sums(tensors.size());
+  backend().sums_of_squares(sums.data(), tensors.data(), sizes.data(), tensors.size());
+  std::vector<double> out(global_table_.size(), 0.0);
+  for (size_t i = 0; i < at.size(); ++i) out[at[i]] = sums[i];
   return out;
 }
 

@@ -290,6 +290,7 @@ void StageCheckpoint::save(int64_t steps_done) {
   snapshot_->state = state_json(steps_done);
   AsyncSaver::Work work;
   work.copy_snapshot = [this, steps_done] {
+    model_.backend().bind_thread();  // runs on the saver's thread
     if (checkpoint::fault::armed("CONVEYOR_FAULT_SLOW_SNAPSHOT", steps_done, stage_))
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
     copy_snapshot();

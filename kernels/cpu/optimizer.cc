@@ -35,6 +35,10 @@ double sum_of_squares(const float* x, size_t n) {
   return acc;
 }
 
+void sums_of_squares(double* out, const float* const* xs, const size_t* ns, size_t count) {
+  for (size_t i = 0; i < count; ++i) out[i] = sum_of_squares(xs[i], ns[i]);
+}
+
 void scale_inplace(float* x, size_t n, float s) {
   for (size_t i = 0; i < n; ++i) x[i] *= s;
 }

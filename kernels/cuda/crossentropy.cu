@@ -8,7 +8,8 @@
 //
 // The target check runs first on the device and records the smallest bad row; both op
 // kernels read that record and write nothing when it is set, so an op with a bad target
-// leaves every output as it was, without a host round trip between the check and the op.
+// leaves every output as it was, without a host round trip: the backend reads the record at
+// its next wait for the stream (kernels/cuda/cuda_backend.h).
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -30,7 +31,6 @@ __global__ void check_targets_kernel(int* bad_row, const int32_t* targets, int N
 }
 
 void check_targets(cudaStream_t s, int* bad_row, const int32_t* targets, int N, int V) {
-  check(cudaMemsetAsync(bad_row, 0x7f, sizeof(int), s), "cross-entropy target check (reset)");
   if (N <= 0) return;
   constexpr int kThreads = 256;
   check_targets_kernel<<<(N + kThreads - 1) / kThreads, kThreads, 0, s>>>(bad_row, targets, N, V);

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>  // the typed cudaMalloc overloads
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -57,6 +58,8 @@ CudaBackend::CudaBackend(int gpu) : gpu_(gpu) {
     check(cublasSetAtomicsMode(cublas_, CUBLAS_ATOMICS_NOT_ALLOWED), "cublasSetAtomicsMode");
     check(cudaMalloc(&bad_row_, sizeof(int)), "cudaMalloc (target check)");
     check(cudaMallocHost(&bad_row_host_, sizeof(int)), "cudaMallocHost (target check)");
+    check(cudaMemsetAsync(bad_row_, 0x7f, sizeof(int), stream_), "cudaMemsetAsync (target check)");
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (target check)");
     describe_ = describe_device(gpu_, cublas_);
   } catch (...) {
     release();
@@ -134,7 +137,7 @@ void CudaBackend::to_host(void* host_dst, const void* src, size_t bytes) {
   use_device();
   check(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
         "cudaMemcpyAsync (device to host)");
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (device to host)");
+  wait_for_stream("cudaStreamSynchronize (device to host)");
 }
 
 void CudaBackend::from_host(void* dst, const void* host_src, size_t bytes) {
@@ -142,12 +145,34 @@ void CudaBackend::from_host(void* dst, const void* host_src, size_t bytes) {
   use_device();
   check(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_),
         "cudaMemcpyAsync (host to device)");
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (host to device)");
+  wait_for_stream("cudaStreamSynchronize (host to device)");
 }
 
 void CudaBackend::synchronize() {
   use_device();
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  wait_for_stream("cudaStreamSynchronize");
+}
+
+void CudaBackend::wait_for_stream(const char* what) {
+  std::lock_guard lock(target_mutex_);
+  const bool read_record = std::exchange(targets_queued_, false);
+  if (read_record)
+    check(cudaMemcpyAsync(bad_row_host_, bad_row_, sizeof(int), cudaMemcpyDeviceToHost, stream_),
+          "cudaMemcpyAsync (target check)");
+  check(cudaStreamSynchronize(stream_), what);
+  if (!read_record || *bad_row_host_ == ck::kNoBadRow) return;
+  const int row = *bad_row_host_;
+  // Reset, so that the next batch is checked afresh.
+  check(cudaMemsetAsync(bad_row_, 0x7f, sizeof(int), stream_), "cudaMemsetAsync (target check)");
+  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (target check)");
+  throw Error(ErrorKind::kRuntime,
+              fmt::format("cross-entropy: the target of row {} is outside the vocabulary [0, {}); "
+                          "the op wrote nothing",
+                          row, target_vocab_));
+}
+
+void CudaBackend::bind_thread() {
+  use_device();
 }
 
 void CudaBackend::embedding_forward(float* out, const int32_t* tokens, const float* wte,
@@ -238,34 +263,31 @@ void CudaBackend::residual_forward(float* out, const float* a, const float* b, s
   ck::residual_forward(stream_, out, a, b, n);
 }
 
-void CudaBackend::throw_if_bad_target(const int32_t* targets, int V, const char* op) {
-  check(cudaMemcpyAsync(bad_row_host_, bad_row_, sizeof(int), cudaMemcpyDeviceToHost, stream_),
-        "cudaMemcpyAsync (target check)");
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (target check)");
-  const int row = *bad_row_host_;
-  if (row == ck::kNoBadRow) return;
-  int32_t target = 0;
-  check(cudaMemcpy(&target, targets + row, sizeof target, cudaMemcpyDeviceToHost),
-        "cudaMemcpy (bad target)");
-  throw Error(ErrorKind::kRuntime,
-              fmt::format("cross-entropy {}: target {} of row {} is outside the vocabulary [0, {})",
-                          op, target, row, V));
-}
-
 void CudaBackend::crossentropy_forward(float* losses, float* probs, const float* logits,
                                        const int32_t* targets, int N, int V) {
   use_device();
-  std::lock_guard lock(scratch_mutex_);
+  std::lock_guard lock(target_mutex_);
   ck::crossentropy_forward(stream_, bad_row_, losses, probs, logits, targets, N, V);
-  throw_if_bad_target(targets, V, "forward");
+  targets_queued_ = true;
+  target_vocab_ = V;
 }
 
 void CudaBackend::crossentropy_backward(float* dlogits, const float* probs, const int32_t* targets,
                                         float scale, int N, int V) {
   use_device();
-  std::lock_guard lock(scratch_mutex_);
+  std::lock_guard lock(target_mutex_);
   ck::crossentropy_backward(stream_, bad_row_, dlogits, probs, targets, scale, N, V);
-  throw_if_bad_target(targets, V, "backward");
+  targets_queued_ = true;
+  target_vocab_ = V;
+}
+
+void CudaBackend::reserve_partials(size_t chunks) {
+  if (chunks <= partials_capacity_) return;
+  if (partials_) check(cudaFree(partials_), "cudaFree (sum partials)");
+  partials_ = nullptr;
+  partials_capacity_ = 0;
+  check(cudaMalloc(&partials_, chunks * sizeof(double)), "cudaMalloc (sum partials)");
+  partials_capacity_ = chunks;
 }
 
 double CudaBackend::chunked_sum(const float* x, size_t n, bool squares) {
@@ -273,19 +295,13 @@ double CudaBackend::chunked_sum(const float* x, size_t n, bool squares) {
   use_device();
   std::lock_guard lock(scratch_mutex_);
   const size_t chunks = ck::sum_chunks(n);
-  if (chunks > partials_capacity_) {
-    if (partials_) check(cudaFree(partials_), "cudaFree (sum partials)");
-    partials_ = nullptr;
-    partials_capacity_ = 0;
-    check(cudaMalloc(&partials_, chunks * sizeof(double)), "cudaMalloc (sum partials)");
-    partials_capacity_ = chunks;
-  }
+  reserve_partials(chunks);
   ck::chunk_sums(stream_, partials_, x, n, squares);
   std::vector<double> partials(chunks);
   check(cudaMemcpyAsync(partials.data(), partials_, chunks * sizeof(double), cudaMemcpyDeviceToHost,
                         stream_),
         "cudaMemcpyAsync (sum partials)");
-  check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (sum)");
+  wait_for_stream("cudaStreamSynchronize (sum)");
   double total = 0.0;
   for (double p : partials) total += p;  // chunk order
   return total;
@@ -297,6 +313,36 @@ double CudaBackend::sum(const float* x, size_t n) {
 
 double CudaBackend::sum_of_squares(const float* x, size_t n) {
   return chunked_sum(x, n, true);
+}
+
+void CudaBackend::sums_of_squares(double* out, const float* const* xs, const size_t* ns,
+                                  size_t count) {
+  use_device();
+  std::lock_guard lock(scratch_mutex_);
+  size_t chunks = 0;
+  for (size_t i = 0; i < count; ++i) chunks += ck::sum_chunks(ns[i]);
+  if (chunks == 0) {
+    for (size_t i = 0; i < count; ++i) out[i] = 0.0;
+    return;
+  }
+  reserve_partials(chunks);
+  size_t at = 0;
+  for (size_t i = 0; i < count; ++i) {
+    ck::chunk_sums(stream_, partials_ + at, xs[i], ns[i], true);
+    at += ck::sum_chunks(ns[i]);
+  }
+  std::vector<double> partials(chunks);
+  check(cudaMemcpyAsync(partials.data(), partials_, chunks * sizeof(double), cudaMemcpyDeviceToHost,
+                        stream_),
+        "cudaMemcpyAsync (sums of squares)");
+  wait_for_stream("cudaStreamSynchronize (sums of squares)");
+  at = 0;
+  for (size_t i = 0; i < count; ++i) {  // each tensor's chunks in chunk order: chunked_sum's bits
+    double total = 0.0;
+    const size_t end = at + ck::sum_chunks(ns[i]);
+    for (; at < end; ++at) total += partials[at];
+    out[i] = total;
+  }
 }
 
 void CudaBackend::adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,

@@ -20,14 +20,19 @@
 //   on the GPU), the chunk sums then added in chunk order on the host. For n <= 4096 that is
 //   the CPU's index order, the same bits; beyond, it differs from the CPU in the last bits.
 //   Both return to the host, so they wait for the stream.
-// - Cross-entropy checks its targets on the device (ops.h) and then waits for the stream to
-//   read the result, so a bad target throws Error(kRuntime) from the call with nothing
-//   written. That costs one stream synchronisation per call (two per micro-batch), which
-//   the trainer's loss readback (sum) needs at that point anyway.
+// - Cross-entropy checks its targets on the device (ops.h) without waiting for it: an op with
+//   a target outside [0, V) writes nothing, and the next call that waits for the stream
+//   (synchronize, to_host, from_host, sum, sum_of_squares, sums_of_squares) throws
+//   Error(kRuntime) naming the row. Callers check targets on the host before they copy them in
+//   (the executor does), so this is the backstop, and it costs no synchronisation.
+// - sums_of_squares(): every tensor's chunk sums in one pass of launches, read back with one
+//   wait; each tensor's chunk sums are added in chunk order, so each result has
+//   sum_of_squares()'s bits.
 //
 // Threads: every public function sets this backend's GPU as the calling thread's current
-// device first, so any thread may call it. Ops may be queued concurrently from several
-// threads; the shared scratch (sum partials, the target-check flag) is guarded by a mutex.
+// device first, so any thread may call it; bind_thread() does only that, for threads that call
+// CUDA outside the backend too. Ops may be queued concurrently from several threads; the
+// shared scratch (sum partials, the target-check record) is guarded by mutexes.
 #pragma once
 
 #include <cublas_v2.h>
@@ -61,6 +66,7 @@ class CudaBackend final : public Backend {
   void to_host(void* host_dst, const void* src, size_t bytes) override;
   void from_host(void* dst, const void* host_src, size_t bytes) override;
   void synchronize() override;
+  void bind_thread() override;
   // Every op of kernels/ops.def (cuda_backend.cc: each queues its launcher of kernels/cuda/ops.h).
 #define CONVEYOR_KERNEL_OP(ret, name, params, args) ret name params override;
 #include "kernels/ops.def"
@@ -73,8 +79,12 @@ class CudaBackend final : public Backend {
   void release() noexcept;  // frees what the constructor got, in reverse order
   void use_device() const;  // makes gpu_ current on the calling thread
   double chunked_sum(const float* x, size_t n, bool squares);
-  // Reads the target check's result (after the stream has run) and throws for a bad row.
-  void throw_if_bad_target(const int32_t* targets, int V, const char* op);
+  // REQUIRES scratch_mutex_ held: partials_ holds at least `chunks` doubles.
+  void reserve_partials(size_t chunks);
+  // Waits for the stream (`what` names the wait in errors). If a cross-entropy op ran since
+  // the last wait, reads the target check's record with it and throws Error(kRuntime) for a
+  // bad row (resetting the record).
+  void wait_for_stream(const char* what);
 
   int gpu_ = 0;
   cudaStream_t stream_ = nullptr;
@@ -82,11 +92,15 @@ class CudaBackend final : public Backend {
   void* cublas_workspace_ = nullptr;
   std::string describe_;
 
-  std::mutex scratch_mutex_;    // guards everything below
+  std::mutex scratch_mutex_;    // guards the sum partials
   double* partials_ = nullptr;  // device, partials_capacity_ doubles
   size_t partials_capacity_ = 0;
-  int* bad_row_ = nullptr;       // device
-  int* bad_row_host_ = nullptr;  // pinned
+
+  std::mutex target_mutex_;       // guards the target check's record; taken after scratch_mutex_
+  int* bad_row_ = nullptr;        // device: ops.h's sticky record
+  int* bad_row_host_ = nullptr;   // pinned: where a wait reads it
+  bool targets_queued_ = false;   // a cross-entropy op ran since the last wait
+  int target_vocab_ = 0;          // V of the last cross-entropy op, for the message
 };
 
 // The backend for GPU `gpu`, the index choose_rank_gpu (kernels/device.h) chose for this rank

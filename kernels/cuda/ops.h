@@ -62,10 +62,11 @@ void gelu_forward(cudaStream_t s, float* out, const float* inp, size_t n);
 void gelu_backward(cudaStream_t s, float* dinp, const float* inp, const float* dout, size_t n);
 void residual_forward(cudaStream_t s, float* out, const float* a, const float* b, size_t n);
 
-// Cross-entropy with its target check on the device. *bad_row (device memory) is first set to
-// kNoBadRow, then to the smallest row whose target is outside [0, V) (atomicMin: the result
-// does not depend on the order); the op's kernel reads it and writes nothing when it is set.
-// The caller reads *bad_row back after the stream has run.
+// Cross-entropy with its target check on the device. *bad_row (device memory, kNoBadRow until
+// a bad target is seen) becomes the smallest row whose target is outside [0, V) (atomicMin: the
+// result does not depend on the order); the op kernels read it and write nothing while it is
+// set. It is sticky: the caller reads it back at its next wait for the stream, and resets it to
+// kNoBadRow (a 0x7f byte fill) after reporting it.
 inline constexpr int kNoBadRow = 0x7f7f7f7f;  // what a 0x7f byte fill gives
 void crossentropy_forward(cudaStream_t s, int* bad_row, float* losses, float* probs,
                           const float* logits, const int32_t* targets, int N, int V);

@@ -166,6 +166,7 @@ bool GradientSync::reduce(const Job& job) {
 }
 
 void GradientSync::worker() {
+  model_.backend().bind_thread();  // the rings' copies, and the transport, on this rank's GPU
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
@@ -193,24 +194,29 @@ void GradientSync::worker() {
 
 void GradientSync::gradients_done(int chunk, int first_done_param) {
   if (group_.size() == 1 || !options_.overlap) return;
+  // The flags are the training thread's own; the queue is shared with the worker.
+  std::vector<Job> ready;
+  // The head's wte gradient is complete once the head's part of W has run (its first call).
+  if (chunk == head_chunk_ && !head_queued_) {
+    head_queued_ = true;
+    ready.push_back({-1});
+  }
+  for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+    const GradientBucket& bucket = plan_.buckets[b];
+    if (bucket.chunk != chunk || bucket_queued_[b] || bucket.first_param < first_done_param)
+      continue;
+    bucket_queued_[b] = true;
+    ready.push_back({static_cast<int>(b)});
+  }
+  if (ready.empty()) return;
+  // The rings read the gradients outside the stream: wait for the kernels writing them, once
+  // per batch of buckets that became ready (not per block of W that finished).
+  if (device_) model_.backend().synchronize();
   {
     std::lock_guard lock(mu_);
-    // The head's wte gradient is complete once the head's part of W has run (its first call).
-    if (chunk == head_chunk_ && !head_queued_) {
-      head_queued_ = true;
-      queue_.push_back({-1});
-      ++pending_;
-      ++queued_;
-    }
-    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
-      const GradientBucket& bucket = plan_.buckets[b];
-      if (bucket.chunk != chunk || bucket_queued_[b] || bucket.first_param < first_done_param)
-        continue;
-      bucket_queued_[b] = true;
-      queue_.push_back({static_cast<int>(b)});
-      ++pending_;
-      ++queued_;
-    }
+    for (const Job& job : ready) queue_.push_back(job);
+    pending_ += static_cast<int>(ready.size());
+    queued_ += static_cast<int>(ready.size());
   }
   cv_.notify_all();
 }

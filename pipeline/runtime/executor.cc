@@ -123,6 +123,7 @@ struct Executor::Impl {
       if (ps.step.is_compute || !is_receive(ps.step.comm.kind) || ps.local) continue;
       const Comm& c = ps.step.comm;
       SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+      pool.before_transport_writes(s);
       float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
       const bool act = c.kind == CommKind::kRecvActivation;
       (act ? s.recv_activation : s.recv_gradient) =
@@ -155,7 +156,7 @@ struct Executor::Impl {
       return;
     }
     const double t0 = trace_clock_us();
-    if (device) model.backend().synchronize();  // the transport reads what the stream wrote
+    if (device) drain_stream();  // the transport reads what the stream wrote
     s.sends.push_back(transport->isend(ps.peer_rank,
                                        tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
                                        act_bytes, region(s), model.backend().memory_type()));
@@ -163,19 +164,42 @@ struct Executor::Impl {
          trace_clock_us());
   }
 
+  void drain_stream() {
+    model.backend().synchronize();
+    pool.stream_drained();
+  }
+
   // The loader writes host memory: straight into a host slot, through host vectors and
-  // from_host into a device one.
-  void load_batch(int mb, model::Slot& slot) {
-    if (!device) {
-      (*load)(mb, slot.tokens(), slot.targets());
-      return;
-    }
+  // from_host into a device one. Tokens and targets are checked here, on the host (the data
+  // set checked them when it opened; this guards the loader), so a GPU never reads outside
+  // the embedding and never has to report a bad target, which would cost it a wait.
+  void load_batch(int mb, model::Slot& slot, const model::ChunkSpec& spec) {
     const size_t n = size_t(model.micro_batch_size()) * model.config().seq;
-    host_tokens.resize(n);
-    host_targets.resize(n);
-    (*load)(mb, host_tokens.data(), host_targets.data());
-    model.backend().from_host(slot.tokens(), host_tokens.data(), n * sizeof(int32_t));
-    model.backend().from_host(slot.targets(), host_targets.data(), n * sizeof(int32_t));
+    int32_t* tokens = slot.tokens();
+    int32_t* targets = slot.targets();
+    if (device) {
+      host_tokens.resize(n);
+      host_targets.resize(n);
+      tokens = host_tokens.data();
+      targets = host_targets.data();
+    }
+    (*load)(mb, tokens, targets);
+    if (spec.has_embedding) check_ids("token", mb, tokens, n);
+    if (spec.has_head) check_ids("target", mb, targets, n);
+    if (!device) return;  // each copy in is a wait for the device: only what the chunk reads
+    if (spec.has_embedding) model.backend().from_host(slot.tokens(), tokens, n * sizeof(int32_t));
+    if (spec.has_head) model.backend().from_host(slot.targets(), targets, n * sizeof(int32_t));
+  }
+
+  void check_ids(const char* what, int mb, const int32_t* ids, size_t n) const {
+    const int vocab = model.config().vocab;
+    for (size_t i = 0; i < n; ++i) {
+      if (ids[i] < 0 || ids[i] >= vocab)
+        throw Error(ErrorKind::kRuntime,
+                    fmt::format("step {} micro-batch {}: {} {} at position {} is outside the "
+                                "vocabulary [0, {})",
+                                step, mb, what, ids[i], i, vocab));
+    }
   }
 
   template <typename F>
@@ -195,7 +219,8 @@ struct Executor::Impl {
     switch (a.op) {
       case Op::kForward: {
         SlotState& s = slot_for(a.microbatch, a.chunk);
-        if (chunk.spec().has_embedding || chunk.spec().has_head) load_batch(a.microbatch, *s.slot);
+        if (chunk.spec().has_embedding || chunk.spec().has_head)
+          load_batch(a.microbatch, *s.slot, chunk.spec());
         ++inflight;
         result.peak_inflight = std::max(result.peak_inflight, inflight);
         CONVEYOR_CHECK(inflight <= sched.max_inflight(stage),
@@ -216,7 +241,6 @@ struct Executor::Impl {
         std::function<void(int)> done;  // on the step's last W of the chunk
         if (last && options.after_chunk_gradients) {
           done = [&](int first_done_param) {
-            model.backend().synchronize();  // the hook's readers see the finished gradients
             options.after_chunk_gradients(a.chunk, first_done_param);
           };
         }

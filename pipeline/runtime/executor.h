@@ -55,8 +55,9 @@ struct StepResult {
 // Called on the executor's thread during and after chunk `chunk`'s last weight-gradient
 // action of the step, each time more of its gradients are final: every parameter of the chunk
 // with store index >= first_done_param (0 at the end of the action: all of them) holds its
-// gradient for the step, and the backend has finished writing it. The data-parallel
-// all-reduce starts its buckets from this (pipeline/parallel/gradient_sync.h).
+// gradient for the step once the backend's queued work has run (a reader outside the
+// backend's stream drains it first: synchronize()). The data-parallel all-reduce starts its
+// buckets from this (pipeline/parallel/gradient_sync.h).
 using GradientsDoneHook = std::function<void(int chunk, int first_done_param)>;
 
 struct ExecutorOptions {

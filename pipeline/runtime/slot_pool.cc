@@ -5,7 +5,11 @@
 namespace conveyor::pipeline {
 
 SlotPool::SlotPool(model::StageModel& model, transport::Transport* transport, double wait_seconds)
-    : model_(model), transport_(transport), wait_seconds_(wait_seconds) {
+    : model_(model),
+      transport_(transport),
+      wait_seconds_(wait_seconds),
+      device_direct_(transport != nullptr && transport->device_memory_direct() &&
+                     model.backend().memory_type() == kernels::MemoryType::kDevice) {
   slots_.resize(model.num_chunks());
 }
 
@@ -23,7 +27,7 @@ SlotState& SlotPool::acquire(int mb, int chunk) {
     fresh->slot = model_.chunk(chunk).make_slot();
     if (transport_) {
       fresh->region = transport_->register_memory(
-          fresh->slot->memory(), fresh->slot->activation_bytes(), model_.backend().memory_type());
+          fresh->slot->wire_memory(), fresh->slot->wire_bytes(), model_.backend().memory_type());
     }
     s = fresh.get();
     slots_[chunk].push_back(std::move(fresh));
@@ -53,7 +57,19 @@ void SlotPool::release(int mb, int chunk) {
                  "still pending",
                  mb, chunk);
   it->second->in_use = false;
+  it->second->stream_may_use = device_direct_;
   active_.erase(it);
+}
+
+void SlotPool::before_transport_writes(SlotState& s) {
+  if (!s.stream_may_use) return;
+  model_.backend().synchronize();
+  stream_drained();
+}
+
+void SlotPool::stream_drained() {
+  for (auto& chunk : slots_)
+    for (auto& s : chunk) s->stream_may_use = false;
 }
 
 int SlotPool::allocated() const {

@@ -2,9 +2,17 @@
 //
 // acquire() hands out the first free slot of the chunk, allocating (and registering with the
 // transport) a new one only when none is free, so after the first step the pool holds exactly the
-// schedule's in-flight peak. A released slot is handed out again only after every send from it has
-// completed (acquire waits for them, with a deadline), so a buffer is never overwritten
-// while the transport may still read it.
+// schedule's in-flight peak. Only the slot's wire tensors are registered (Slot::wire_memory()):
+// a transport that stages device memory mirrors those, not the whole slot. A released slot is
+// handed out again only after every send from it has completed (acquire waits for them, with a
+// deadline), so a buffer is never overwritten while the transport may still read it.
+//
+// Device-direct receives: when the transport writes device memory itself
+// (device_memory_direct(), a CUDA-aware UCX), it does so outside the backend's stream, so a
+// receive must not be posted into a slot whose last micro-batch's kernels (its W, say) may still
+// be queued on the stream. before_transport_writes() drains the stream first when the slot was
+// released since the stream was last drained; the executor reports its own drains
+// (stream_drained()), so the wait happens only when needed.
 //
 // Thread safety: none; the executor's thread owns the pool.
 #pragma once
@@ -30,6 +38,8 @@ struct SlotState {
   transport::Request recv_activation, recv_gradient;
   bool activation_pending = false, gradient_pending = false;
   bool in_use = false;
+  // Released since the stream was last drained: queued kernels may still use it.
+  bool stream_may_use = false;
 };
 
 class SlotPool {
@@ -44,6 +54,11 @@ class SlotPool {
   bool active(int mb, int chunk) const { return active_.contains({mb, chunk}); }
   // Returns the slot to the pool; its sends are waited for when it is next acquired.
   void release(int mb, int chunk);
+  // Before posting a receive into `s`: with a device-direct transport, drains the backend's
+  // stream if kernels of the slot's previous micro-batch may still be queued.
+  void before_transport_writes(SlotState& s);
+  // The backend's stream was drained (synchronize()): no released slot is in use by it.
+  void stream_drained();
 
   int in_use() const { return static_cast<int>(active_.size()); }
   int peak_in_use() const { return peak_in_use_; }
@@ -57,6 +72,7 @@ class SlotPool {
   model::StageModel& model_;
   transport::Transport* transport_;
   double wait_seconds_;
+  bool device_direct_;  // device memory, written by the transport outside the stream
   std::vector<std::vector<std::unique_ptr<SlotState>>> slots_;  // [chunk] -> every slot
   std::map<std::pair<int, int>, SlotState*> active_;            // (mb, chunk) -> slot
   int peak_in_use_ = 0;

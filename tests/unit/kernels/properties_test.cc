@@ -4,6 +4,7 @@
 // the split linear backward, and the exactness of the sums and element-wise helpers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -90,6 +91,8 @@ BACKEND_TEST_CASE("cross-entropy is -log of the softmax probability of the targe
   CHECK(losses[2] > 55.0f);  // not clipped by p(target) underflowing in float
 }
 
+// A backend may report it from the call (cpu) or at its next wait for the device (cuda, which
+// checks on the device without waiting): either way before the caller sees any result.
 BACKEND_TEST_CASE("cross-entropy rejects a target outside the vocabulary before writing",
                   "[kernels]") {
   for (int32_t bad : {4, -1}) {
@@ -103,15 +106,19 @@ BACKEND_TEST_CASE("cross-entropy rejects a target outside the vocabulary before 
       try {
         backend.crossentropy_forward(losses_b.data(), probs_b.data(), logits_b.data(),
                                      targets_b.data(), 2, 4);
+        backend.synchronize();
         FAIL("crossentropy_forward accepted target " << bad);
       } catch (const conveyor::Error& e) {
         CHECK(e.kind() == conveyor::ErrorKind::kRuntime);
+        CHECK_THAT(e.what(), Catch::Contains("row 1"));
       }
       try {
         backend.crossentropy_backward(d_b.data(), probs_b.data(), targets_b.data(), 1.0f, 2, 4);
+        backend.synchronize();
         FAIL("crossentropy_backward accepted target " << bad);
       } catch (const conveyor::Error& e) {
         CHECK(e.kind() == conveyor::ErrorKind::kRuntime);
+        CHECK_THAT(e.what(), Catch::Contains("row 1"));
       }
       CHECK(download(backend, losses_b) == std::vector<float>(2, 5.0f));
       CHECK(download(backend, probs_b) == std::vector<float>(8, 5.0f));
@@ -229,6 +236,25 @@ BACKEND_TEST_CASE("sum and sum_of_squares are double sums in index order", "[ker
   CHECK(backend.sum_of_squares(x_b.data(), x.size()) == want_squares);
   CHECK(backend.sum(x_b.data(), 0) == 0.0);
   CHECK(backend.sum_of_squares(x_b.data(), 0) == 0.0);
+}
+
+BACKEND_TEST_CASE("sums_of_squares gives each tensor sum_of_squares' bits in one call",
+                  "[kernels]") {
+  // Sizes around the CUDA backend's 4096-element chunks, an empty tensor among them.
+  const std::vector<size_t> sizes = {1, 0, 4096, 4097, 10000, 3};
+  std::vector<conveyor::kernels::Buffer<float>> tensors;
+  std::vector<const float*> pointers;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    tensors.push_back(upload(backend, random_floats(std::max<size_t>(sizes[i], 1), 200 + i)));
+    pointers.push_back(tensors.back().data());
+  }
+  std::vector<double> got(sizes.size(), -1.0);
+  backend.sums_of_squares(got.data(), pointers.data(), sizes.data(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    INFO("tensor " << i << " of " << sizes[i] << " elements");
+    CHECK(got[i] == backend.sum_of_squares(pointers[i], sizes[i]));
+  }
+  backend.sums_of_squares(nullptr, nullptr, nullptr, 0);  // nothing to do
 }
 
 BACKEND_TEST_CASE("scale, add and residual are exact float arithmetic", "[kernels]") {

@@ -30,6 +30,7 @@
 #include "pipeline/schedule/topology.h"
 #include "tests/fakes/fake_device_backend.h"
 #include "tests/fakes/fake_transport.h"
+#include "tests/unit/pipeline/device_pipeline.h"
 #include "transport/staging_transport.h"
 
 using namespace conveyor;
@@ -37,39 +38,16 @@ using namespace conveyor::pipeline;
 using conveyor::test::FakeDeviceBackend;
 using conveyor::test::FakeFabric;
 using conveyor::test::FakeTransport;
+using conveyor::test::PipelineRun;
+using conveyor::test::run_pipeline;
+using conveyor::test::same_bits;
+using conveyor::test::staged;
+using conveyor::test::to_host;
 
 namespace {
 
-// A rank's transport for device tensors: FakeTransport (host memory only) behind staging
-// through `device`.
-std::unique_ptr<transport::StagingTransport> staged(FakeFabric& fabric, int rank,
-                                                    FakeDeviceBackend& device) {
-  return std::make_unique<transport::StagingTransport>(
-      std::make_unique<FakeTransport>(fabric, rank), staging_options(device));
-}
-
 constexpr auto kDevice = transport::MemoryType::kDevice;
 constexpr auto kHost = transport::MemoryType::kHost;
-
-std::string error_text(const std::exception_ptr& e) {
-  if (!e) return "";
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& err) {
-    return err.what();
-  }
-}
-
-std::vector<float> to_host(kernels::Backend& k, const float* p, size_t n) {
-  std::vector<float> out(n);
-  k.to_host(out.data(), p, n * sizeof(float));
-  return out;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
 
 }  // namespace
 
@@ -171,127 +149,6 @@ TEST_CASE("overlapping staged registrations are refused", "[pipeline]") {
   CHECK(b.valid());
 }
 
-namespace {
-
-model::ModelConfig tiny_model() {
-  model::ModelConfig c;
-  c.layers = 6;
-  c.heads = 2;
-  c.dim = 16;
-  c.seq = 8;
-  c.vocab = 32;
-  return c;
-}
-constexpr int kMicroBatchSize = 2;
-
-void load_batch(int mb, int32_t* tokens, int32_t* targets) {
-  const auto c = tiny_model();
-  for (int i = 0; i < kMicroBatchSize * c.seq; ++i) {
-    tokens[i] = (mb * 7 + i * 3) % c.vocab;
-    targets[i] = (mb * 5 + i * 11 + 1) % c.vocab;
-  }
-}
-
-// What one rank computed in two steps, read back to the host.
-struct RankResult {
-  std::vector<std::vector<float>> losses;  // per step
-  std::vector<float> grads, head_wte_grad, params;
-  std::string error;
-};
-
-// Two steps of `schedule` on every rank, each rank a thread with its own backend: device
-// (FakeDeviceBackend behind staging) or host (the CPU backend, FakeTransport as it is). With
-// replicas > 1 the stages' gradients are summed over the replicas by GradientSync (buckets of
-// 200 elements), with ZeRO-1 when `zero1` (its parameter all-gather runs too, over parameters
-// no optimizer changed: their bits must survive the trip).
-std::vector<RankResult> run_pipeline(const Schedule& schedule, bool device, int replicas = 1,
-                                     bool zero1 = false) {
-  const Topology topo = Topology::make(replicas, schedule.stages, schedule.virtual_stages);
-  const int p = topo.world_size();
-  FakeFabric fabric(p);
-  std::vector<RankResult> out(p);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < p; ++r) {
-    threads.emplace_back([&, r] {
-      RankResult& me = out[r];
-      try {
-        std::unique_ptr<kernels::Backend> backend;
-        if (device) {
-          backend = std::make_unique<FakeDeviceBackend>();
-        } else {
-          backend = std::make_unique<kernels::CpuBackend>(1);
-        }
-        std::unique_ptr<transport::Transport> t;
-        if (device) {
-          t = staged(fabric, r, static_cast<FakeDeviceBackend&>(*backend));
-        } else {
-          t = std::make_unique<FakeTransport>(fabric, r);
-        }
-        t->set_tag_describer(describe_message);
-        const auto cfg = tiny_model();
-        const auto all =
-            model::chunk_specs(model::default_partition(cfg.layers, topo.num_virtual_stages()));
-        std::vector<model::ChunkSpec> mine;
-        const int stage = topo.place(r).stage;
-        for (int c = 0; c < topo.virtual_stages; ++c)
-          mine.push_back(all[topo.virtual_stage(stage, c)]);
-        const auto params = model::stage_parameters(cfg, mine);
-        std::vector<int> chunk_of;
-        for (const auto& prm : params) chunk_of.push_back(model::chunk_of_parameter(prm, mine));
-        BucketPlan plan = plan_buckets(params, chunk_of, gradient_completion_order(schedule, stage),
-                                       200, replicas);
-        const int replica = topo.place(r).replica;
-        std::vector<bool> moments_kept;
-        if (zero1) moments_kept = GradientSync::owned_parameters(plan, replica);
-        model::StageModel m(*backend, cfg, mine, kMicroBatchSize, moments_kept);
-        m.store().initialize(42);
-        {
-          GradientSyncOptions sync_options;
-          sync_options.zero1 = zero1;
-          sync_options.wait_timeout_s = 30;
-          GradientSync sync(m, std::move(plan), topo.replica_group(stage), replica,
-                            p > 1 ? t.get() : nullptr, sync_options);
-          ExecutorOptions options;
-          options.after_chunk_gradients = [&sync](int chunk, int first) {
-            sync.gradients_done(chunk, first);
-          };
-          Executor executor(m, schedule, topo, r, topo.stages > 1 ? t.get() : nullptr, options);
-          for (int step = 0; step < 2; ++step) {
-            m.zero_grads();
-            sync.begin_step(step);
-            me.losses.push_back(executor.run_step(step, load_batch, 0.01f).losses);
-            sync.finish_gradients();
-            sync.gather_parameters();  // ZeRO-1: every replica's (unchanged) parameters
-          }
-        }
-        auto prm = m.store().params();
-        me.params = to_host(*backend, prm.data(), prm.size());
-        auto g = m.store().grads();
-        me.grads = to_host(*backend, g.data(), g.size());
-        if (m.holds_head())
-          me.head_wte_grad = to_host(*backend, m.head_wte_grad().data(), m.head_wte_grad().size());
-        if (device) {
-          const auto st = static_cast<transport::StagingTransport&>(*t).stats();
-          // Every remote activation and gradient went through host memory.
-          if (p > 1 && (st.staged_sends == 0 || st.staged_receives == 0))
-            me.error = "nothing was staged";
-          // The loader's tokens and targets reached the slots through from_host.
-          if ((m.holds_embedding() || m.holds_head()) &&
-              static_cast<FakeDeviceBackend&>(*backend).copies_from_host() == 0)
-            me.error = "the batch never went through from_host";
-        }
-        t.reset();
-        if (!fabric.violations().empty()) me.error = fabric.violations().front();
-      } catch (...) {
-        me.error = error_text(std::current_exception());
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("a pipeline step on device buffers gives the host path's bits", "[pipeline]") {
   struct Case {
@@ -303,8 +160,8 @@ TEST_CASE("a pipeline step on device buffers gives the host path's bits", "[pipe
         Case{ScheduleKind::kZeroBubbleH1, 2, 1, 1}, Case{ScheduleKind::kInterleaved, 2, 4, 2}}) {
     const Schedule s = make_schedule(c.kind, c.p, c.m, c.v);
     INFO(to_string(c.kind) << " p " << c.p << " m " << c.m << " v " << c.v);
-    const auto host = run_pipeline(s, false);
-    const auto device = run_pipeline(s, true);
+    const auto host = run_pipeline({s, false});
+    const auto device = run_pipeline({s, true});
     for (int r = 0; r < c.p; ++r) {
       INFO("rank " << r << ": host " << host[r].error << " device " << device[r].error);
       REQUIRE(host[r].error.empty());
@@ -326,8 +183,8 @@ TEST_CASE("data-parallel gradient sums on device buffers give the host path's bi
   for (const Case& c : {Case{1, 2, false}, Case{2, 2, false}, Case{1, 3, true}}) {
     const Schedule s = make_schedule(ScheduleKind::kOneFOneB, c.stages, 2);
     INFO(c.stages << " stages x " << c.replicas << " replicas, zero " << c.zero1);
-    const auto host = run_pipeline(s, false, c.replicas, c.zero1);
-    const auto device = run_pipeline(s, true, c.replicas, c.zero1);
+    const auto host = run_pipeline({s, false, c.replicas, c.zero1});
+    const auto device = run_pipeline({s, true, c.replicas, c.zero1});
     for (size_t r = 0; r < host.size(); ++r) {
       INFO("rank " << r << ": host " << host[r].error << " device " << device[r].error);
       REQUIRE(host[r].error.empty());
