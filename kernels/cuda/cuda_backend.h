@@ -96,11 +96,11 @@ class CudaBackend final : public Backend {
   double* partials_ = nullptr;  // device, partials_capacity_ doubles
   size_t partials_capacity_ = 0;
 
-  std::mutex target_mutex_;       // guards the target check's record; taken after scratch_mutex_
-  int* bad_row_ = nullptr;        // device: ops.h's sticky record
-  int* bad_row_host_ = nullptr;   // pinned: where a wait reads it
-  bool targets_queued_ = false;   // a cross-entropy op ran since the last wait
-  int target_vocab_ = 0;          // V of the last cross-entropy op, for the message
+  std::mutex target_mutex_;      // guards the target check's record; taken after scratch_mutex_
+  int* bad_row_ = nullptr;       // device: ops.h's sticky record
+  int* bad_row_host_ = nullptr;  // pinned: where a wait reads it
+  bool targets_queued_ = false;  // a cross-entropy op ran since the last wait
+  int target_vocab_ = 0;         // V of the last cross-entropy op, for the message
 };
 
 // The backend for GPU `gpu`, the index choose_rank_gpu (kernels/device.h) chose for this rank

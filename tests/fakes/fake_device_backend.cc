@@ -162,11 +162,11 @@ bool op_waits(std::string_view op) {
 }
 }  // namespace
 
-#define CONVEYOR_KERNEL_OP(ret, name, params, args) \
-  ret FakeDeviceBackend::name params {              \
+#define CONVEYOR_KERNEL_OP(ret, name, params, args)                           \
+  ret FakeDeviceBackend::name params {                                        \
     [this](const auto&... a) { account(#name, op_waits(#name), a...); } args; \
-    Open o(*this);                                  \
-    return cpu_.name args;                          \
+    Open o(*this);                                                            \
+    return cpu_.name args;                                                    \
   }
 #include "kernels/ops.def"
 

@@ -81,8 +81,7 @@ TEST_CASE("staging pins host memory for the wire tensors of a slot, not for the 
   }
 }
 
-TEST_CASE("a training step waits for the device a handful of times per micro-batch",
-          "[pipeline]") {
+TEST_CASE("a training step waits for the device a handful of times per micro-batch", "[pipeline]") {
   // The same pipeline with 2 and with 8 layers (so 4x the parameter tensors): the host waits
   // of a step (after the first, which allocates) do not grow with the tensors, because the
   // gradient norm is one reduction.

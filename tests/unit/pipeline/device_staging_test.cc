@@ -149,7 +149,6 @@ TEST_CASE("overlapping staged registrations are refused", "[pipeline]") {
   CHECK(b.valid());
 }
 
-
 TEST_CASE("a pipeline step on device buffers gives the host path's bits", "[pipeline]") {
   struct Case {
     ScheduleKind kind;
