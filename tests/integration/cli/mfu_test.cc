@@ -95,7 +95,7 @@ TEST_CASE("without a peak there is no mfu, in the rows or the progress line", "[
   CHECK(r.output.find("MFU") == std::string::npos);
 }
 
-TEST_CASE("ranks told different peaks still form one job; the reporter's peak counts every rank",
+TEST_CASE("ranks told different peaks still form one job, and MFU counts every rank",
           "[cli][mfu]") {
   // Like --gpu, --peak-tflops is left out of the fingerprint the ranks must agree on: two
   // hosts with different devices may be given their own. Rank 1 (stage 1, the head) reports.
