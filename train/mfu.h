@@ -1,11 +1,7 @@
-// MFU (model FLOPs utilisation) of a training job, as model/flops.h defines it: the model
-// FLOP/s the whole job achieves over the peak of all its ranks' devices,
-//
-//   mfu = tokens_per_s x training_flops_per_token / (ranks x peak per rank)
-//
-// where tokens_per_s is the metrics row's: every replica's tokens of one optimizer step over
-// the step's wall time (so it is job-wide), and ranks is the world size, --replicas x
-// --stages. Every rank is taken to run on a device with the same peak: the reporting rank's.
+// MFU (model FLOPs utilisation) for the metrics: model/flops.h's formula (the one place it is
+// stated), with the metrics row's tokens_per_s, which counts every replica's tokens of a step
+// over the step's wall time and so is the whole job's, and ranks = the world size, --replicas
+// x --stages. Every rank is taken to run on a device with the reporting rank's peak.
 //
 // The peak of one rank's device: --peak-tflops when given, else with --device cuda the
 // rank's GPU's dense fp32 peak from kernels/device_peaks.h (the CUDA backend runs fp32 without
@@ -32,8 +28,9 @@ MfuPeak choose_mfu_peak(double peak_tflops_flag, const kernels::Gpu* gpu);
 // why there is no MFU when a GPU's peak is unknown, or "" on the CPU without --peak-tflops.
 std::string describe(const MfuPeak& peak, int ranks);
 
-// The formula above. REQUIRES ranks >= 1 and peak_tflops > 0. Not clamped: a peak below what
-// the job achieves gives more than 1. Not finite when tokens_per_s is not.
+// model/flops.h's MFU, the peak in TFLOP/s. REQUIRES ranks >= 1 and peak_tflops > 0. Not
+// clamped: a peak below what the job achieves gives more than 1. Not finite when tokens_per_s
+// is not.
 double model_flops_utilization(double tokens_per_s, double flops_per_token, int ranks,
                                double peak_tflops);
 
