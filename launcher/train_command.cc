@@ -187,6 +187,12 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--device", c.device, "cpu | cuda")->capture_default_str();
   set.add("--gpu", c.gpu, "--device cuda: this rank's GPU (-1: its local rank % GPUs)")
       ->capture_default_str();
+  set.add("--peak-tflops", c.peak_tflops,
+          "dense TFLOP/s of one rank's device, for MFU in the metrics and progress line "
+          "(default: the GPU's known fp32 peak with --device cuda; on the CPU none, see `conveyor "
+          "bench sgemm`)",
+          std::optional<double>(0))
+      ->transform(real_in(pipeline::kMinPeakTflops, pipeline::kMaxPeakTflops, "TFLOP/s"));
   set.add("--threads", c.threads, "OpenBLAS threads per stage (0: cores / stages)")
       ->capture_default_str();
   set.add("--sample", c.sample, "generate this many characters at the end")->capture_default_str();

@@ -1,14 +1,18 @@
-// The model FLOPs of training, for MFU (model FLOPs utilisation: achieved model FLOP/s over the
-// device's peak). One formula, stated here and in docs/BENCHMARKS.md:
+// The model FLOPs of training, for MFU (model FLOPs utilisation). The formulas, stated here
+// only (docs/DESIGN.md's metrics and docs/BENCHMARKS.md refer to them):
 //
 //   training FLOPs per token = 6 N + 12 L d T
+//   MFU = tokens/s of the whole job x training FLOPs per token / (ranks x peak FLOP/s of one
+//         rank's device)
 //
 // N counts every parameter (the tied embedding once: its matmul in the head is real work),
 // 6 N is a forward (2 N) and a backward (4 N) multiply-add per weight, and 12 L d T is
 // attention's two T x T products (QK^T and AV) over L layers, forward and backward
 // (PaLM appendix B and nanoGPT's estimate_mfu; llm.c counts attention as 6 L d T). Model FLOPs
 // exclude recomputation: a run that recomputes activations does more work for the same MFU.
-// Pure.
+// The peak is dense (no sparsity) and of the precision the run computes in; every rank is
+// counted, so a pipeline's bubble and idle replicas lower MFU. train/mfu.h computes it for the
+// metrics and says where the peak comes from. Pure.
 #pragma once
 
 #include "model/config.h"

@@ -74,13 +74,15 @@ std::string number(double v, fmt::format_string<double> spec) {
 }  // namespace
 
 std::string format_metrics_line(const StepMetrics& m) {
+  // mfu comes last and only when known, so every other key keeps its place and format.
+  const std::string mfu = m.mfu ? ", \"mfu\": " + number(*m.mfu, "{:.4g}") : std::string();
   return fmt::format(
       "{{\"step\": {}, \"loss\": {}, \"lr\": {}, \"grad_norm\": {}, \"tokens_per_s\": {}, "
       "\"step_ms\": {}, \"bubble\": {}, \"tokens\": {}, \"elapsed_s\": {}, \"time\": {}, "
-      "\"restarts\": {}}}",
+      "\"restarts\": {}{}}}",
       m.step, number(m.loss, "{:.9g}"), number(m.lr, "{:.9g}"), number(m.grad_norm, "{:.9g}"),
       number(m.tokens_per_s, "{:.1f}"), number(m.step_ms, "{:.3f}"), number(m.bubble, "{:.4f}"),
-      m.tokens, number(m.elapsed_s, "{:.3f}"), number(m.time, "{:.3f}"), m.restarts);
+      m.tokens, number(m.elapsed_s, "{:.3f}"), number(m.time, "{:.3f}"), m.restarts, mfu);
 }
 
 std::string format_metrics_line(const ValidationMetrics& m) {
@@ -120,9 +122,17 @@ std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_
   const int width = static_cast<int>(fmt::format("{}", total_steps).size());
   std::string rate = m.tokens_per_s >= 1e4 ? fmt::format("{:.1f}k", m.tokens_per_s / 1e3)
                                            : fmt::format("{:.0f}", m.tokens_per_s);
+  // Percent: one decimal from 1% up (41.3%), two significant digits below (0.052%), which a
+  // small model on the CPU reaches.
+  std::string mfu;
+  if (m.mfu) {
+    const double percent = *m.mfu * 100;
+    mfu = std::fabs(percent) >= 1 ? fmt::format(" | MFU {:.1f}%", percent)
+                                  : fmt::format(" | MFU {:.2g}%", percent);
+  }
   return fmt::format(
-      "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {} tok/s | {:.0f} ms | bubble {:.2f} | ETA {}",
-      m.step, width, total_steps, m.loss, m.lr, rate, m.step_ms, m.bubble,
+      "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | {} tok/s | {:.0f} ms | bubble {:.2f}{} | ETA {}",
+      m.step, width, total_steps, m.loss, m.lr, rate, m.step_ms, m.bubble, mfu,
       format_duration(eta_seconds));
 }
 

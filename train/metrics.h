@@ -20,6 +20,8 @@ struct StepMetrics {
   double elapsed_s = 0;  // seconds since this process started training
   double time = 0;       // seconds since the Unix epoch when the step ended
   int restarts = 0;      // times the job was restarted before this step (CONVEYOR_RESTART_COUNT)
+  // Model FLOPs utilisation, a fraction (train/mfu.h); none when no peak is known.
+  std::optional<double> mfu;
 };
 
 // A validation row: the loss on --val-data after optimizer step `step`.
@@ -33,7 +35,8 @@ struct ValidationMetrics {
 
 // One JSON object per line. A step row:
 //   {"step","loss","lr","grad_norm","tokens_per_s","step_ms","bubble","tokens","elapsed_s",
-//    "time","restarts"}
+//    "time","restarts"} and, when a peak is known, "mfu" last (4 significant digits; absent
+//    otherwise);
 // and, with --val-data, a validation row {"step","val_loss","val_windows","elapsed_s","time"}.
 // loss and val_loss with %.9g so the value round-trips exactly. A number that is not finite
 // is written as null, so every line is valid JSON. Appends (a resumed run continues the file).
@@ -59,7 +62,8 @@ class MetricsWriter {
 std::string format_metrics_line(const StepMetrics& m);
 std::string format_metrics_line(const ValidationMetrics& m);
 
-// "step   40/300 | loss 2.4312 | lr 2.9e-03 | 11.2k tok/s | 183 ms | bubble 0.12 | ETA 47s"
+// "step   40/300 | loss 2.4312 | lr 2.9e-03 | 11.2k tok/s | 183 ms | bubble 0.12 | ETA 47s",
+// with " | MFU 41.3%" before the ETA when m.mfu is known (two significant digits below 1%).
 std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_seconds);
 
 // "1h02m", "3m05s", "47s"

@@ -15,6 +15,7 @@
 #include "infer/generate.h"
 #include "kernels/backend.h"
 #include "kernels/device.h"
+#include "model/flops.h"
 #include "pipeline/parallel/gradient_sync.h"
 #include "pipeline/parallel/step_reduction.h"
 #include "pipeline/runtime/device_transport.h"
@@ -24,6 +25,7 @@
 #include "pipeline/runtime/trace.h"
 #include "pipeline/runtime/trace_merge.h"
 #include "pipeline/schedule/schedule_validator.h"
+#include "train/mfu.h"
 #include "train/session_setup.h"
 #include "train/stage_checkpoint.h"
 #include "train/tied_gradients.h"
@@ -84,6 +86,7 @@ struct TrainingSession::State {
   std::optional<data::Tokenizer> tokenizer;
   int64_t start_step = 0, end_step = 0;
   int restarts = 0;
+  MfuPeak mfu_peak;  // MFU's denominator (train/mfu.h); tflops 0: no MFU in the metrics
   std::optional<data::Dataset> dataset;
   ValidationData validation;
   std::unique_ptr<MetricsWriter> metrics;
@@ -176,6 +179,9 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   s->restarts = restart_count_from_env();
   s->dataset = open_training_data(config, *s->model, s->coordinator);
   if (s->coordinator) log_run(config, s->topology, s->backend->describe());
+  s->mfu_peak = choose_mfu_peak(config.peak_tflops, gpu ? &*gpu : nullptr);
+  const std::string mfu_line = describe(s->mfu_peak, s->topology.world_size());
+  if (s->reporter && !mfu_line.empty()) CONVEYOR_LOG_INFO("{}", mfu_line);
   if (s->reporter && !config.metrics.empty())
     s->metrics = std::make_unique<MetricsWriter>(
         config.metrics,
@@ -300,6 +306,9 @@ StepOutcome measure(TrainingSession::State& s, int64_t step, const StepReduction
   m.elapsed_s = now_seconds() - s.started;
   m.time = unix_seconds();
   m.restarts = s.restarts;
+  if (s.mfu_peak.tflops > 0)
+    m.mfu = model_flops_utilization(m.tokens_per_s, model::training_flops_per_token(s.config.model),
+                                    s.topology.world_size(), s.mfu_peak.tflops);
   out.stop_requests = reduction.stop_requests;
   return out;
 }

@@ -85,6 +85,12 @@ void TrainConfig::validate() const {
                    gpu);
   CONVEYOR_REQUIRE(gpu == -1 || kind == kernels::DeviceKind::kCuda, "--gpu {} needs --device {}",
                    gpu, kernels::device_kind_name(kernels::DeviceKind::kCuda));
+  CONVEYOR_REQUIRE(
+      peak_tflops == 0 || (std::isfinite(peak_tflops) && peak_tflops >= kMinPeakTflops &&
+                           peak_tflops <= kMaxPeakTflops),
+      "--peak-tflops must be a number of TFLOP/s in [{}, {}] (got {}); `conveyor "
+      "bench sgemm` measures a CPU's rate",
+      kMinPeakTflops, kMaxPeakTflops, peak_tflops);
   CONVEYOR_REQUIRE(save_every >= 0, "--save-every must not be negative (got {})", save_every);
   CONVEYOR_REQUIRE(save_every == 0 || !ckpt_dir.empty(),
                    "--save-every {} needs --ckpt-dir to say where checkpoints go", save_every);

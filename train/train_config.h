@@ -18,6 +18,10 @@ namespace conveyor::pipeline {
 inline constexpr float kMaxLearningRate = 1.0f;
 // --replicas above this is refused (a ring of that many is already slow to start).
 inline constexpr int kMaxReplicas = 4096;
+// --peak-tflops is in [kMinPeakTflops, kMaxPeakTflops]: from 1 GFLOP/s (slower than any core
+// that trains) to 100 PFLOP/s per device (a hundred times today's largest).
+inline constexpr double kMinPeakTflops = 1e-3;
+inline constexpr double kMaxPeakTflops = 1e5;
 
 struct TrainConfig {
   model::ModelConfig model;
@@ -49,6 +53,10 @@ struct TrainConfig {
   // share one; kernels/device.h, choose_gpu). Where a rank runs, not what it computes: not
   // part of to_json().
   int gpu = -1;
+  // --peak-tflops: the dense TFLOP/s of one rank's device, MFU's denominator (train/mfu.h);
+  // 0: not given (the GPU's known peak with --device cuda, else no MFU). Like --gpu, it says
+  // where the run runs, not what it computes: not part of to_json(), so a resume may change it.
+  double peak_tflops = 0;
 
   // Checkpoints
   std::string ckpt_dir;

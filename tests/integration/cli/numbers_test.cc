@@ -203,3 +203,30 @@ TEST_CASE("train's whole-number flags are read in decimal", "[cli][numbers]") {
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("'0x10' is not a whole number in decimal") != std::string::npos);
 }
+
+TEST_CASE("train --peak-tflops is a positive, finite number of TFLOP/s", "[cli][numbers]") {
+  // 0 or a negative peak would divide by zero or report a negative utilisation; nan and inf
+  // would write null in every row.
+  for (const char* bad : {"0", "-1", "-0", "nan", "inf", "1e6", "1e-9", "fast", "67TF", ""}) {
+    expect_refused(
+        tiny_train({"--peak-tflops", bad, "--print-config"}),
+        std::string("--peak-tflops: '") + bad + "' is not a number of TFLOP/s in [0.001, 100000]",
+        "# conveyor train settings");
+  }
+  TempDir dir;
+  write_file(dir / "zero.toml", "peak_tflops = 0\n");
+  expect_refused(tiny_train({"--config", (dir / "zero.toml").string(), "--print-config"}),
+                 "'peak_tflops': --peak-tflops: '0' is not a number of TFLOP/s",
+                 "# conveyor train settings");
+  // A valid peak, from a flag or a TOML integer, is kept as given.
+  auto r = run_conveyor(tiny_train({"--peak-tflops", "0.186", "--print-config"}), {}, 60);
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("peak_tflops = 0.186\n"));
+  write_file(dir / "h100.toml", "peak_tflops = 67\n");
+  r = run_conveyor(tiny_train({"--config", (dir / "h100.toml").string(), "--print-config"}), {},
+                   60);
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Catch::Contains("peak_tflops = 67\n"));
+}
