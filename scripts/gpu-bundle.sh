@@ -117,7 +117,8 @@ cat >"$stage/libexec/bundle-env.sh" <<EOF
 # Sourced (POSIX sh) with \$bundle set to the bundle's root: sets LD_LIBRARY_PATH (the bundle's
 # lib/ first, then the machine's cuBLAS, then the caller's own entries) and UCX_MODULE_DIR.
 # cuBLAS: \$CUBLAS_DIR when set, else the CUDA toolkit's, else any libcublasLt.so.13 under
-# /usr or /opt (PyTorch's nvidia-cublas wheel). CONVEYOR_CUBLAS_DIR says what was found.
+# /usr, /opt or python3's site-packages (PyTorch's nvidia-cublas wheel). CONVEYOR_CUBLAS_DIR
+# says what was found.
 needs_cublas=$needs_cublas
 EOF
 cat >>"$stage/libexec/bundle-env.sh" <<'EOF'
@@ -131,7 +132,9 @@ if [ "$needs_cublas" = yes ] && [ -z "$CONVEYOR_CUBLAS_DIR" ]; then
     fi
   done
   if [ -z "$CONVEYOR_CUBLAS_DIR" ]; then
-    found=$(find /usr /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -n 1)
+    # Also python3's own site-packages, wherever it lives (a virtual environment, say).
+    sites=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+    found=$(find /usr /opt $sites -name 'libcublasLt.so.13*' 2>/dev/null | head -n 1)
     [ -n "$found" ] && CONVEYOR_CUBLAS_DIR=${found%/*}
   fi
 fi
