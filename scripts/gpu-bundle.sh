@@ -64,7 +64,8 @@ targets=(conveyor test_unit_kernels)  # the CLI, and the binary with the [gpu] k
 
 if [[ -n $from_build ]]; then
   build=$from_build
-  cache_arch=$(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)
+  cache_arch=$(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null ||
+    true)
   build_note="$build (existing build; CUDA architectures: ${cache_arch:-the project default, cmake/Cuda.cmake})"
 else
   build=build/gpu
@@ -97,7 +98,10 @@ cp -L "$ucx_modules"/libuct_*.so.0 "$stage/lib/ucx/" 2>/dev/null || true
 system='^(linux-vdso|ld-linux-x86-64|libc|libm|libdl|librt|libpthread|libresolv|libutil|libgcc_s|libstdc\+\+|libcuda|libcublas|libcublasLt)\.so'
 echo "$system" >"$stage/system-libs.regex"
 # ldd lists dependencies of dependencies too. A library missing here would be missing there.
-deps=$(ldd "$stage"/libexec/* "$stage"/lib/ucx/* 2>&1)
+deps=$(ldd "$stage"/libexec/* "$stage"/lib/ucx/* 2>&1) || {
+  echo "gpu-bundle: ldd failed: $deps" >&2
+  exit 1
+}
 if grep -q 'not found' <<<"$deps"; then
   echo "gpu-bundle: libraries not found on this machine:" >&2
   grep 'not found' <<<"$deps" | sort -u >&2
@@ -164,7 +168,7 @@ done
   echo "needs cuBLAS from the machine: $needs_cublas"
   # The newest symbol versions any bundled file asks of the machine's C and C++ runtimes.
   symbols=$(objdump -T "$stage"/libexec/conveyor "$stage"/libexec/test_unit_kernels \
-    "$stage"/lib/*.so* "$stage"/lib/ucx/*.so* 2>/dev/null)
+    "$stage"/lib/*.so* "$stage"/lib/ucx/*.so* 2>/dev/null || true)
   echo "needs from the machine: $(grep -o 'GLIBC_[0-9.]*' <<<"$symbols" | sort -V | tail -n 1)" \
     "$(grep -o 'GLIBCXX_[0-9.]*' <<<"$symbols" | sort -V | tail -n 1)"
   echo "files:"
