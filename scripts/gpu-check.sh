@@ -363,6 +363,10 @@ out = {"shape": "GPT-2 small: 12 layers, d 768, 12 heads, T 1024, V 50257, 8 seq
        "conveyor_tokens_per_s": round(ours, 1), "pytorch_eager_tokens_per_s":
        round(torch["tokens_per_s"], 1), "torch": torch["torch"],
        "conveyor_over_pytorch": round(ours / torch["tokens_per_s"], 3)}
+# MFU against the GPU's dense fp32 peak (kernels/device_peaks.h), when conveyor knows it.
+mfu = [m["mfu"] for m in steps[3:] if m.get("mfu") is not None]
+if mfu:
+    out["conveyor_mfu_fp32"] = round(statistics.median(mfu), 4)
 json.dump(out, open(sys.argv[3], "w"), indent=1)
 print(json.dumps(out))
 PY
