@@ -13,6 +13,7 @@
 #   MODEL="--layers 4 --dim 256 --heads 4 --seq 128 --microbatches 8 --micro-batch-size 4"
 #   TLS=sm runs both ranks in one namespace over shared memory instead (no link at all): the
 #   fast case, where whatever moves transfers off the critical path must cost nothing.
+#   EXTRA_ENV="UCX_RNDV_THRESH=inf ..." adds environment entries to both ranks.
 #
 # The ideal: the unshaped step plus the fill and drain at the link's rate (the first
 # activation and the last gradient cannot hide: 2 messages), or, when the link is the
@@ -91,7 +92,7 @@ run() {  # run SCHEDULE RATE NAME: one job of two ranks; metrics in $tmp/NAME.js
       ns=$([[ $r == 0 ]] && echo "$ns_a" || echo "$ns_b") addr=$addr_a devices=veth0; fi
     # shellcheck disable=SC2086  # MODEL is a list of words
     ip netns exec "$ns" env RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=$addr \
-      MASTER_PORT=$port CONVEYOR_JOB_TOKEN="shaped-link-$id" UCX_TLS=$TLS UCX_NET_DEVICES=$devices \
+      MASTER_PORT=$port CONVEYOR_JOB_TOKEN="shaped-link-$id" UCX_TLS=$TLS UCX_NET_DEVICES=$devices ${EXTRA_ENV:-} \
       "$bin" train $MODEL --stages 2 --schedule "$schedule" --steps "$STEPS" --print-every 0 \
       --metrics "$tmp/$name.jsonl" >"$tmp/$name.$r.log" 2>&1 &
     rank_pids+=($!)
