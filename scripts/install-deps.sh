@@ -16,7 +16,7 @@ packages=(
   catch2 libopenblas-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libfmt-dev libspdlog-dev libxxhash-dev libsentencepiece-dev
   fortunes python3 python3-h5py python3-numpy
-  openssh-client iproute2 util-linux
+  openssh-client iproute2 util-linux xz-utils
 )
 for arg in "$@"; do
   case "$arg" in
