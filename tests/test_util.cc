@@ -159,6 +159,16 @@ std::string read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
+model::ModelConfig gpt2_small() {
+  model::ModelConfig c;
+  c.layers = 12;
+  c.heads = 12;
+  c.dim = 768;
+  c.seq = 1024;
+  c.vocab = 50257;
+  return c;
+}
+
 std::vector<std::string> tiny_model_args(const TinyModel& m) {
   return {"--layers",
           std::to_string(m.layers),

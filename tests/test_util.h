@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/config.h"
+
 namespace conveyor::test {
 
 // A fresh directory under $TMPDIR, removed (recursively) when the object dies.
@@ -62,6 +64,10 @@ std::string read_file(const std::filesystem::path& path);
 // `conveyor train` flags for a tiny model (d=16, 2 heads, T=16) that trains a step in a few
 // milliseconds, without progress lines: --layers, --dim, --heads, --seq, --microbatches,
 // --micro-batch-size, --print-every 0. Callers add steps, stages and the rest.
+// GPT-2 small's shape (12 layers, d 768, 12 heads, T 1024, V 50257), for the tests that
+// reason about real sizes.
+model::ModelConfig gpt2_small();
+
 struct TinyModel {
   int layers = 4;
   int microbatches = 4;

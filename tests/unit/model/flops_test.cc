@@ -5,16 +5,12 @@
 #include "kernels/device_peaks.h"
 #include "model/config.h"
 #include "model/flops.h"
+#include "tests/test_util.h"
 
 using namespace conveyor;
 
 TEST_CASE("training FLOPs per token of GPT-2 small are 6 N + 12 L d T", "[model]") {
-  model::ModelConfig gpt2;
-  gpt2.layers = 12;
-  gpt2.heads = 12;
-  gpt2.dim = 768;
-  gpt2.seq = 1024;
-  gpt2.vocab = 50257;
+  const model::ModelConfig gpt2 = conveyor::test::gpt2_small();
   // Hugging Face's GPT-2 small has 124,439,808 parameters (the embedding tied with the head).
   REQUIRE(gpt2.num_parameters() == 124439808u);
   CHECK(model::training_flops_per_token(gpt2) == 6.0 * 124439808 + 12.0 * 12 * 768 * 1024);

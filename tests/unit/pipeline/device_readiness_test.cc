@@ -22,6 +22,7 @@
 #include "pipeline/schedule/topology.h"
 #include "tests/fakes/fake_device_backend.h"
 #include "tests/fakes/fake_transport.h"
+#include "tests/test_util.h"
 #include "tests/unit/pipeline/device_pipeline.h"
 #include "transport/staging_transport.h"
 
@@ -38,12 +39,7 @@ TEST_CASE("staging pins host memory for the wire tensors of a slot, not for the 
           "[pipeline]") {
   // GPT-2 small on two stages, micro-batches of 8 sequences of 1024 tokens. The fake backend's
   // memory is mapped, never touched here, so the model and the slots cost no real memory.
-  model::ModelConfig gpt2;
-  gpt2.layers = 12;
-  gpt2.dim = 768;
-  gpt2.heads = 12;
-  gpt2.seq = 1024;
-  gpt2.vocab = 50257;
+  const model::ModelConfig gpt2 = conveyor::test::gpt2_small();
   constexpr int kMicroBatch = 8;
   const size_t wire_tensor_bytes = size_t(kMicroBatch) * gpt2.seq * gpt2.dim * sizeof(float);
   const auto specs = model::chunk_specs(model::default_partition(gpt2.layers, 2));

@@ -5,6 +5,7 @@
 #include "kernels/device.h"
 #include "model/config.h"
 #include "model/flops.h"
+#include "tests/test_util.h"
 #include "train/mfu.h"
 
 using namespace conveyor;
@@ -60,12 +61,7 @@ TEST_CASE("MFU is the job's model FLOP/s over its ranks' peak", "[train]") {
 
   // GPT-2 small (6 N + 12 L d T = 0.8599 GFLOP per token) at 300k tokens/s is 258.0 TFLOP/s;
   // 8 H100s' fp32 peak is 535.2: 48.2%.
-  model::ModelConfig gpt2;
-  gpt2.layers = 12;
-  gpt2.heads = 12;
-  gpt2.dim = 768;
-  gpt2.seq = 1024;
-  gpt2.vocab = 50257;
+  const model::ModelConfig gpt2 = conveyor::test::gpt2_small();
   const double flops = model::training_flops_per_token(gpt2);
   REQUIRE(flops == 6.0 * 124439808 + 12.0 * 12 * 768 * 1024);
   CHECK(model_flops_utilization(300000, flops, 8, 66.9) == Approx(0.4820).margin(5e-5));
