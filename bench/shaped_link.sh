@@ -13,7 +13,10 @@
 #   MODEL="--layers 4 --dim 256 --heads 4 --seq 128 --microbatches 8 --micro-batch-size 4"
 #   TLS=sm runs both ranks in one namespace over shared memory instead (no link at all): the
 #   fast case, where whatever moves transfers off the critical path must cost nothing.
-#   EXTRA_ENV="UCX_RNDV_THRESH=inf ..." adds environment entries to both ranks.
+#   EXTRA_ENV="UCX_RNDV_THRESH=inf ..." adds environment entries to both ranks, EXTRA_ARGS
+#   arguments to their `conveyor train`, with %n standing for the run's path without an
+#   extension (e.g. "--trace %n.trace.json");
+#   KEEP=DIR copies that folder (logs, metrics, traces) to DIR at the end.
 #
 # The ideal: the unshaped step plus the fill and drain at the link's rate (the first
 # activation and the last gradient cannot hide: 2 messages), or, when the link is the
@@ -34,6 +37,7 @@ SCHEDULES=${SCHEDULES:-"1f1b zb-h1"}
 REPEATS=${REPEATS:-2}
 STEPS=${STEPS:-12}
 TLS=${TLS:-tcp}
+EXTRA_ARGS=${EXTRA_ARGS:-}
 MODEL=${MODEL:-"--layers 4 --dim 256 --heads 4 --seq 128 --microbatches 8 --micro-batch-size 4"}
 
 id=$(($$ % 200 + 20))
@@ -46,6 +50,7 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$ns_a" 2>/dev/null || true
   ip netns del "$ns_b" 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] && mkdir -p "$KEEP" && cp -r "$tmp"/. "$KEEP"/
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -94,7 +99,8 @@ run() {  # run SCHEDULE RATE NAME: one job of two ranks; metrics in $tmp/NAME.js
     ip netns exec "$ns" env RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=$addr \
       MASTER_PORT=$port CONVEYOR_JOB_TOKEN="shaped-link-$id" UCX_TLS=$TLS UCX_NET_DEVICES=$devices ${EXTRA_ENV:-} \
       "$bin" train $MODEL --stages 2 --schedule "$schedule" --steps "$STEPS" --print-every 0 \
-      --metrics "$tmp/$name.jsonl" >"$tmp/$name.$r.log" 2>&1 &
+      --metrics "$tmp/$name.jsonl" ${EXTRA_ARGS//%n/$tmp/$name} \
+      >"$tmp/$name.$r.log" 2>&1 &
     rank_pids+=($!)
     pids+=($!)
   done

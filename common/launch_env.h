@@ -33,6 +33,7 @@ inline constexpr const char* kEnvRdzvPort = "CONVEYOR_RDZV_PORT";  // wins over 
 inline constexpr const char* kEnvConnectTimeout = "CONVEYOR_CONNECT_TIMEOUT";        // seconds
 inline constexpr const char* kEnvHeartbeatTimeout = "CONVEYOR_HEARTBEAT_TIMEOUT";    // seconds
 inline constexpr const char* kEnvUcxPeerErrorMode = "CONVEYOR_UCX_PEER_ERROR_MODE";  // 0 or 1
+inline constexpr const char* kEnvProgressThread = "CONVEYOR_PROGRESS_THREAD";        // 0 or 1
 
 // ---- Slurm's (srun sets them for every task) ----------------------------------------------
 inline constexpr const char* kEnvSlurmJobId = "SLURM_JOB_ID";  // set inside an allocation

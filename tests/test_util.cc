@@ -39,6 +39,7 @@ ScopedEnv::ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> 
                         "TORCHELASTIC_RUN_ID",
                         "CONVEYOR_JOB_TOKEN",
                         "CONVEYOR_UCX_PEER_ERROR_MODE",
+                        "CONVEYOR_PROGRESS_THREAD",
                         "CONVEYOR_FAILURE_REPORT_FD",
                         "CONVEYOR_CONNECT_TIMEOUT",
                         "CONVEYOR_HEARTBEAT_TIMEOUT"}) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,8 @@ struct Request::State {
   void* user_ptr = nullptr;  // the caller's buffer
   void* ucx = nullptr;       // the UCX request while in flight (owned by the backend)
   std::atomic<bool> done{false};
+  // When the transport saw it complete: written before `done` (mark_done), read after it.
+  std::chrono::steady_clock::time_point completed_at{};
   int status = 0;          // ucs_status_t at completion
   size_t received = 0;     // receives: length of the matched message
   bool finalized = false;  // completion handled (errors thrown)
@@ -31,6 +34,12 @@ struct Request::State {
   State* prev = nullptr;
   State* next = nullptr;
 };
+
+// Completes `s` (its status and length already set): stamps the time, then publishes.
+inline void mark_done(Request::State& s) {
+  s.completed_at = std::chrono::steady_clock::now();
+  s.done.store(true, std::memory_order_release);
+}
 
 // The requests UCX still holds, as an intrusive list: linking and unlinking allocate
 // nothing (they run once per message on the latency-critical path).

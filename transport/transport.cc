@@ -26,6 +26,11 @@ bool Request::done() const {
   return state_ && state_->done.load(std::memory_order_acquire);
 }
 
+std::chrono::steady_clock::time_point Request::completed_at() const {
+  CONVEYOR_REQUIRE(done(), "completed_at: the request has not completed");
+  return state_->completed_at;
+}
+
 namespace {
 
 // What the bootstrap's wire cannot carry is refused before any rank waits for another: a

@@ -55,6 +55,7 @@
 //   collectives concurrently (the order would differ between ranks).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -112,6 +113,9 @@ class Request {
   explicit Request(std::shared_ptr<State> s) : state_(std::move(s)) {}
   bool valid() const { return state_ != nullptr; }
   bool done() const;  // completed (successfully or not) without progressing UCX
+  // When the transport saw the operation complete (steady clock): for a trace of when bytes
+  // moved, which may be well before the caller's wait returned. REQUIRES done().
+  std::chrono::steady_clock::time_point completed_at() const;
   State* state() const { return state_.get(); }
 
  private:

@@ -43,7 +43,7 @@ void on_send_done(void* request, ucs_status_t status, void* user_data) {
   s->status = status;
   s->ucx = nullptr;
   ucp_request_free(request);
-  s->done.store(true, std::memory_order_release);
+  mark_done(*s);
 }
 
 void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info,
@@ -53,7 +53,7 @@ void on_recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t*
   if (status == UCS_OK && info != nullptr) s->received = info->length;
   s->ucx = nullptr;
   ucp_request_free(request);
-  s->done.store(true, std::memory_order_release);
+  mark_done(*s);
 }
 
 // Endpoint errors only record the status; the failure surfaces on the next call that
@@ -173,7 +173,9 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
     }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-    params.features = UCP_FEATURE_TAG;
+    // WAKEUP: the progress thread sleeps on the worker's event descriptor.
+    params.features = UCP_FEATURE_TAG |
+                      (options.progress_thread && options.world_size > 1 ? UCP_FEATURE_WAKEUP : 0);
     params.name = "conveyor";
     ucs_status_t st = ucp_init(&params, config, &context_);
     ucp_config_release(config);
@@ -260,8 +262,10 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
     teardown();
     throw;
   }
-  CONVEYOR_LOG_DEBUG("transport: rank {} of {} connected (UCX CUDA support: {})", options.rank,
-                     options.world_size, ucx_cuda_);
+  if (options.progress_thread) progress_ = std::make_unique<ProgressThread>(worker_, p2p_mu_);
+  CONVEYOR_LOG_DEBUG(
+      "transport: rank {} of {} connected (UCX CUDA support: {}, progress thread: {})",
+      options.rank, options.world_size, ucx_cuda_, progress_ != nullptr);
 }
 
 UcxTransport::~UcxTransport() {
@@ -271,7 +275,12 @@ UcxTransport::~UcxTransport() {
   teardown();
 }
 
+void UcxTransport::stop_progress_thread() noexcept {
+  if (progress_) progress_->stop();
+}
+
 void UcxTransport::teardown() noexcept {
+  stop_progress_thread();
   {
     std::lock_guard lock(p2p_mu_);
     const bool endpoints_open =
@@ -468,10 +477,10 @@ Request UcxTransport::post(bool is_send, int peer, uint64_t ucx_tag, Tag tag, vo
   if (r == nullptr) {  // completed at once; no callback will come
     s->status = UCS_OK;
     s->received = is_send ? bytes : info.length;
-    s->done.store(true, std::memory_order_release);
+    mark_done(*s);
   } else if (UCS_PTR_IS_ERR(r)) {
     s->status = UCS_PTR_STATUS(r);
-    s->done.store(true, std::memory_order_release);
+    mark_done(*s);
   } else {
     s->ucx = r;
     if (in_flight_.size() > 1024) {  // forget completed requests whose handles were dropped
@@ -492,6 +501,7 @@ Request UcxTransport::isend(int peer, Tag tag, const void* p, size_t bytes, cons
                    "isend: rank {} cannot send to rank {} (world size {})", options_.rank, peer,
                    options_.world_size);
   CONVEYOR_CHECK(tag <= kMaxTag, "isend: tag {:#x} is wider than {} bits", tag, kTagBits);
+  ProgressThread::Caller present(progress_.get());
   std::lock_guard lock(p2p_mu_);
   check_peers();
   return post(true, peer, pack_tag(options_.rank, tag), tag, const_cast<void*>(p), bytes, mr, type);
@@ -503,6 +513,7 @@ Request UcxTransport::irecv(int peer, Tag tag, void* p, size_t bytes, const Memo
                    "irecv: rank {} cannot receive from rank {} (world size {})", options_.rank,
                    peer, options_.world_size);
   CONVEYOR_CHECK(tag <= kMaxTag, "irecv: tag {:#x} is wider than {} bits", tag, kTagBits);
+  ProgressThread::Caller present(progress_.get());
   std::lock_guard lock(p2p_mu_);
   check_peers();
   return post(false, peer, pack_tag(peer, tag), tag, p, bytes, mr, type);
@@ -583,6 +594,7 @@ void UcxTransport::throw_timeout(const Request::State& s, const char* what) cons
 
 bool UcxTransport::test(Request& r) {
   CONVEYOR_REQUIRE(r.valid(), "test: empty Request");
+  ProgressThread::Caller present(progress_.get());
   auto& s = *r.state();
   if (!s.linked && s.done.load(std::memory_order_acquire)) {
     finalize(s);  // it completed when posted: finalize touches only `s`, no lock needed
@@ -626,6 +638,7 @@ void UcxTransport::back_off(unsigned idle_polls) {
 
 void UcxTransport::wait(Request& r, Deadline deadline) {
   CONVEYOR_REQUIRE(r.valid(), "wait: empty Request");
+  ProgressThread::Caller present(progress_.get());
   auto& s = *r.state();
   if (!s.linked && s.done.load(std::memory_order_acquire)) {
     finalize(s);  // it completed when posted (small sends): no lock needed
@@ -654,6 +667,7 @@ void UcxTransport::wait(Request& r, Deadline deadline) {
 
 void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
   for (auto& r : rs) CONVEYOR_REQUIRE(r.valid(), "wait_all: empty Request");
+  ProgressThread::Caller present(progress_.get());
   size_t first_pending = 0;  // requests before it are complete
   auto advance = [&] {
     while (first_pending < rs.size() && rs[first_pending].done()) ++first_pending;
@@ -681,6 +695,7 @@ void UcxTransport::wait_all(std::span<Request> rs, Deadline deadline) {
 
 void UcxTransport::cancel(Request& r) {
   if (!r.valid()) return;
+  ProgressThread::Caller present(progress_.get());
   auto& s = *r.state();
   std::lock_guard lock(p2p_mu_);
   if (!s.done && s.ucx && !s.is_send) ucp_request_cancel(worker_, s.ucx);
@@ -746,7 +761,8 @@ void UcxTransport::abort(const std::string& reason) {
 
 void UcxTransport::shutdown(Deadline deadline) {
   if (shut_down_) return;
-  barrier(deadline);  // nobody sends to us any more
+  barrier(deadline);       // nobody sends to us any more
+  stop_progress_thread();  // the endpoints' close below polls on its own
   {
     std::lock_guard lock(p2p_mu_);
     // Flags 0: a flush, so our last sends reach their peers.

@@ -17,6 +17,8 @@
 // Locking: one lock (p2p_mu_, a SpinLock) around the worker (UCS_THREAD_MODE_SERIALIZED). A wait
 // holds it for a short batch of polls while it spins (a lock round trip costs as much as
 // a poll) and releases it between batches, so two threads can wait on different requests.
+// The progress thread (progress_thread.h) takes the same lock, only while no caller is inside
+// a point-to-point call.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -28,6 +30,7 @@
 
 #include "transport/bootstrap/bootstrap_client.h"
 #include "transport/bootstrap/rendezvous_server.h"
+#include "transport/progress_thread.h"
 #include "transport/request_state.h"
 #include "transport/spin_lock.h"
 #include "transport/transport.h"
@@ -92,6 +95,9 @@ class UcxTransport final : public Transport {
   std::string describe_op(const Request::State& s) const;
   void teardown() noexcept;
 
+  // Stops the progress thread (before anything else touches the worker alone). Idempotent.
+  void stop_progress_thread() noexcept;
+
   Options options_;
   std::unique_ptr<RendezvousServer> server_;  // rank 0 only
   std::unique_ptr<BootstrapClient> boot_;     // null for a single-rank job
@@ -106,6 +112,7 @@ class UcxTransport final : public Transport {
   InFlightList in_flight_;
   std::shared_ptr<Request::State> spare_state_;  // the next post()'s state, allocated ahead
   std::map<uintptr_t, Region*> regions_;         // by base address
+  std::unique_ptr<ProgressThread> progress_;     // multi-rank jobs, unless switched off
   bool receives_cancelled_ = false;
   bool shut_down_ = false;
   bool aborted_ = false;

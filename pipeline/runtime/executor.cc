@@ -1,6 +1,7 @@
 #include "pipeline/runtime/executor.h"
 
 #include <chrono>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -20,8 +21,9 @@ bool is_activation(CommKind k) {
   return k == CommKind::kRecvActivation || k == CommKind::kSendActivation;
 }
 
-// Receives for the actions up to this many ahead of the running one are posted.
-constexpr int kReceiveLookahead = 1;
+// A receive posted ahead of its step may hold one slot more than the schedule's bound (the
+// activation arriving for the next F while the current micro-batches are between F and W).
+constexpr int kSlotsForReceivesAhead = 1;
 
 }  // namespace
 
@@ -53,7 +55,13 @@ struct Executor::Impl {
   int64_t step = 0;
   const BatchLoader* load = nullptr;
   float loss_scale = 0;
-  size_t next_to_post = 0;  // first plan index whose receive is not yet posted
+  // Receives posted ahead (see executor.h). held[i]: slots the program itself holds while
+  // step i runs (from the first use of a micro-batch's slot on a chunk, to its W); ahead[i]:
+  // slots that receives posted early hold in addition while step i runs; forward_at[i]: for a
+  // gradient receive, the step of its micro-batch's F on that chunk.
+  std::vector<int> held, ahead, forward_at;
+  std::vector<size_t> receives;  // plan indices of remote receives, in plan order
+  std::vector<size_t> unposted;  // this step's receives not yet posted, in plan order
   int inflight = 0;
   StepResult result;
   std::vector<int> weight_actions;       // [chunk] W actions per step (one per micro-batch)
@@ -91,6 +99,38 @@ struct Executor::Impl {
         ++weight_actions[size_t(st.action.chunk)];
       }
     }
+    plan_slot_use();
+  }
+
+  // held[] and forward_at[] from the plan: where each (micro-batch, chunk) slot is first used
+  // (a remote activation receive, a local copy into it, or its F) and where its W frees it.
+  void plan_slot_use() {
+    held.assign(plan.size(), 0);
+    forward_at.assign(plan.size(), -1);
+    std::map<std::pair<int, int>, int> first_use, forward;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const PlannedStep& ps = plan[i];
+      if (ps.step.is_compute) {
+        const Action& a = ps.step.action;
+        const std::pair key{a.microbatch, a.chunk};
+        if (a.op == Op::kForward) {
+          first_use.try_emplace(key, int(i));
+          forward[key] = int(i);
+        } else if (a.op == Op::kBackwardWeight) {
+          for (int k = first_use.at(key); k <= int(i); ++k) ++held[size_t(k)];
+        }
+        continue;
+      }
+      const Comm& c = ps.step.comm;
+      if (ps.local && !is_receive(c.kind) && is_activation(c.kind))
+        first_use.try_emplace({c.microbatch, ps.peer_chunk}, int(i));
+      if (ps.local || !is_receive(c.kind)) continue;
+      receives.push_back(i);
+      if (c.kind == CommKind::kRecvActivation)
+        first_use.try_emplace({c.microbatch, ps.step.action.chunk}, int(i));
+      else
+        forward_at[i] = forward.at({c.microbatch, ps.step.action.chunk});
+    }
   }
 
   Deadline deadline() const { return Deadline::after_seconds(options.wait_timeout_s); }
@@ -115,22 +155,42 @@ struct Executor::Impl {
                    mb, receiving_vs});
   }
 
-  // Posts every receive of the actions up to `last_action` (remote peers only).
-  void post_receives_through(int last_action) {
-    for (; next_to_post < plan.size() && plan[next_to_post].step.action_index <= last_action;
-         ++next_to_post) {
-      const PlannedStep& ps = plan[next_to_post];
-      if (ps.step.is_compute || !is_receive(ps.step.comm.kind) || ps.local) continue;
-      const Comm& c = ps.step.comm;
-      SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
-      pool.before_transport_writes(s);
-      float* into = c.kind == CommKind::kRecvActivation ? s.slot->input() : s.slot->output_grad();
-      const bool act = c.kind == CommKind::kRecvActivation;
-      (act ? s.recv_activation : s.recv_gradient) =
-          transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into,
-                           act_bytes, region(s), model.backend().memory_type());
-      (act ? s.activation_pending : s.gradient_pending) = true;
-    }
+  // Before step `now` runs: posts every receive that may be posted now (see executor.h). A
+  // gradient's once its micro-batch's F has run (its slot is held anyway); an activation's, in
+  // plan order, while the slot it takes from now until its own step keeps the stage within the
+  // schedule's bound plus kSlotsForReceivesAhead at every step in between.
+  void post_receives(size_t now) {
+    const int limit = sched.max_inflight(stage) + kSlotsForReceivesAhead;
+    bool activations_wait = false;  // an earlier activation receive could not be posted yet
+    std::erase_if(unposted, [&](size_t r) {
+      const bool act = plan[r].step.comm.kind == CommKind::kRecvActivation;
+      if (!act) {
+        if (size_t(forward_at[r]) >= now) return false;
+      } else {
+        if (activations_wait) return false;
+        for (size_t i = now; i < r; ++i) {
+          if (held[i] + ahead[i] + 1 > limit) {
+            activations_wait = true;
+            return false;
+          }
+        }
+        for (size_t i = now; i < r; ++i) ++ahead[i];
+      }
+      post_receive(plan[r]);
+      return true;
+    });
+  }
+
+  void post_receive(const PlannedStep& ps) {
+    const Comm& c = ps.step.comm;
+    SlotState& s = slot_for(c.microbatch, ps.step.action.chunk);
+    pool.before_transport_writes(s);
+    const bool act = c.kind == CommKind::kRecvActivation;
+    float* into = act ? s.slot->input() : s.slot->output_grad();
+    (act ? s.recv_activation : s.recv_gradient) =
+        transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes,
+                         region(s), model.backend().memory_type());
+    (act ? s.activation_pending : s.gradient_pending) = true;
   }
 
   void receive(const PlannedStep& ps) {
@@ -219,6 +279,7 @@ struct Executor::Impl {
     switch (a.op) {
       case Op::kForward: {
         SlotState& s = slot_for(a.microbatch, a.chunk);
+        pool.before_compute_writes(s);
         if (chunk.spec().has_embedding || chunk.spec().has_head)
           load_batch(a.microbatch, *s.slot, chunk.spec());
         ++inflight;
@@ -262,11 +323,13 @@ struct Executor::Impl {
     result = StepResult{};
     result.losses.assign(sched.microbatches, 0.0f);
     inflight = 0;
-    next_to_post = 0;
+    unposted = receives;
+    ahead.assign(plan.size(), 0);
     weight_actions_done.assign(weight_actions.size(), 0);
     const double t0 = trace_clock_us();
-    for (const PlannedStep& ps : plan) {
-      if (transport) post_receives_through(ps.step.action_index + kReceiveLookahead);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const PlannedStep& ps = plan[i];
+      if (transport) post_receives(i);
       if (ps.step.is_compute) {
         compute(ps.step.action);
       } else if (is_receive(ps.step.comm.kind)) {
@@ -275,10 +338,10 @@ struct Executor::Impl {
         send(ps);
       }
     }
-    // Slots are held from F to W, plus at most the one receive posted ahead.
-    CONVEYOR_CHECK(pool.peak_in_use() <= sched.max_inflight(stage) + kReceiveLookahead,
+    // Slots are held from F to W, plus at most one for receives posted ahead.
+    CONVEYOR_CHECK(pool.peak_in_use() <= sched.max_inflight(stage) + kSlotsForReceivesAhead,
                    "stage {} used {} activation slots, more than the schedule's bound {} + {}",
-                   stage, pool.peak_in_use(), sched.max_inflight(stage), kReceiveLookahead);
+                   stage, pool.peak_in_use(), sched.max_inflight(stage), kSlotsForReceivesAhead);
     CONVEYOR_CHECK(pool.in_use() == 0,
                    "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
                    pool.in_use());

@@ -4,14 +4,20 @@
 // - Peers come from the Topology: a receive or send names a peer virtual stage, and the
 //   topology says which rank holds it. A peer that is this rank (one stage holding several
 //   chunks) is a local copy into the other chunk's slot; no transport is involved.
-// - Receives are posted two compute actions ahead, so communication overlaps compute;
-//   the receive step of the program then waits for its data.
+// - Receives are posted as early as the plan allows, so that a transfer runs while this
+//   stage computes (a rendezvous needs the receive posted before any byte moves): a gradient's
+//   as soon as its micro-batch's F has run on the chunk (its slot is held anyway, so it costs
+//   no memory); an activation's, in plan order, as soon as the slot it takes keeps the stage
+//   within the schedule's bound plus one slot at every step until its own. The receive step of
+//   the program then waits for its data. Sends are posted as soon as their data is final: right
+//   after the action that produced it (with split backward, the input gradient goes out before
+//   W runs).
 // - Sends never block; a slot (activations of one micro-batch on one chunk) comes from a
 //   SlotPool, which hands a slot out again only after its sends completed.
 // - A slot is held from the micro-batch's F (or the receive posted for it) until its W; the
 //   executor fails if more micro-batches than the schedule's bound (Schedule::max_inflight)
-//   are between F and W, or more slots than the bound plus the one receive posted ahead are
-//   in use.
+//   are between F and W, or more slots than the bound plus the one for receives posted ahead
+//   are in use.
 // - Every wait has a deadline; a dead peer surfaces as Error(kPeerFailed) from the transport.
 // - Every compute action's start and end are recorded (bubble fraction and the Chrome trace).
 //

@@ -1,5 +1,7 @@
 #include "pipeline/runtime/slot_pool.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 
 namespace conveyor::pipeline {
@@ -15,12 +17,14 @@ SlotPool::SlotPool(model::StageModel& model, transport::Transport* transport, do
 
 SlotState& SlotPool::acquire(int mb, int chunk) {
   CONVEYOR_CHECK(!active(mb, chunk), "slot of micro-batch {} chunk {} acquired twice", mb, chunk);
+  // A free slot whose sends have completed, else any free one.
   SlotState* s = nullptr;
   for (auto& candidate : slots_[chunk]) {
-    if (!candidate->in_use) {
-      s = candidate.get();
-      break;
-    }
+    if (candidate->in_use) continue;
+    const bool sent = std::all_of(candidate->sends.begin(), candidate->sends.end(),
+                                  [](const transport::Request& r) { return r.done(); });
+    if (!s || sent) s = candidate.get();
+    if (sent) break;
   }
   if (!s) {
     auto fresh = std::make_unique<SlotState>();
@@ -32,11 +36,10 @@ SlotState& SlotPool::acquire(int mb, int chunk) {
     s = fresh.get();
     slots_[chunk].push_back(std::move(fresh));
   }
-  // Never hand out a buffer whose sends may still be reading it.
-  if (!s->sends.empty()) {
-    transport_->wait_all(s->sends, deadline());
-    s->sends.clear();
-  }
+  // Its last micro-batch's sends may still read its output or input gradient: the new one's
+  // first compute waits for them (before_compute_writes); receives may go in already.
+  for (auto& r : s->sends) s->previous_sends.push_back(std::move(r));
+  s->sends.clear();
   s->in_use = true;
   active_[{mb, chunk}] = s;
   peak_in_use_ = std::max(peak_in_use_, in_use());
@@ -61,6 +64,12 @@ void SlotPool::release(int mb, int chunk) {
   active_.erase(it);
 }
 
+void SlotPool::before_compute_writes(SlotState& s) {
+  if (s.previous_sends.empty()) return;
+  transport_->wait_all(s.previous_sends, deadline());
+  s.previous_sends.clear();
+}
+
 void SlotPool::before_transport_writes(SlotState& s) {
   if (!s.stream_may_use) return;
   model_.backend().synchronize();
@@ -81,8 +90,10 @@ int SlotPool::allocated() const {
 void SlotPool::wait_for_sends() {
   for (auto& chunk : slots_) {
     for (auto& s : chunk) {
-      if (!s->sends.empty()) transport_->wait_all(s->sends, deadline());
-      s->sends.clear();
+      for (auto* sends : {&s->previous_sends, &s->sends}) {
+        if (!sends->empty()) transport_->wait_all(*sends, deadline());
+        sends->clear();
+      }
     }
   }
 }

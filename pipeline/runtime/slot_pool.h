@@ -32,7 +32,10 @@ namespace conveyor::pipeline {
 struct SlotState {
   std::unique_ptr<model::Slot> slot;
   transport::MemoryRegion region;         // registered once (when there is a transport)
-  std::vector<transport::Request> sends;  // must complete before the slot is reused
+  std::vector<transport::Request> sends;  // this micro-batch's sends (its output, input gradient)
+  // The previous micro-batch's sends, still perhaps reading the output or the input gradient:
+  // waited for before this micro-batch's first compute writes them.
+  std::vector<transport::Request> previous_sends;
   // The receives into this slot, one per direction: with one micro-batch the gradient's
   // receive is posted (one action ahead) before the activation's has been waited for.
   transport::Request recv_activation, recv_gradient;
@@ -52,8 +55,11 @@ class SlotPool {
   // The active slot of (mb, chunk); Error(kRuntime) when there is none.
   SlotState& get(int mb, int chunk);
   bool active(int mb, int chunk) const { return active_.contains({mb, chunk}); }
-  // Returns the slot to the pool; its sends are waited for when it is next acquired.
+  // Returns the slot to the pool; its sends are waited for before its next micro-batch's F.
   void release(int mb, int chunk);
+  // Before the first compute action of the slot's micro-batch (its F): waits for the sends of
+  // the slot's previous micro-batch.
+  void before_compute_writes(SlotState& s);
   // Before posting a receive into `s`: with a device-direct transport, drains the backend's
   // stream if kernels of the slot's previous micro-batch may still be queued.
   void before_transport_writes(SlotState& s);

@@ -80,7 +80,7 @@ void FakeFabric::match(Op& send, Op& recv) {
     if (s.bytes > 0) std::memcpy(r.user_ptr, s.user_ptr, s.bytes);
     r.received = s.bytes;
   }
-  r.done.store(true);
+  mark_done(r);
   if (hold_sends_) {
     matched_[&s] = true;  // completes when its sender waits on it
   } else {
@@ -93,7 +93,7 @@ void FakeFabric::complete_send(State& s) {
   verify_unchanged(s, "completed");
   sent_bytes_.erase(&s);
   matched_.erase(&s);
-  s.done.store(true);
+  mark_done(s);
 }
 
 std::vector<uint8_t> FakeFabric::collective(int rank, Contribution mine, Deadline deadline) {
@@ -290,7 +290,7 @@ void FakeTransport::cancel(Request& r) {
   if (!s.is_send) {
     std::erase_if(fabric_.unmatched_recvs_,
                   [&](const FakeFabric::Op& o) { return o.state.get() == &s; });
-    s.done.store(true);
+    mark_done(s);
     return;
   }
   // A send is not withdrawn: the fabric reads its buffer until a receive takes it.

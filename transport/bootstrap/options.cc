@@ -127,6 +127,10 @@ Options options_from_env(std::string fingerprint) {
     CONVEYOR_REQUIRE(*m == "0" || *m == "1", "{}='{}' must be 0 or 1", kEnvUcxPeerErrorMode, *m);
     o.ucx_peer_error_mode = *m == "1";
   }
+  if (auto m = env(kEnvProgressThread)) {
+    CONVEYOR_REQUIRE(*m == "0" || *m == "1", "{}='{}' must be 0 or 1", kEnvProgressThread, *m);
+    o.progress_thread = *m == "1";
+  }
   if (auto f = env(kEnvFailureReportFd))
     o.failure_report_fd = env_integer(kEnvFailureReportFd, *f, 0, 65535, "descriptors");
   return o;

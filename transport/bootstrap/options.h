@@ -32,6 +32,10 @@ struct Options {
   // disables UCX's shared-memory transports (intra-node traffic falls back to TCP
   // loopback). Dead peers are detected through the bootstrap connection either way.
   bool ucx_peer_error_mode = false;
+  // A thread that progresses UCX while the rank computes (transport/progress_thread.h), so
+  // transfers overlap compute. On by default; CONVEYOR_PROGRESS_THREAD=0 turns it off (to
+  // measure what it gives).
+  bool progress_thread = true;
   // Where to report "the job failed because of rank N" to the local supervisor: a datagram
   // socket `conveyor launch` hands every rank (transport/job_failure.h). -1: nowhere.
   int failure_report_fd = -1;
@@ -40,7 +44,8 @@ struct Options {
 // Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, CONVEYOR_JOB_TOKEN (or the
 // Slurm / Open MPI equivalents SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID,
 // OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK), CONVEYOR_RDZV_PORT, CONVEYOR_CONNECT_TIMEOUT,
-// CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE, CONVEYOR_FAILURE_REPORT_FD.
+// CONVEYOR_HEARTBEAT_TIMEOUT, CONVEYOR_UCX_PEER_ERROR_MODE, CONVEYOR_PROGRESS_THREAD,
+// CONVEYOR_FAILURE_REPORT_FD.
 // Without RANK/WORLD_SIZE (or equivalents) it is a single-rank job. MASTER_ADDR defaults
 // to the first host of SLURM_JOB_NODELIST when the rank comes from Slurm, else to
 // 127.0.0.1. The rendezvous port is CONVEYOR_RDZV_PORT when set, else MASTER_PORT (plus one
