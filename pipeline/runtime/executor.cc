@@ -62,6 +62,14 @@ struct Executor::Impl {
   std::vector<int> held, ahead, forward_at;
   std::vector<size_t> receives;  // plan indices of remote receives, in plan order
   std::vector<size_t> unposted;  // this step's receives not yet posted, in plan order
+  // With record_spans: this step's transfers with other ranks, each with when it was posted
+  // and its span's name, traced once the step has waited for all of them.
+  struct Transfer {
+    transport::Request request;
+    double posted_us;
+    std::string name;
+  };
+  std::vector<Transfer> transfers;
   int inflight = 0;
   StepResult result;
   std::vector<int> weight_actions;       // [chunk] W actions per step (one per micro-batch)
@@ -191,6 +199,20 @@ struct Executor::Impl {
         transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes,
                          region(s), model.backend().memory_type());
     (act ? s.activation_pending : s.gradient_pending) = true;
+    if (options.record_spans)
+      transfers.push_back({act ? s.recv_activation : s.recv_gradient, trace_clock_us(),
+                           fmt::format("recv {}{} from rank {}", act ? "act" : "grad",
+                                       c.microbatch, ps.peer_rank)});
+  }
+
+  // The transfer row: every transfer of the step from its post to its completion.
+  void trace_transfers() {
+    for (const Transfer& t : transfers) {
+      const double end = trace_clock_us(t.request.completed_at());
+      result.spans.push_back({options.transfer_row, t.name, "transfer", t.posted_us,
+                              std::max(0.0, end - t.posted_us), options.transfer_row_name});
+    }
+    transfers.clear();
   }
 
   void receive(const PlannedStep& ps) {
@@ -220,6 +242,10 @@ struct Executor::Impl {
     s.sends.push_back(transport->isend(ps.peer_rank,
                                        tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
                                        act_bytes, region(s), model.backend().memory_type()));
+    if (options.record_spans)
+      transfers.push_back({s.sends.back(), trace_clock_us(),
+                           fmt::format("send {}{} to rank {}", act ? "act" : "grad", c.microbatch,
+                                       ps.peer_rank)});
     span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
          trace_clock_us());
   }
@@ -279,7 +305,10 @@ struct Executor::Impl {
     switch (a.op) {
       case Op::kForward: {
         SlotState& s = slot_for(a.microbatch, a.chunk);
-        pool.before_compute_writes(s);
+        const double t0 = trace_clock_us();
+        if (pool.before_compute_writes(s))
+          span(fmt::format("wait sends from slot of {}", a.microbatch), "send", t0,
+               trace_clock_us());
         if (chunk.spec().has_embedding || chunk.spec().has_head)
           load_batch(a.microbatch, *s.slot, chunk.spec());
         ++inflight;
@@ -324,6 +353,7 @@ struct Executor::Impl {
     result.losses.assign(sched.microbatches, 0.0f);
     inflight = 0;
     unposted = receives;
+    transfers.clear();
     ahead.assign(plan.size(), 0);
     weight_actions_done.assign(weight_actions.size(), 0);
     const double t0 = trace_clock_us();
@@ -346,6 +376,7 @@ struct Executor::Impl {
                    "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
                    pool.in_use());
     if (transport) pool.wait_for_sends();
+    if (options.record_spans) trace_transfers();
     result.step_seconds = (trace_clock_us() - t0) * 1e-6;
     result.peak_slots = pool.peak_in_use();
     return std::move(result);

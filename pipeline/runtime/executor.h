@@ -20,6 +20,9 @@
 //   are in use.
 // - Every wait has a deadline; a dead peer surfaces as Error(kPeerFailed) from the transport.
 // - Every compute action's start and end are recorded (bubble fraction and the Chrome trace).
+//   With record_spans, so is every transfer with another rank, on its own row
+//   (transfer_row): from when it was posted to when the transport saw it complete, so a trace
+//   shows whether transfers hide behind compute; and on the compute row, every wait for one.
 //
 // Thread safety: one thread drives an Executor.
 #pragma once
@@ -27,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/clock.h"
@@ -69,6 +73,8 @@ using GradientsDoneHook = std::function<void(int chunk, int first_done_param)>;
 struct ExecutorOptions {
   double wait_timeout_s = kPeerWaitSeconds;  // bounds every single wait
   bool record_spans = false;                 // keep every action's span (for --trace)
+  int transfer_row = -1;                     // the trace row of this rank's transfers
+  std::string transfer_row_name;
   ComputeHook after_compute;                 // optional
   GradientsDoneHook after_chunk_gradients;   // optional
 };

@@ -64,10 +64,11 @@ void SlotPool::release(int mb, int chunk) {
   active_.erase(it);
 }
 
-void SlotPool::before_compute_writes(SlotState& s) {
-  if (s.previous_sends.empty()) return;
+bool SlotPool::before_compute_writes(SlotState& s) {
+  if (s.previous_sends.empty()) return false;
   transport_->wait_all(s.previous_sends, deadline());
   s.previous_sends.clear();
+  return true;
 }
 
 void SlotPool::before_transport_writes(SlotState& s) {

@@ -58,8 +58,8 @@ class SlotPool {
   // Returns the slot to the pool; its sends are waited for before its next micro-batch's F.
   void release(int mb, int chunk);
   // Before the first compute action of the slot's micro-batch (its F): waits for the sends of
-  // the slot's previous micro-batch.
-  void before_compute_writes(SlotState& s);
+  // the slot's previous micro-batch. Returns whether there were any.
+  bool before_compute_writes(SlotState& s);
   // Before posting a receive into `s`: with a device-direct transport, drains the backend's
   // stream if kernels of the slot's previous micro-batch may still be queued.
   void before_transport_writes(SlotState& s);

@@ -27,13 +27,16 @@ namespace conveyor::pipeline {
 // process, advanced by the monotonic clock. The ranks of one host thus line up on one time
 // axis, and a step of the wall clock during the run (NTP, an administrator) moves no span and
 // gives no negative or huge duration, so neither does the bubble computed from them.
-inline double trace_clock_us() {
+// The same clock at a steady_clock time point (e.g. when the transport saw a transfer end).
+inline double trace_clock_us(std::chrono::steady_clock::time_point t) {
   static const auto wall_at_start = std::chrono::system_clock::now();
   static const auto steady_at_start = std::chrono::steady_clock::now();
-  return std::chrono::duration<double, std::micro>(
-             wall_at_start.time_since_epoch() +
-             (std::chrono::steady_clock::now() - steady_at_start))
+  return std::chrono::duration<double, std::micro>(wall_at_start.time_since_epoch() +
+                                                   (t - steady_at_start))
       .count();
+}
+inline double trace_clock_us() {
+  return trace_clock_us(std::chrono::steady_clock::now());
 }
 
 void write_chrome_trace(const std::string& path, const std::vector<Span>& spans);

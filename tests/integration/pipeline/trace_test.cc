@@ -1,5 +1,6 @@
 // `--trace` on 4 stages: a Chrome trace with one track per stage, every action of every
-// micro-batch, the transfers, and a timeline that is consistent across processes.
+// micro-batch, the waits for transfers, a track per stage with the transfers themselves (from
+// posted to completed), and a timeline that is consistent across processes.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -18,7 +19,8 @@ struct Event {
 
 }  // namespace
 
-TEST_CASE("a 4-stage --trace has one track per stage with every action and transfer",
+TEST_CASE("a 4-stage --trace has one track per stage with every action and transfer, and one "
+          "with the transfers' own spans",
           "[pipeline]") {
   constexpr int p = 4, m = 4;
   TempDir dir;
@@ -51,11 +53,41 @@ TEST_CASE("a 4-stage --trace has one track per stage with every action and trans
       by_stage[tid][ev.name] = ev;
       if (ev.cat == "compute") compute[tid].push_back(ev);
     }
-    REQUIRE(track_names.size() == p);
-    REQUIRE(by_stage.size() == p);
+    REQUIRE(track_names.size() == 2 * p);
+    REQUIRE(by_stage.size() == 2 * p);
+    // The transfer tracks (below the all-reduce's rows, which this job has none of): every
+    // message once, from its post to its completion, consistent with the compute tracks.
+    auto transfers = [&](int s) -> std::map<std::string, Event>& { return by_stage[2 * p + s]; };
+    for (int s = 0; s < p; ++s) {
+      CHECK(track_names[2 * p + s] == "stage " + std::to_string(s) + " transfers");
+      CHECK(transfers(s).size() == size_t((s > 0 ? 2 * m : 0) + (s < p - 1 ? 2 * m : 0)));
+      auto& mine = by_stage[s];
+      for (int mb = 0; mb < m; ++mb) {
+        const auto n = std::to_string(mb);
+        INFO("stage " << s << " micro-batch " << n);
+        if (s < p - 1) {
+          const std::string to = " to rank " + std::to_string(s + 1);
+          const Event& act = transfers(s).at("send act" + n + to);
+          CHECK(act.cat == "transfer");
+          CHECK(act.ts >= mine["F" + n].end - 0.5);  // posted once its data is final
+          // The next stage's receive completes after this send was posted, before its F.
+          const Event& in = transfers(s + 1).at("recv act" + n + " from rank " + std::to_string(s));
+          CHECK(in.end >= act.ts - 0.5);
+          CHECK(in.end <= by_stage[s + 1]["F" + n].ts + 0.5);
+          const Event& grad = transfers(s).at("recv grad" + n + " from rank " + std::to_string(s + 1));
+          CHECK(grad.end <= mine["B" + n].ts + 0.5);
+        }
+        if (s > 0) {
+          const Event& grad = transfers(s).at("send grad" + n + " to rank " + std::to_string(s - 1));
+          CHECK(grad.ts >= mine["B" + n].end - 0.5);
+        }
+      }
+    }
     for (int s = 0; s < p; ++s) {
       CHECK(track_names[s] == "stage " + std::to_string(s));
       auto& mine = by_stage[s];
+      // A slot reused while its last micro-batch's sends are in flight shows the wait.
+      std::erase_if(mine, [](const auto& e) { return e.first.starts_with("wait sends"); });
       auto expect = [&](const std::string& name, const std::string& cat) {
         INFO("stage " << s << ": " << name);
         REQUIRE(mine.count(name) == 1);
