@@ -204,9 +204,8 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   exec_options.record_spans = !config.trace.empty();
   exec_options.transfer_row = 2 * s->topology.world_size() + s->rank;  // below the all-reduce's
   exec_options.transfer_row_name =
-      s->topology.replicas > 1
-          ? fmt::format("replica {} stage {} transfers", s->replica, s->stage)
-          : fmt::format("stage {} transfers", s->stage);
+      s->topology.replicas > 1 ? fmt::format("replica {} stage {} transfers", s->replica, s->stage)
+                               : fmt::format("stage {} transfers", s->stage);
   exec_options.after_compute = hooks.after_compute;
   exec_options.after_chunk_gradients = [sync = s->gradient_sync.get()](int chunk, int first) {
     sync->gradients_done(chunk, first);

@@ -233,23 +233,54 @@ void StagingTransport::complete(Request& r) {
 }
 
 bool StagingTransport::test(Request& r) {
-  if (!inner_->test(r)) return false;
+  bool done;
+  try {
+    done = inner_->test(r);
+  } catch (...) {
+    if (r.done()) forget(r);  // it failed: no copy, and the bounce buffer is free again
+    throw;
+  }
+  if (!done) return false;
   complete(r);
   return true;
 }
 
 void StagingTransport::wait(Request& r, Deadline deadline) {
-  inner_->wait(r, deadline);
+  try {
+    inner_->wait(r, deadline);
+  } catch (...) {
+    if (r.done()) forget(r);  // failed (not merely late): nothing holds its host buffer
+    throw;
+  }
   complete(r);
 }
 
 void StagingTransport::wait_all(std::span<Request> rs, Deadline deadline) {
-  inner_->wait_all(rs, deadline);
+  try {
+    inner_->wait_all(rs, deadline);
+  } catch (...) {
+    // Those that completed are copied as usual; a failed one's buffer is given back. The
+    // ones still in flight keep theirs.
+    for (Request& r : rs) {
+      if (!r.done()) continue;
+      try {
+        inner_->test(r);
+        complete(r);
+      } catch (...) {
+        forget(r);
+      }
+    }
+    throw;
+  }
   for (Request& r : rs) complete(r);
 }
 
 void StagingTransport::cancel(Request& r) {
   inner_->cancel(r);  // returns once the inner transport has let go of the host buffer
+  forget(r);
+}
+
+void StagingTransport::forget(Request& r) {
   Pending p;
   {
     std::lock_guard lock(mu_);

@@ -23,7 +23,9 @@
 // Contract: Transport's (transport.h), plus: a staged receive's bytes reach the caller's
 // buffer only through this transport's test / wait / wait_all (a receive whose handle is
 // dropped before it is waited for never copies), and cancel() leaves the buffer unchanged.
-// A staged request still in flight when the transport is destroyed (a failed job) keeps its
+// A staged request that fails (its wait or test throws and it is done) gives its bounce buffer
+// back at once, copying nothing; one that is merely late keeps it. A staged request still in
+// flight when the transport is destroyed (a failed job) keeps its
 // bounce buffer: the inner transport may leave UCX running until the process exits.
 //
 // Thread safety: as Transport. The bookkeeping has its own lock, never held while waiting or
@@ -114,6 +116,7 @@ class StagingTransport final : public Transport {
   void give_back_bounce(void* p, size_t bytes);
   void track(const Request& r, Pending pending);
   void complete(Request& r);  // a completed request: copy back, return the buffer
+  void forget(Request& r);    // a cancelled or failed one: return the buffer, copy nothing
   void forget_region(const Mirror* m) noexcept;
 
   StagingOptions options_;

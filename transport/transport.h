@@ -171,8 +171,13 @@ class Transport {
   // Error(kPeerFailed) when a peer dies.
   virtual void wait(Request& r, Deadline deadline) = 0;
   virtual void wait_all(std::span<Request> rs, Deadline deadline) = 0;
-  // Cancels a pending receive (sends cannot be cancelled once handed to UCX: cancel
-  // waits briefly for them instead). Returns once UCX has let go of the buffer.
+  // Withdraws a pending receive: returns once the transport has let go of its buffer, which
+  // then holds either nothing new or, when the message won the race, all of it. A later wait
+  // or test on it throws Error(kRuntime, "... was cancelled"), or returns normally when the
+  // message had arrived. A send cannot be withdrawn once posted: cancel waits (up to 5 s) until
+  // the transport no longer reads its buffer and returns; if the send is still in flight then,
+  // it throws Error(kRuntime) and the buffer stays in use until the Transport is destroyed. A
+  // completed or empty request is left as it is.
   virtual void cancel(Request& r) = 0;
 
   // Collectives (blocking, over the bootstrap connection; see top of file).

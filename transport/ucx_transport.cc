@@ -130,6 +130,11 @@ class UcxTransport::Region final : public MemoryRegion::Impl {
 
 // ---- construction and teardown ---------------------------------------------------------
 
+// How long cancel() waits for a send to let go of its buffer.
+constexpr double kCancelSendSeconds = 5;
+// How long shutdown() lets the endpoints' closing flush take before it goes on without it.
+constexpr double kEndpointCloseSeconds = 5;
+
 UcxTransport::UcxTransport(const Options& options) : options_(options) {
   CONVEYOR_REQUIRE(options.world_size >= 1 && options.world_size <= kMaxRanks,
                    "world size {} is outside 1..{}", options.world_size, kMaxRanks);
@@ -339,8 +344,9 @@ bool UcxTransport::close_endpoints(uint32_t flags, Deadline deadline) {
     if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
     ep = nullptr;
   }
-  while (!closing.empty() && !deadline.expired()) {
-    ucp_worker_progress(worker_);
+  for (unsigned idle = 0; !closing.empty() && !deadline.expired();) {
+    idle = ucp_worker_progress(worker_) != 0 ? 0 : idle + 1;
+    back_off(idle);  // a flush waiting on a slow peer need not take a core
     std::erase_if(closing, [](void* r) {
       if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
       ucp_request_free(r);
@@ -697,18 +703,35 @@ void UcxTransport::cancel(Request& r) {
   if (!r.valid()) return;
   ProgressThread::Caller present(progress_.get());
   auto& s = *r.state();
-  std::lock_guard lock(p2p_mu_);
-  if (!s.done && s.ucx && !s.is_send) ucp_request_cancel(worker_, s.ucx);
-  // A send cannot be withdrawn: wait (bounded) until UCX no longer reads the buffer.
-  auto deadline = Deadline::after_seconds(5.0);
-  while (!s.done.load(std::memory_order_acquire) && !deadline.expired())
-    ucp_worker_progress(worker_);
-  if (!s.done) {
-    CONVEYOR_LOG_WARN("transport: {} could not be cancelled within 5 s", describe_op(s));
+  if (!s.is_send) {
+    // A receive: withdrawn at once; UCX completes it (as cancelled, or with its message if
+    // that came first) on the next progress.
+    std::lock_guard lock(p2p_mu_);
+    if (!s.done.load(std::memory_order_acquire) && s.ucx) ucp_request_cancel(worker_, s.ucx);
+    // A receive whose data is already being written finishes first; bounded all the same.
+    const auto deadline = Deadline::after_seconds(kCancelSendSeconds);
+    while (!s.done.load(std::memory_order_acquire) && !deadline.expired())
+      ucp_worker_progress(worker_);
+    if (!s.done.load(std::memory_order_acquire))
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("cancel: {} is still in flight after {} s; its buffer stays in use "
+                              "until the transport is destroyed",
+                              describe_op(s), kCancelSendSeconds));
+    s.finalized = true;  // a later wait or test reports "cancelled" (or the message it got)
+    in_flight_.remove(s);
     return;
   }
-  s.finalized = true;
-  in_flight_.remove(s);
+  // A send cannot be withdrawn: wait, bounded, until UCX no longer reads the buffer.
+  try {
+    wait(r, Deadline::after_seconds(kCancelSendSeconds));
+  } catch (const Error& e) {
+    if (s.done.load(std::memory_order_acquire)) return;  // it failed: the buffer is free
+    throw Error(e.kind(),
+                fmt::format("cancel: {} is still in flight after {} s; its buffer stays in use "
+                            "until the transport is destroyed",
+                            describe_op(s), kCancelSendSeconds),
+                "the peer may be stuck or never posted the matching receive");
+  }
 }
 
 // ---- collectives (over the bootstrap connection) ---------------------------------------
@@ -765,8 +788,11 @@ void UcxTransport::shutdown(Deadline deadline) {
   stop_progress_thread();  // the endpoints' close below polls on its own
   {
     std::lock_guard lock(p2p_mu_);
-    // Flags 0: a flush, so our last sends reach their peers.
-    if (!close_endpoints(0, deadline))
+    // Flags 0: a flush, so our last sends reach their peers. After the barrier nothing is in
+    // flight, and a flush takes a round trip; one that does not complete soon waits for a
+    // peer that has already gone (or a link that drops), and never will.
+    const auto soon = Deadline::after_seconds(kEndpointCloseSeconds);
+    if (!close_endpoints(0, soon.at() < deadline.at() ? soon : deadline))
       CONVEYOR_LOG_WARN("transport: endpoints did not close before the deadline");
   }
   shut_down_ = true;

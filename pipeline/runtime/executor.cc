@@ -201,8 +201,8 @@ struct Executor::Impl {
     (act ? s.activation_pending : s.gradient_pending) = true;
     if (options.record_spans)
       transfers.push_back({act ? s.recv_activation : s.recv_gradient, trace_clock_us(),
-                           fmt::format("recv {}{} from rank {}", act ? "act" : "grad",
-                                       c.microbatch, ps.peer_rank)});
+                           fmt::format("recv {}{} from rank {}", act ? "act" : "grad", c.microbatch,
+                                       ps.peer_rank)});
   }
 
   // The transfer row: every transfer of the step from its post to its completion.
@@ -243,9 +243,9 @@ struct Executor::Impl {
                                        tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
                                        act_bytes, region(s), model.backend().memory_type()));
     if (options.record_spans)
-      transfers.push_back({s.sends.back(), trace_clock_us(),
-                           fmt::format("send {}{} to rank {}", act ? "act" : "grad", c.microbatch,
-                                       ps.peer_rank)});
+      transfers.push_back(
+          {s.sends.back(), trace_clock_us(),
+           fmt::format("send {}{} to rank {}", act ? "act" : "grad", c.microbatch, ps.peer_rank)});
     span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
          trace_clock_us());
   }

@@ -75,8 +75,8 @@ struct ExecutorOptions {
   bool record_spans = false;                 // keep every action's span (for --trace)
   int transfer_row = -1;                     // the trace row of this rank's transfers
   std::string transfer_row_name;
-  ComputeHook after_compute;                 // optional
-  GradientsDoneHook after_chunk_gradients;   // optional
+  ComputeHook after_compute;                // optional
+  GradientsDoneHook after_chunk_gradients;  // optional
 };
 
 class Executor {

@@ -19,6 +19,8 @@ namespace {
 
 // How long cancel() waits for a receive to take a send, as UcxTransport::cancel does.
 constexpr double kCancelSendSeconds = 5.0;
+// The status of a receive withdrawn by cancel() (a size mismatch is -1).
+constexpr int kCancelled = -2;
 
 std::string deadline_error(int rank, const std::string& what) {
   return fmt::format("rank {}: {} did not complete before the deadline", rank, what);
@@ -248,6 +250,7 @@ std::string FakeTransport::describe(const Request::State& s) const {
 }
 
 void FakeTransport::finish(Request::State& s) {
+  if (s.status == kCancelled) throw Error(ErrorKind::kRuntime, describe(s) + " was cancelled");
   if (s.status != 0) {
     throw Error(ErrorKind::kRuntime,
                 fmt::format("size mismatch: {}: rank {} sent {}", describe(s), s.peer, s.received));
@@ -288,8 +291,10 @@ void FakeTransport::cancel(Request& r) {
   std::unique_lock lock(fabric_.mu_);
   auto& s = *r.state();
   if (!s.is_send) {
+    if (s.done.load()) return;  // its message came first
     std::erase_if(fabric_.unmatched_recvs_,
                   [&](const FakeFabric::Op& o) { return o.state.get() == &s; });
+    s.status = kCancelled;
     mark_done(s);
     return;
   }
@@ -300,7 +305,11 @@ void FakeTransport::cancel(Request& r) {
       fabric_.complete_send(s);
       break;
     }
-    if (fabric_.cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout) break;
+    if (fabric_.cv_.wait_until(lock, deadline.at()) == std::cv_status::timeout && !s.done.load())
+      throw Error(ErrorKind::kRuntime,
+                  fmt::format("cancel: {} is still in flight after {} s; its buffer stays in use "
+                              "until the transport is destroyed",
+                              describe(s), kCancelSendSeconds));
   }
 }
 

@@ -293,7 +293,9 @@ void BootstrapClient::monitor() {
     }
     auto now = Clock::now();
     if (connected &&
-        std::chrono::duration<double>(now - last_heard).count() > options_.heartbeat_timeout_s) {
+        std::chrono::duration<double>(now - last_heard).count() > options_.heartbeat_timeout_s &&
+        std::chrono::duration<double>(now - last_heard).count() >
+            silence_limit_s(fd_.get(), options_.heartbeat_timeout_s)) {
       lost(FailureCause::kSilent, {});
     }
     if (connected && !leaving_ &&

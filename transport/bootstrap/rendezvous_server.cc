@@ -502,7 +502,9 @@ void RendezvousServer::serve() {
         c->closing = true;
         c->close_reason = "said nothing for too long";
       } else if (c->rank >= 0 && s.rank_state[c->rank] == RankState::kJoined &&
-                 now - c->last_heard > hb_timeout) {
+                 now - c->last_heard > hb_timeout &&
+                 std::chrono::duration<double>(now - c->last_heard).count() >
+                     silence_limit_s(c->fd.get(), s.cfg.heartbeat_timeout_s)) {
         c->closing = true;
         c->close_cause = FailureCause::kSilent;
       }

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -186,6 +187,15 @@ long read_some(int fd, uint8_t* buf, size_t n) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
     return -2;
   }
+}
+
+double silence_limit_s(int fd, double heartbeat_timeout_s) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || len < sizeof info)
+    return heartbeat_timeout_s;  // not TCP, or no estimate: the timeout alone
+  const double queued_s = (double(info.tcpi_rtt) + 4.0 * double(info.tcpi_rttvar)) * 1e-6;
+  return heartbeat_timeout_s + std::min(queued_s, kMaxQueueAllowanceSeconds);
 }
 
 }  // namespace conveyor::transport

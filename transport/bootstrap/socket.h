@@ -59,4 +59,14 @@ bool send_all(int fd, const uint8_t* data, size_t n, Deadline deadline);
 // -1 if nothing is available now, -2 on error.
 long read_some(int fd, uint8_t* buf, size_t n);
 
+// How long a rank may be silent on connection `fd` before it is declared silent:
+// heartbeat_timeout_s plus how long the link currently holds bytes in its queues (the kernel's
+// smoothed round-trip time of the connection plus four deviations, from TCP_INFO, at most
+// kMaxQueueAllowanceSeconds). A saturated link delays heartbeats behind bulk data; it delays the
+// acknowledgements the kernel times just as much (the peer's kernel answers even while its
+// process is stopped), so a heartbeat late by the link's own queueing is no sign of death, and
+// on a quiet link the limit is the timeout (plus well under a millisecond).
+inline constexpr double kMaxQueueAllowanceSeconds = 10;
+double silence_limit_s(int fd, double heartbeat_timeout_s);
+
 }  // namespace conveyor::transport

@@ -19,9 +19,10 @@ struct Event {
 
 }  // namespace
 
-TEST_CASE("a 4-stage --trace has one track per stage with every action and transfer, and one "
-          "with the transfers' own spans",
-          "[pipeline]") {
+TEST_CASE(
+    "a 4-stage --trace has one track per stage with every action and transfer, and one "
+    "with the transfers' own spans",
+    "[pipeline]") {
   constexpr int p = 4, m = 4;
   TempDir dir;
   const auto path = (dir / "trace.json").string();
@@ -74,11 +75,13 @@ TEST_CASE("a 4-stage --trace has one track per stage with every action and trans
           const Event& in = transfers(s + 1).at("recv act" + n + " from rank " + std::to_string(s));
           CHECK(in.end >= act.ts - 0.5);
           CHECK(in.end <= by_stage[s + 1]["F" + n].ts + 0.5);
-          const Event& grad = transfers(s).at("recv grad" + n + " from rank " + std::to_string(s + 1));
+          const Event& grad =
+              transfers(s).at("recv grad" + n + " from rank " + std::to_string(s + 1));
           CHECK(grad.end <= mine["B" + n].ts + 0.5);
         }
         if (s > 0) {
-          const Event& grad = transfers(s).at("send grad" + n + " to rank " + std::to_string(s - 1));
+          const Event& grad =
+              transfers(s).at("send grad" + n + " to rank " + std::to_string(s - 1));
           CHECK(grad.ts >= mine["B" + n].end - 0.5);
         }
       }

@@ -68,19 +68,27 @@ TRANSPORT_CONTRACT_CASE("wait and wait_all give up at their deadline with a runt
   r.t.cancel(q);
 }
 
-TRANSPORT_CONTRACT_CASE("cancel releases a pending receive: its buffer stays, the message goes on",
-                        "[transport]", 2) {
+TRANSPORT_CONTRACT_CASE(
+    "cancel releases a pending receive: its buffer stays, the message goes on, "
+    "and waiting on it says it was cancelled",
+    "[transport]", 2) {
   Bytes first = r.alloc(16), second = r.alloc(16);
   if (r.rank == 1) {
     r.write(first, 0, std::vector<uint8_t>(16, 0x5A));
     Request cancelled = r.t.irecv(0, 3, first.data(), 16, nullptr, r.type());
     r.t.cancel(cancelled);
     require(cancelled.done(), "a cancelled receive is not done");
+    const Error e = require_error(
+        ErrorKind::kRuntime, [&] { r.t.wait(cancelled, r.soon()); }, "wait on a cancelled receive");
+    require(contains(e.message(), "was cancelled"), e.message());
+    require_error(
+        ErrorKind::kRuntime, [&] { r.t.test(cancelled); }, "test of a cancelled receive");
     r.t.barrier(r.soon());  // rank 0 sends only now
     Request q = r.t.irecv(0, 3, second.data(), 16, nullptr, r.type());
     r.t.wait(q, r.soon());
     require(r.first_wrong(second, 0, 16, 3) < 0, "the next receive did not get the message");
-    r.t.cancel(q);  // completed: nothing changes
+    r.t.cancel(q);  // completed: nothing changes, and waiting on it again returns
+    r.t.wait(q, r.soon());
     require(r.first_wrong(second, 0, 16, 3) < 0, "cancel of a completed receive changed it");
     require(r.read(first, 0, 16) == std::vector<uint8_t>(16, 0x5A),
             "the cancelled receive's buffer changed");

@@ -2,16 +2,22 @@
 // codec's defences, the failure report, RDMA discovery, the UCX probe.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "common/error.h"
+#include "tests/fakes/fake_transport.h"
 #include "tests/test_util.h"
 #include "transport/bootstrap/job_failure.h"
+#include "transport/bootstrap/socket.h"
 #include "transport/bootstrap/wire.h"
 #include "transport/rdma.h"
+#include "transport/staging_transport.h"
 #include "transport/tag.h"
 #include "transport/transport.h"
 
@@ -389,4 +395,68 @@ TEST_CASE("UCX takes a buffer's memory type from the caller and refuses what it 
                                                      : "has no CUDA support") != std::string::npos);
   }
   t->shutdown(Deadline::after_seconds(5));
+}
+
+TEST_CASE("the silence a rank is allowed is the heartbeat timeout plus its link's queueing",
+          "[transport]") {
+  // A quiet loopback connection: the kernel's round-trip estimate is microseconds.
+  Fd listener = listen_tcp("127.0.0.1", 0);
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  Fd client = connect_tcp("127.0.0.1", ntohs(addr.sin_port), Deadline::after_seconds(10));
+  const uint8_t byte = 1;
+  REQUIRE(send_all(client.get(), &byte, 1, Deadline::after_seconds(10)));
+  const double limit = silence_limit_s(client.get(), 1.5);
+  CHECK(limit >= 1.5);
+  CHECK(limit < 1.5 + 0.05);
+  // Not a TCP connection: no estimate, the timeout alone.
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  CHECK(silence_limit_s(pipe_fds[0], 0.5) == 0.5);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}
+
+TEST_CASE("a staged receive that fails gives its bounce buffer back, and a late one keeps it",
+          "[transport]") {
+  // Both ranks over one fake fabric; rank 1 stages "device" memory (host memory here, copied
+  // with memcpy) through bounce buffers, whose allocations are counted.
+  conveyor::test::FakeFabric fabric(2);
+  conveyor::test::FakeTransport sender(fabric, 0);
+  int allocations = 0;
+  StagingOptions options;
+  options.to_host = [](void* host, const void* staged, size_t n) { std::memcpy(host, staged, n); };
+  options.from_host = [](void* staged, const void* host, size_t n) {
+    std::memcpy(staged, host, n);
+  };
+  options.alloc_host = [&](size_t n) {
+    ++allocations;
+    return std::malloc(n);
+  };
+  options.free_host = [](void* p) { std::free(p); };
+  StagingTransport receiver(std::make_unique<conveyor::test::FakeTransport>(fabric, 1), options);
+  std::vector<uint8_t> sent(32, 7), into(16, 0);
+  const auto soon = [] { return Deadline::after_seconds(10); };
+
+  // A size mismatch: the wait fails, nothing reaches the caller's buffer, and the bounce
+  // buffer is free for the next receive of that size (no second allocation).
+  Request bad = receiver.irecv(0, 1, into.data(), 16, nullptr, MemoryType::kDevice);
+  Request s1 = sender.isend(1, 1, sent.data(), 32, nullptr, MemoryType::kHost);
+  REQUIRE_THROWS_AS(receiver.wait(bad, soon()), Error);
+  CHECK(into == std::vector<uint8_t>(16, 0));
+  sender.wait(s1, soon());
+  Request late = receiver.irecv(0, 2, into.data(), 16, nullptr, MemoryType::kDevice);
+  CHECK(allocations == 1);
+  // A receive that is only late keeps its buffer (the transport may still write it)...
+  REQUIRE_THROWS_AS(receiver.wait(late, Deadline::after_seconds(0.05)), Error);
+  Request other = receiver.irecv(0, 3, into.data(), 16, nullptr, MemoryType::kDevice);
+  CHECK(allocations == 2);
+  // ...and completes normally once its message comes.
+  std::vector<uint8_t> small(16, 9);
+  Request s2 = sender.isend(1, 2, small.data(), 16, nullptr, MemoryType::kHost);
+  receiver.wait(late, soon());
+  CHECK(into == small);
+  sender.wait(s2, soon());
+  receiver.cancel(other);
 }
