@@ -24,14 +24,17 @@
 //   to UCX and never copies the payload. A receive must name the exact peer, tag and
 //   size of the matching send; a size mismatch completes the receive with an error.
 //   Messages between the same pair with the same tag are matched in posting order.
-//   Large messages use UCX's rendezvous protocol: a send makes progress only once the
-//   peer has posted the matching receive AND both ranks keep calling test()/wait().
-//   So post receives early and wait on {sends, receives} together (wait_all).
+//   Large messages use UCX's rendezvous protocol: a send's bytes move only once the peer
+//   has posted the matching receive. So post receives early and wait on {sends, receives}
+//   together (wait_all).
 //
 // Progress model
-//   No progress thread: UCX progresses only inside this rank's transport calls (test,
-//   wait, wait_all, isend, irecv, cancel). wait() busy-polls the UCX worker until the
-//   request completes, the deadline passes, or a peer is declared dead.
+//   UCX progresses inside this rank's transport calls (test, wait, wait_all, isend, irecv,
+//   cancel) and, in a multi-rank job, on the transport's own progress thread while no caller is
+//   inside one (transport/progress_thread.h; Options::progress_thread): a message posted before
+//   a compute pass moves during it. wait() busy-polls the UCX worker until the request
+//   completes, the deadline passes, or a peer is declared dead. Only callers' waits see
+//   deadlines and failures; the progress thread never throws.
 //
 // Failure model
 //   The bootstrap service keeps a TCP connection to every rank. When a rank dies (its
