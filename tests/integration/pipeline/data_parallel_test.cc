@@ -217,8 +217,10 @@ TEST_CASE("a replica killed in the middle of the gradient all-reduce is named an
   CHECK(named);
 }
 
-TEST_CASE("the trace of a data-parallel run shows every rank and its gradient all-reduce",
-          "[pipeline]") {
+TEST_CASE(
+    "the trace of a data-parallel run shows every rank, its gradient all-reduce and its "
+    "transfers",
+    "[pipeline]") {
   TempDir dir;
   const auto trace = (dir / "t.json").string();
   auto r = train_grid(2, 2, with(tiny_args(2, 3), {"--bucket-mb", "0.01", "--trace", trace}));
@@ -226,10 +228,11 @@ TEST_CASE("the trace of a data-parallel run shows every rank and its gradient al
   REQUIRE(r.exit_code == 0);
   const auto events = nlohmann::json::parse(conveyor::read_input_file(trace)).at("traceEvents");
   std::map<int, std::string> rows;
-  std::map<int, int> reductions;  // row -> all-reduce spans
+  std::map<int, int> reductions, transfers;  // row -> all-reduce spans, transfer spans
   for (const auto& e : events) {
     if (e.at("ph") == "M") rows[e.at("tid").get<int>()] = e.at("args").at("name");
     if (e.value("cat", "") == "allreduce") ++reductions[e.at("tid").get<int>()];
+    if (e.value("cat", "") == "transfer") ++transfers[e.at("tid").get<int>()];
   }
   for (int rank = 0; rank < 4; ++rank) {
     const std::string where = fmt::format("replica {} stage {}", rank / 2, rank % 2);
@@ -238,5 +241,9 @@ TEST_CASE("the trace of a data-parallel run shows every rank and its gradient al
     // Several buckets per stage, every one of the 3 steps (the head's wte gradient too).
     CHECK(reductions[4 + rank] >= 3 * 3);
     CHECK(reductions[4 + rank] % 3 == 0);
+    // Each stage's pipeline messages (2 micro-batches, each an activation or gradient), per
+    // step, on its own transfer track.
+    CHECK(rows[8 + rank] == where + " transfers");
+    CHECK(transfers[8 + rank] == 3 * 2 * 2);
   }
 }
