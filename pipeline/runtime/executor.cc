@@ -195,12 +195,13 @@ struct Executor::Impl {
     pool.before_transport_writes(s);
     const bool act = c.kind == CommKind::kRecvActivation;
     float* into = act ? s.slot->input() : s.slot->output_grad();
+    const double posted = trace_clock_us();
     (act ? s.recv_activation : s.recv_gradient) =
         transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes,
                          region(s), model.backend().memory_type());
     (act ? s.activation_pending : s.gradient_pending) = true;
     if (options.record_spans)
-      transfers.push_back({act ? s.recv_activation : s.recv_gradient, trace_clock_us(),
+      transfers.push_back({act ? s.recv_activation : s.recv_gradient, posted,
                            fmt::format("recv {}{} from rank {}", act ? "act" : "grad", c.microbatch,
                                        ps.peer_rank)});
   }
@@ -238,13 +239,14 @@ struct Executor::Impl {
       return;
     }
     const double t0 = trace_clock_us();
-    if (device) drain_stream();  // the transport reads what the stream wrote
+    if (device) drain_stream();              // the transport reads what the stream wrote
+    const double posted = trace_clock_us();  // before: the message may arrive within isend
     s.sends.push_back(transport->isend(ps.peer_rank,
                                        tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
                                        act_bytes, region(s), model.backend().memory_type()));
     if (options.record_spans)
       transfers.push_back(
-          {s.sends.back(), trace_clock_us(),
+          {s.sends.back(), posted,
            fmt::format("send {}{} to rank {}", act ? "act" : "grad", c.microbatch, ps.peer_rank)});
     span(fmt::format("send {}{}", act ? "act" : "grad", c.microbatch), "send", t0,
          trace_clock_us());
