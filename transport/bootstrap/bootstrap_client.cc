@@ -280,8 +280,13 @@ void BootstrapClient::monitor() {
                 break;
               }
               case MsgType::kHeartbeat:
-              case MsgType::kByeAck:
                 break;
+              case MsgType::kByeAck: {
+                std::lock_guard lock(mu_);
+                bye_acked_ = true;
+                cv_.notify_all();
+                break;
+              }
               default:
                 throw Error(ErrorKind::kRuntime, "unexpected message from the service");
             }
@@ -353,7 +358,12 @@ void BootstrapClient::abort(const std::string& reason) noexcept {
 void BootstrapClient::bye() noexcept {
   leaving_ = true;
   try {
-    send_frame(MsgType::kBye, {});
+    if (!send_frame(MsgType::kBye, {})) return;
+    // Until the service has read it (bounded): closing with unread heartbeats in the socket
+    // resets the connection, and the reset can overtake the goodbye on a slow link.
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::duration<double>(kByeAckSeconds),
+                 [&] { return bye_acked_ || failed(); });
   } catch (...) {
   }
 }

@@ -57,6 +57,7 @@ class BootstrapClient {
   // Tells the service this rank is failing. Never throws.
   void abort(const std::string& reason) noexcept;
   // Tells the service this rank is leaving cleanly; later connection loss is not a failure.
+  // Waits (up to kByeAckSeconds) until the service confirms it read the goodbye.
   void bye() noexcept;
 
  private:
@@ -88,6 +89,9 @@ class BootstrapClient {
   JobFailure failure_;
   std::atomic<bool> failed_{false};
   std::atomic<bool> leaving_{false};
+  bool bye_acked_ = false;  // guarded by mu_
+  // How long bye() waits for the service to confirm it read the goodbye.
+  static constexpr double kByeAckSeconds = 5;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -308,6 +308,9 @@ struct RendezvousServer::State {
       case MsgType::kBye:
         rank_state[c.rank] = RankState::kDeparted;
         CONVEYOR_LOG_DEBUG("rendezvous: rank {} said goodbye", c.rank);
+        // Read: the rank may close now. (A close with unread bytes in its socket, heartbeats
+        // say, resets the connection, and a reset discards what this side had not yet read.)
+        send(c, wire::encode_frame(MsgType::kByeAck, {}));
         cv.notify_all();
         return;
       default:

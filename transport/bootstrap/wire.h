@@ -19,7 +19,8 @@
 //                      kResult     seq, payload
 //                      kFailure    rank, error kind, reason, cause, host, pid (the job is
 //                                  over; cause, host and pid as in job_failure.h)
-//                      kByeAck     (empty): every rank said goodbye; the service stops
+//                      kByeAck     (empty): the service has read this rank's kBye (the rank
+//                                  may close: its goodbye cannot be lost to a reset)
 //                      kRoster     world_size, count, then count x (rank, host, pid): the
 //                                  ranks that have joined so far
 #pragma once
