@@ -27,6 +27,7 @@
 set -Eeuo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
 here=$(cd "$(dirname "$0")/.." && pwd)
+source "$here/scripts/veth_pair.sh"
 bin=$(realpath "${1:-$here/build/release/launcher/conveyor}")
 [[ -x $bin ]] || { echo "shaped_link: no conveyor at $bin (give its path)" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "shaped_link: needs root (network namespaces, tc)" >&2; exit 2; }
@@ -48,33 +49,14 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ip netns del "$ns_a" 2>/dev/null || true
-  ip netns del "$ns_b" 2>/dev/null || true
+  veth_pair_down "$ns_a" "$ns_b"
   [[ -n ${KEEP:-} ]] && mkdir -p "$KEEP" && cp -r "$tmp"/. "$KEEP"/
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'echo "shaped_link: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
-ip netns add "$ns_a"
-ip netns add "$ns_b"
-ip -n "$ns_a" link add veth0 type veth peer name veth0 netns "$ns_b"
-ip -n "$ns_a" addr add "$addr_a/24" dev veth0
-ip -n "$ns_b" addr add "$addr_b/24" dev veth0
-for ns in "$ns_a" "$ns_b"; do
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set veth0 up
-done
-# UCX lists only devices that are up and running (carrier): wait for both ends, 5 s at most.
-for ((tries = 0; tries < 50; tries++)); do
-  up=0
-  for ns in "$ns_a" "$ns_b"; do
-    [[ $(ip -n "$ns" -br link show veth0) == *" UP "* ]] && up=$((up + 1))
-  done
-  ((up == 2)) && break
-  sleep 0.1
-done
-((up == 2)) || { echo "shaped_link: the veth pair did not come up" >&2; exit 1; }
+veth_pair_up "$ns_a" "$ns_b" "$addr_a" "$addr_b"
 
 shape() {  # shape RATE|unshaped: both directions of the link
   local ns

@@ -14,6 +14,7 @@
 # flood, the ranks) is stopped by pid and deleted on exit.
 set -Eeuo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"
+source "$(dirname "$0")/../../../scripts/veth_pair.sh"
 bin=$1 rate=$2 latency=$3 flows=$4
 shift 4
 [[ $1 == -- ]] && shift
@@ -25,28 +26,14 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  ip netns del "${ns[0]}" 2>/dev/null || true
-  ip netns del "${ns[1]}" 2>/dev/null || true
+  veth_pair_down "${ns[0]}" "${ns[1]}"
   rm -f "${flood:-}"
   rm -rf "${logs:-}"
 }
 trap cleanup EXIT
 trap "exit 143" TERM INT
 
-ip netns add "${ns[0]}"
-ip netns add "${ns[1]}"
-ip -n "${ns[0]}" link add veth0 type veth peer name veth0 netns "${ns[1]}"
-for i in 0 1; do
-  ip -n "${ns[i]}" addr add "${addr[i]}/24" dev veth0
-  ip -n "${ns[i]}" link set lo up
-  ip -n "${ns[i]}" link set veth0 up
-done
-for ((tries = 0; tries < 50; tries++)); do  # UCX sees a device only once it has carrier
-  up=0
-  for i in 0 1; do [[ $(ip -n "${ns[i]}" -br link show veth0) == *" UP "* ]] && up=$((up + 1)); done
-  ((up == 2)) && break
-  sleep 0.1
-done
+veth_pair_up "${ns[0]}" "${ns[1]}" "${addr[0]}" "${addr[1]}"
 for i in 0 1; do
   ip netns exec "${ns[i]}" tc qdisc add dev veth0 root tbf rate "$rate" burst 64kb latency "$latency"
 done
