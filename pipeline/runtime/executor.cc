@@ -200,11 +200,13 @@ struct Executor::Impl {
         transport->irecv(ps.peer_rank, tag(c.kind, c.microbatch, c.virtual_stage), into, act_bytes,
                          region(s), model.backend().memory_type());
     (act ? s.activation_pending : s.gradient_pending) = true;
-    if (options.record_spans)
+    if (tracing_transfers())
       transfers.push_back({act ? s.recv_activation : s.recv_gradient, posted,
                            fmt::format("recv {}{} from rank {}", act ? "act" : "grad", c.microbatch,
                                        ps.peer_rank)});
   }
+
+  bool tracing_transfers() const { return options.record_spans && options.transfer_row >= 0; }
 
   // The transfer row: every transfer of the step from its post to its completion.
   void trace_transfers() {
@@ -244,7 +246,7 @@ struct Executor::Impl {
     s.sends.push_back(transport->isend(ps.peer_rank,
                                        tag(c.kind, c.microbatch, c.peer_virtual_stage), data,
                                        act_bytes, region(s), model.backend().memory_type()));
-    if (options.record_spans)
+    if (tracing_transfers())
       transfers.push_back(
           {s.sends.back(), posted,
            fmt::format("send {}{} to rank {}", act ? "act" : "grad", c.microbatch, ps.peer_rank)});
@@ -378,7 +380,7 @@ struct Executor::Impl {
                    "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
                    pool.in_use());
     if (transport) pool.wait_for_sends();
-    if (options.record_spans) trace_transfers();
+    if (tracing_transfers()) trace_transfers();
     result.step_seconds = (trace_clock_us() - t0) * 1e-6;
     result.peak_slots = pool.peak_in_use();
     return std::move(result);

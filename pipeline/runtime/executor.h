@@ -73,7 +73,7 @@ using GradientsDoneHook = std::function<void(int chunk, int first_done_param)>;
 struct ExecutorOptions {
   double wait_timeout_s = kPeerWaitSeconds;  // bounds every single wait
   bool record_spans = false;                 // keep every action's span (for --trace)
-  int transfer_row = -1;                     // the trace row of this rank's transfers
+  int transfer_row = -1;                     // the trace row of its transfers; -1: none
   std::string transfer_row_name;
   ComputeHook after_compute;                // optional
   GradientsDoneHook after_chunk_gradients;  // optional
