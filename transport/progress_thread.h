@@ -63,9 +63,6 @@ class ProgressThread {
     ProgressThread* engine_;
   };
 
-  // Polls that found work, for tests and the transport's debug log.
-  uint64_t productive_polls() const { return productive_polls_.load(std::memory_order_relaxed); }
-
   // How long callers must have been away before the thread polls, and how often an armed
   // thread looks again without an event.
   static constexpr int kQuietMs = 1;
@@ -84,7 +81,7 @@ class ProgressThread {
   std::atomic<bool> stopping_{false};
   std::atomic<int> callers_{0};
   std::atomic<uint64_t> calls_{0};
-  std::atomic<uint64_t> productive_polls_{0};
+  std::atomic<uint64_t> productive_polls_{0};  // turns that moved data (the debug log at stop)
   std::thread thread_;
 };
 
