@@ -7,7 +7,7 @@ direction of each link carries one message at a time, taking MSG ms (sends leave
 the action that produced them ends, as the executor posts them).
 
   bench/link_bound.py CONVEYOR --stages 2 --microbatches 8 --schedule 1f1b \
-      --f 26 --b 25 --w 21 --msg 0 21 42 84
+      [--warmup-per-hop 2] --f 26 --b 25 --w 21 --msg 0 21 42 84
 prints, per message time, the step time and its ratio to MSG = 0.
 """
 import argparse, json, os, re, subprocess, tempfile
@@ -17,6 +17,7 @@ ap.add_argument("conveyor")
 ap.add_argument("--stages", type=int, default=2)
 ap.add_argument("--microbatches", type=int, default=8)
 ap.add_argument("--schedule", default="1f1b")
+ap.add_argument("--warmup-per-hop", type=int, default=1)
 ap.add_argument("--f", type=float, required=True)
 ap.add_argument("--b", type=float, required=True)
 ap.add_argument("--w", type=float, required=True)
@@ -27,7 +28,8 @@ p, m = a.stages, a.microbatches
 with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "t.json")
     subprocess.run([a.conveyor, "schedule", "--stages", str(p), "--microbatches", str(m),
-                    "--schedule", a.schedule, "--trace", path], check=True,
+                    "--schedule", a.schedule, "--warmup-per-hop", str(a.warmup_per_hop),
+                    "--trace", path], check=True,
                    stdout=subprocess.DEVNULL)
     events = json.load(open(path))["traceEvents"]
 orders = [[] for _ in range(p)]
@@ -69,4 +71,4 @@ def step(msg):
 base = step(0.0)
 for msg in a.msg:
     t = step(msg)
-    print(f"{a.schedule} p={p} m={m} message {msg:g} ms: step {t:.0f} ms, {t / base:.2f}x")
+    print(f"{a.schedule} (warm-up per hop {a.warmup_per_hop}) p={p} m={m} message {msg:g} ms: step {t:.0f} ms, {t / base:.2f}x")

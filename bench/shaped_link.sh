@@ -11,6 +11,8 @@
 #   bench/shaped_link.sh [path/to/conveyor]                  as root
 #   RATES="200mbit 100mbit 50mbit" SCHEDULES="1f1b zb-h1" REPEATS=2 STEPS=12 TLS=tcp
 #   MODEL="--layers 4 --dim 256 --heads 4 --seq 128 --microbatches 8 --micro-batch-size 4"
+#   A SCHEDULES entry may end in +K: that schedule with --warmup-per-hop K (1f1b+2: stage s
+#   runs 2(p-1-s) warm-up forwards, enough to hide a message time of about a micro-batch's).
 #   TLS=sm runs both ranks in one namespace over shared memory instead (no link at all): the
 #   fast case, where whatever moves transfers off the critical path must cost nothing.
 #   EXTRA_ENV="UCX_RNDV_THRESH=inf ..." adds environment entries to both ranks, EXTRA_ARGS
@@ -70,8 +72,9 @@ shape() {  # shape RATE|unshaped: both directions of the link
 }
 
 port=$((29000 + id * 10))
-run() {  # run SCHEDULE RATE NAME: one job of two ranks; metrics in $tmp/NAME.jsonl
-  local schedule=$1 name=$3 r ns addr status=0 rank_pids=()
+run() {  # run SCHEDULE[+K] RATE NAME: one job of two ranks; metrics in $tmp/NAME.jsonl
+  local schedule=${1%%+*} hop=1 name=$3 r ns addr status=0 rank_pids=()
+  [[ $1 == *+* ]] && hop=${1#*+}
   port=$((port + 1))
   for r in 0 1; do
     # UCX's TCP transport on the link's device only (the other, lo, reaches nothing there).
@@ -80,7 +83,7 @@ run() {  # run SCHEDULE RATE NAME: one job of two ranks; metrics in $tmp/NAME.js
     # shellcheck disable=SC2086  # MODEL is a list of words
     ip netns exec "$ns" env RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 MASTER_ADDR=$addr \
       MASTER_PORT=$port CONVEYOR_JOB_TOKEN="shaped-link-$id" UCX_TLS=$TLS UCX_NET_DEVICES=$devices ${EXTRA_ENV:-} \
-      "$bin" train $MODEL --stages 2 --schedule "$schedule" --steps "$STEPS" --print-every 0 \
+      "$bin" train $MODEL --stages 2 --schedule "$schedule" --warmup-per-hop "$hop" --steps "$STEPS" --print-every 0 \
       --metrics "$tmp/$name.jsonl" ${EXTRA_ARGS//%n/$tmp/$name} \
       >"$tmp/$name.$r.log" 2>&1 &
     rank_pids+=($!)

@@ -37,6 +37,7 @@ struct ScheduleOptions {
   int microbatches = 8;
   std::string schedule = "1f1b";
   int virtual_stages = 0;  // 0 = not given: 2 for interleaved, else 1
+  int warmup_per_hop = 1;
   double f_cost = 1, b_cost = 1, w_cost = 1;
   std::string trace;
 };
@@ -57,7 +58,7 @@ int run_schedule(const ScheduleOptions& o) {
                    "--stages {} x --virtual-stages {} x --microbatches {} = {} micro-batch passes "
                    "is more than the {} a schedule can show; use fewer stages or micro-batches",
                    o.stages, v, o.microbatches, passes, kMaxPasses);
-  const Schedule s = make_schedule(kind, o.stages, o.microbatches, v);
+  const Schedule s = make_schedule(kind, o.stages, o.microbatches, v, o.warmup_per_hop);
   const SimulationResult r = validate_schedule(s, costs);
   // The grid's columns: the makespan in units of the shortest op (as render_grid draws it).
   double unit = 0;
@@ -72,10 +73,11 @@ int run_schedule(const ScheduleOptions& o) {
                    cells, s.stages, r.makespan, unit, kMaxGridCells);
 
   std::printf(
-      "schedule %s: %d stages, %d micro-batches, %d virtual stage%s per stage; "
+      "schedule %s: %d stages, %d micro-batches, %d virtual stage%s per stage%s; "
       "costs F %g, B %g, W %g (BW %g)\n\n",
-      to_string(kind).c_str(), s.stages, s.microbatches, v, v == 1 ? "" : "s", costs.f, costs.b,
-      costs.w, costs.of(Op::kBackward));
+      to_string(kind).c_str(), s.stages, s.microbatches, v, v == 1 ? "" : "s",
+      s.warmup_per_hop == 1 ? "" : fmt::format(", warm-up {} per hop", s.warmup_per_hop).c_str(),
+      costs.f, costs.b, costs.w, costs.of(Op::kBackward));
   std::printf("%s\n", render_grid(s, r).c_str());
   std::printf("makespan %g, bubble %.4f (theory %.4f)\n", r.makespan, r.bubble,
               theoretical_bubble(kind, s.stages, s.microbatches, v, costs));
@@ -112,6 +114,10 @@ void add_schedule(CLI::App& app, Runner& run) {
   sub->add_option("--virtual-stages", opts->virtual_stages,
                   "model chunks per stage v (interleaved only; default 2 there, else 1)")
       ->transform(integer_in(0, kMaxTagVirtualStages, "virtual stages"));
+  sub->add_option("--warmup-per-hop", opts->warmup_per_hop,
+                  "1f1b, zb-h1: stage s runs K*(stages-1-s) warm-up forwards (1: textbook)")
+      ->capture_default_str()
+      ->transform(integer_in(1, kMaxTagMicrobatches - 1, "warm-up forwards per hop"));
   const auto cost = real_in(kMinCost, kMaxCost, "time units");
   sub->add_option("--f-cost", opts->f_cost, "time of one forward (F)")
       ->capture_default_str()

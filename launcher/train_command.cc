@@ -136,6 +136,10 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--schedule", c.schedule, "gpipe | 1f1b | interleaved | zb-h1")->capture_default_str();
   set.add("--virtual-stages", c.virtual_stages, "model chunks per stage (interleaved)")
       ->capture_default_str();
+  set.add("--warmup-per-hop", c.warmup_per_hop,
+          "1f1b, zb-h1: stage s runs K*(stages-1-s) warm-up forwards; 2 or more hides a slow "
+          "link between stages, at K times the activations")
+      ->capture_default_str();
   set.add("--partition", c.partition, "layers per piece, e.g. 3,3,2,2 (default: balanced)");
   set.add("--replicas", c.replicas, "data-parallel pipeline replicas (0: world size / --stages)")
       ->capture_default_str();

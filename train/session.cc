@@ -123,7 +123,7 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   launched.fingerprint = config.fingerprint();
   require_outputs_writable(config);
   s->schedule = make_schedule(parse_schedule_kind(config.schedule), config.stages,
-                              config.microbatches, config.virtual_stages);
+                              config.microbatches, config.virtual_stages, config.warmup_per_hop);
   validate_schedule(s->schedule);  // throws with the grid when the schedule is broken
   s->topology = Topology::make(config.replicas, config.stages, config.virtual_stages,
                                parse_rank_order(config.layout));

@@ -134,6 +134,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"micro_batch_size", micro_batch_size},
           {"schedule", schedule},
           {"virtual_stages", virtual_stages},
+          {"warmup_per_hop", warmup_per_hop},
           {"partition", partition},
           {"steps", steps},
           {"lr", optim.lr},

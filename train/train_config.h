@@ -34,7 +34,8 @@ struct TrainConfig {
   int micro_batch_size = 8;
   std::string schedule = "1f1b";
   int virtual_stages = 1;
-  std::string partition;  // empty: balanced
+  int warmup_per_hop = 1;  // 1f1b, zb-h1: K x the textbook warm-up (schedule.h)
+  std::string partition;   // empty: balanced
 
   // Data parallelism (docs/PARALLELISM.md)
   int replicas = 0;                  // pipeline replicas; 0: world size / --stages

@@ -176,6 +176,20 @@ UcxTransport::UcxTransport(const Options& options) : options_(options) {
             options.local_rank, nic, nic);
       }
     }
+    // Between hosts over TCP (this host has no RDMA port), every message goes eagerly: the
+    // sender pushes it in posting order. UCX's rendezvous would wait for a handshake whose
+    // control messages queue behind the other direction's bulk data, and would let the next
+    // message share the link with the one the peer needs first; on a 50 Mbit/s link that
+    // cost 10% of the step (docs/BENCHMARKS.md, "A slow link between two stages"). Over
+    // RDMA the rendezvous is the zero-copy read that should stay.
+    if (options.world_size > 1 && !is_loopback_host(options.master_addr) &&
+        std::getenv("UCX_RNDV_THRESH") == nullptr &&
+        rdma::pick_net_device(rdma::discover(), -1).empty()) {
+      ucx_check(ucp_config_modify(config, "RNDV_THRESH", "inf"), "setting RNDV_THRESH");
+      CONVEYOR_LOG_DEBUG(
+          "transport: no RDMA port on this host: messages between hosts go over TCP, eagerly "
+          "(UCX_RNDV_THRESH=inf by default; set UCX_RNDV_THRESH to choose)");
+    }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
     // WAKEUP: the progress thread sleeps on the worker's event descriptor.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 
 #include "common/error.h"
 
@@ -37,14 +38,20 @@ void build_gpipe(Schedule& s) {
   }
 }
 
-// 1F1B (PipeDream-Flush): stage s runs min(p-s-1, m) warm-up forwards, then alternates one
-// forward and one backward, then drains the remaining backwards. At most p-s activations
-// are alive at once.
+// Forwards stage `stage` runs before its first backward under 1f1b and zb-h1.
+int one_f_one_b_warmup(const Schedule& s, int stage) {
+  return static_cast<int>(
+      std::min<int64_t>(int64_t{s.warmup_per_hop} * (s.stages - stage - 1), s.microbatches));
+}
+
+// 1F1B (PipeDream-Flush): stage s runs min(p-s-1, m) warm-up forwards (K times that with
+// warm-up per hop K), then alternates one forward and one backward, then drains the remaining
+// backwards. At most warm-up + 1 activations are alive at once (p-s for K = 1).
 void build_1f1b(Schedule& s) {
   const int p = s.stages, m = s.microbatches;
   for (int st = 0; st < p; ++st) {
     auto& a = s.actions[st];
-    const int warmup = std::min(p - st - 1, m);
+    const int warmup = one_f_one_b_warmup(s, st);
     for (int mb = 0; mb < warmup; ++mb) a.push_back({Op::kForward, mb, 0});
     for (int i = 0; i < m - warmup; ++i) {
       a.push_back({Op::kForward, warmup + i, 0});
@@ -64,7 +71,7 @@ void build_zb_h1(Schedule& s) {
   const int p = s.stages, m = s.microbatches;
   for (int st = 0; st < p; ++st) {
     auto& a = s.actions[st];
-    const int warmup = std::min(p - st - 1, m);
+    const int warmup = one_f_one_b_warmup(s, st);
     const int deferred = st;  // W's kept back behind the B's on this stage
     int next_w = 0, num_b = 0;
     auto backward = [&](int mb) {
@@ -154,16 +161,17 @@ int Schedule::max_inflight(int stage) const {
     case ScheduleKind::kGPipe:
       return m;
     case ScheduleKind::kOneFOneB:
-      return std::min(p - stage, m);
+      return std::min(one_f_one_b_warmup(*this, stage) + 1, m);
     case ScheduleKind::kZeroBubbleH1:
-      return std::min(p, m);
+      return std::min(one_f_one_b_warmup(*this, stage) + 1 + stage, m);
     case ScheduleKind::kInterleaved:
       return std::min(interleaved_warmup(p, m, v, stage) + 1, m * v);
   }
   return 0;
 }
 
-Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virtual_stages) {
+Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virtual_stages,
+                       int warmup_per_hop) {
   CONVEYOR_REQUIRE(stages >= 1, "--stages is {}; it must be at least 1", stages);
   CONVEYOR_REQUIRE(microbatches >= 1, "--microbatches is {}; it must be at least 1", microbatches);
   if (kind == ScheduleKind::kInterleaved) {
@@ -183,7 +191,17 @@ Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virt
                      virtual_stages, to_string(kind));
   }
 
-  Schedule s{kind, stages, microbatches, virtual_stages, {}};
+  CONVEYOR_REQUIRE(warmup_per_hop >= 1 && warmup_per_hop <= microbatches,
+                   "--warmup-per-hop is {}; it must be between 1 and --microbatches ({}): more "
+                   "warm-up forwards than micro-batches change nothing",
+                   warmup_per_hop, microbatches);
+  CONVEYOR_REQUIRE(
+      warmup_per_hop == 1 || kind == ScheduleKind::kOneFOneB || kind == ScheduleKind::kZeroBubbleH1,
+      "--warmup-per-hop {} only applies to --schedule 1f1b and zb-h1 ({} has its own "
+      "warm-up); use --warmup-per-hop 1 with --schedule {}",
+      warmup_per_hop, to_string(kind), to_string(kind));
+
+  Schedule s{kind, stages, microbatches, virtual_stages, {}, warmup_per_hop};
   s.actions.resize(stages);
   switch (kind) {
     case ScheduleKind::kGPipe:

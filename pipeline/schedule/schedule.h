@@ -21,6 +21,14 @@
 // micro-batch order, so gradients accumulate in the same order under every schedule. All
 // generators here obey it and the validator rejects schedules that do not.
 //
+// Warm-up per hop (1f1b and zb-h1): stage s runs K*(p-1-s) forwards before its first backward
+// instead of p-1-s, so K times as many micro-batches are on their way through each hop to the
+// last stage and back. K = 1 is the textbook order (Megatron's, PyTorch's). A larger K hides
+// a slow link: with one-way message time L, a stage's round trip to the last stage grows by
+// 2L per hop, and 1F1B's warm-up covers only the compute of that round trip (measured in
+// docs/BENCHMARKS.md, "A slow link between two stages"). It costs K times the activations;
+// the order of the weight gradients, and so every result, is the same for every K.
+//
 // Thread safety: everything here is a pure function or a const member; safe from any thread.
 #pragma once
 
@@ -64,6 +72,7 @@ struct Schedule {
   int microbatches;                          // m
   int virtual_stages;                        // v: chunks per stage (1 unless interleaved)
   std::vector<std::vector<Action>> actions;  // [stage] -> ordered actions
+  int warmup_per_hop = 1;                    // K (see the top of this file); 1 unless 1f1b/zb-h1
 
   // The mapping of virtual stages to stages and chunks (one replica).
   Topology layout() const { return Topology{1, stages, virtual_stages}; }
@@ -76,15 +85,17 @@ struct Schedule {
   // held at once on `stage` (F done, its W or BW not yet done: W needs the activations),
   // counted over all chunks. The executor's slot pool holds exactly this many; the
   // validator checks the actions keep it.
-  //   gpipe: m;  1f1b: min(p - s, m);  zb-h1: min(p, m) (a micro-batch stays until its W);
+  //   gpipe: m;  1f1b: min(K*(p-s-1) + 1, m);  zb-h1: min(K*(p-s-1) + 1 + s, m) (a micro-batch
+  //   stays until its W, s of them behind the B's; with K = 1 that is p);
   //   interleaved: min(warmup + 1, v*m) with warmup = 2*(p - s - 1) + (v - 1)*p (Megatron).
   int max_inflight(int stage) const;
 };
 
 // Builds the schedule. Throws Error(kUsage) with a fix for invalid combinations:
 // stages < 1, microbatches < 1, virtual_stages < 1, interleaved with v < 2 or m % p != 0,
-// any other kind with v != 1.
-Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virtual_stages = 1);
+// any other kind with v != 1, warmup_per_hop outside 1..m, or != 1 for gpipe or interleaved.
+Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virtual_stages = 1,
+                       int warmup_per_hop = 1);
 
 // The largest number of micro-batches on `stage` whose B has run but whose W has not yet
 // (0 for schedules without a B/W split), walked from the action order. The executor keeps

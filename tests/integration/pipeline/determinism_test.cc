@@ -3,6 +3,7 @@
 // optimizer state (checked tensor by tensor through the checksums of a final checkpoint).
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -45,6 +46,7 @@ struct Layout {
   int stages;
   std::string schedule;
   int virtual_stages;
+  int warmup_per_hop = 1;
 };
 
 }  // namespace
@@ -60,15 +62,19 @@ TEST_CASE("1, 2 and 4 stages with every schedule give bit-identical losses", "[p
   REQUIRE(expected.front() != expected.back());  // it trained: the comparison means something
 
   const std::vector<Layout> layouts = {
-      {2, "gpipe", 1}, {2, "1f1b", 1}, {2, "zb-h1", 1}, {2, "interleaved", 2},
-      {4, "gpipe", 1}, {4, "1f1b", 1}, {4, "zb-h1", 1}, {4, "interleaved", 2},
+      {2, "gpipe", 1},   {2, "1f1b", 1},     {2, "zb-h1", 1}, {2, "interleaved", 2},
+      {4, "gpipe", 1},   {4, "1f1b", 1},     {4, "zb-h1", 1}, {4, "interleaved", 2},
+      {2, "1f1b", 1, 3}, {4, "zb-h1", 1, 2},  // a deeper warm-up for a slow link
   };
   for (const auto& l : layouts) {
-    const auto path = (dir / (l.schedule + std::to_string(l.stages) + ".jsonl")).string();
+    const auto path =
+        (dir / fmt::format("{}-{}-{}.jsonl", l.schedule, l.stages, l.warmup_per_hop)).string();
     auto r = train_on(l.stages,
                       with(tiny_args(), {"--schedule", l.schedule, "--virtual-stages",
-                                         std::to_string(l.virtual_stages), "--metrics", path}));
-    INFO(l.stages << " stages, " << l.schedule << "\n" << r.output);
+                                         std::to_string(l.virtual_stages), "--warmup-per-hop",
+                                         std::to_string(l.warmup_per_hop), "--metrics", path}));
+    INFO(l.stages << " stages, " << l.schedule << ", warm-up per hop " << l.warmup_per_hop << "\n"
+                  << r.output);
     REQUIRE(r.exit_code == 0);
     CHECK(loss_texts(path) == expected);
   }

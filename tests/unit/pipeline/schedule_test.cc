@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <tuple>
+#include <utility>
 
 #include "common/error.h"
 #include "pipeline/schedule/schedule.h"
@@ -52,6 +53,16 @@ TEST_CASE("invalid schedule parameters are usage errors", "[schedule]") {
   CHECK(kind_of_failure(ScheduleKind::kZeroBubbleH1, 4, 8, 0) == ErrorKind::kUsage);
   CHECK(kind_of_failure(ScheduleKind::kInterleaved, 4, 8, 1) == ErrorKind::kUsage);
   CHECK(kind_of_failure(ScheduleKind::kInterleaved, 4, 6, 2) == ErrorKind::kUsage);
+  for (auto [k, hop] :
+       {std::pair{ScheduleKind::kOneFOneB, 0}, std::pair{ScheduleKind::kOneFOneB, 9},
+        std::pair{ScheduleKind::kGPipe, 2}, std::pair{ScheduleKind::kInterleaved, 2}}) {
+    INFO(to_string(k) << " warm-up per hop " << hop);
+    CHECK_THROWS_MATCHES(make_schedule(k, 4, 8, k == ScheduleKind::kInterleaved ? 2 : 1, hop),
+                         Error, Catch::Predicate<Error>([](const Error& e) {
+                           return e.kind() == ErrorKind::kUsage &&
+                                  e.message().find("--warmup-per-hop") != std::string::npos;
+                         }));
+  }
   try {
     make_schedule(ScheduleKind::kInterleaved, 4, 6, 2);
   } catch (const Error& e) {
