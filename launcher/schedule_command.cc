@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -45,8 +46,7 @@ struct ScheduleOptions {
 int run_schedule(const ScheduleOptions& o) {
   using namespace pipeline;
   const ScheduleKind kind = parse_schedule_kind(o.schedule);
-  const int v =
-      o.virtual_stages > 0 ? o.virtual_stages : (kind == ScheduleKind::kInterleaved ? 2 : 1);
+  const int v = o.virtual_stages > 0 ? o.virtual_stages : default_virtual_stages(kind);
   const Costs costs{o.f_cost, o.b_cost, o.w_cost};
   // The caps of `conveyor train` (TrainConfig::validate): the message tags' limits.
   CONVEYOR_REQUIRE(int64_t(o.stages) * v <= kMaxTagVirtualStages,
@@ -79,8 +79,9 @@ int run_schedule(const ScheduleOptions& o) {
       s.warmup_per_hop == 1 ? "" : fmt::format(", warm-up {} per hop", s.warmup_per_hop).c_str(),
       costs.f, costs.b, costs.w, costs.of(Op::kBackward));
   std::printf("%s\n", render_grid(s, r).c_str());
-  std::printf("makespan %g, bubble %.4f (theory %.4f)\n", r.makespan, r.bubble,
-              theoretical_bubble(kind, s.stages, s.microbatches, v, costs));
+  const std::optional<double> theory = theoretical_bubble(kind, s.stages, s.microbatches, v, costs);
+  std::printf("makespan %g, bubble %.4f (%s)\n", r.makespan, r.bubble,
+              theory ? fmt::format("theory {:.4f}", *theory).c_str() : "no closed form");
   std::printf("%-8s %14s %7s %10s %8s\n", "stage", "peak in-flight", "bound", "pending W", "busy");
   for (int st = 0; st < s.stages; ++st) {
     std::printf("%-8d %14d %7d %10d %8g\n", st, r.peak_inflight[st], s.max_inflight(st),
@@ -112,7 +113,8 @@ void add_schedule(CLI::App& app, Runner& run) {
   sub->add_option("--schedule", opts->schedule, "one of " + pipeline::schedule_kind_names())
       ->capture_default_str();
   sub->add_option("--virtual-stages", opts->virtual_stages,
-                  "model chunks per stage v (interleaved only; default 2 there, else 1)")
+                  "model chunks per stage v (default: 2 for interleaved, zb-v and dualpipe-v, "
+                  "else 1)")
       ->transform(integer_in(0, kMaxTagVirtualStages, "virtual stages"));
   sub->add_option("--warmup-per-hop", opts->warmup_per_hop,
                   "1f1b, zb-h1: stage s runs K*(stages-1-s) warm-up forwards (1: textbook)")

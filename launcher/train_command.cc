@@ -18,6 +18,7 @@
 #include "launcher/commands.h"
 #include "launcher/config_file.h"
 #include "pipeline/runtime/stop_request.h"
+#include "pipeline/schedule/schedule.h"
 #include "train/trainer.h"
 
 namespace conveyor::cli {
@@ -133,8 +134,10 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
   set.add("--microbatches", c.microbatches, "micro-batches per step")->capture_default_str();
   set.add("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
       ->capture_default_str();
-  set.add("--schedule", c.schedule, "gpipe | 1f1b | interleaved | zb-h1")->capture_default_str();
-  set.add("--virtual-stages", c.virtual_stages, "model chunks per stage (interleaved)")
+  set.add("--schedule", c.schedule, pipeline::schedule_kind_names())->capture_default_str();
+  set.add("--virtual-stages", c.virtual_stages,
+          "model chunks per stage (0: the schedule's own, 2 for interleaved, zb-v and "
+          "dualpipe-v, else 1)")
       ->capture_default_str();
   set.add("--warmup-per-hop", c.warmup_per_hop,
           "1f1b, zb-h1: stage s runs K*(stages-1-s) warm-up forwards; 2 or more hides a slow "

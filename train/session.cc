@@ -123,10 +123,10 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   launched.fingerprint = config.fingerprint();
   require_outputs_writable(config);
   s->schedule = make_schedule(parse_schedule_kind(config.schedule), config.stages,
-                              config.microbatches, config.virtual_stages, config.warmup_per_hop);
+                              config.microbatches, config.chunks_per_stage(), config.warmup_per_hop);
   validate_schedule(s->schedule);  // throws with the grid when the schedule is broken
-  s->topology = Topology::make(config.replicas, config.stages, config.virtual_stages,
-                               parse_rank_order(config.layout));
+  s->topology = Topology::make(config.replicas, config.stages, s->schedule.virtual_stages,
+                               parse_rank_order(config.layout), s->schedule.layout().placement);
   // With --device cuda, this rank's GPU (kernels/device.h): --gpu, else its local rank's as the
   // launch resolved it. Before any peer is waited for: no GPU refuses the run at once.
   const kernels::DeviceKind device = kernels::parse_device_kind(config.device);

@@ -12,6 +12,7 @@
 #include "kernels/device.h"
 #include "model/partition.h"
 #include "pipeline/runtime/message_tag.h"
+#include "pipeline/schedule/schedule.h"
 #include "pipeline/schedule/topology.h"
 
 namespace conveyor::pipeline {
@@ -22,22 +23,25 @@ void TrainConfig::validate() const {
   CONVEYOR_REQUIRE(microbatches >= 1, "--microbatches must be at least 1 (got {})", microbatches);
   CONVEYOR_REQUIRE(micro_batch_size >= 1, "--micro-batch-size must be at least 1 (got {})",
                    micro_batch_size);
-  CONVEYOR_REQUIRE(virtual_stages >= 1, "--virtual-stages must be at least 1 (got {})",
+  CONVEYOR_REQUIRE(virtual_stages >= 0,
+                   "--virtual-stages must be at least 1 (got {}; 0 or none takes the "
+                   "schedule's own)",
                    virtual_stages);
+  const int chunks = chunks_per_stage();
   CONVEYOR_REQUIRE(microbatches < kMaxTagMicrobatches,
                    "--microbatches {} is more than the {} a step can carry; use fewer, larger "
                    "micro-batches (--micro-batch-size)",
                    microbatches, kMaxTagMicrobatches - 1);
-  CONVEYOR_REQUIRE(int64_t(stages) * virtual_stages <= kMaxTagVirtualStages,
+  CONVEYOR_REQUIRE(int64_t(stages) * chunks <= kMaxTagVirtualStages,
                    "--stages {} x --virtual-stages {} is more than the {} pipeline pieces a job "
                    "can have",
-                   stages, virtual_stages, kMaxTagVirtualStages);
-  CONVEYOR_REQUIRE(stages * virtual_stages <= model.layers,
+                   stages, chunks, kMaxTagVirtualStages);
+  CONVEYOR_REQUIRE(stages * chunks <= model.layers,
                    "--stages {} x --virtual-stages {} = {} pipeline pieces but the model has only "
                    "{} layers; every piece needs a layer: lower --stages or raise --layers",
-                   stages, virtual_stages, stages * virtual_stages, model.layers);
+                   stages, chunks, stages * chunks, model.layers);
   if (!partition.empty()) {
-    model::parse_partition(partition, model.layers, stages * virtual_stages);  // throws
+    model::parse_partition(partition, model.layers, stages * chunks);  // throws
   }
   CONVEYOR_REQUIRE(replicas >= 0 && replicas <= kMaxReplicas,
                    "--replicas must be between 1 and {} (got {}; 0 derives it from the world "
@@ -120,6 +124,11 @@ void TrainConfig::validate() const {
                    std::numeric_limits<int32_t>::max());
 }
 
+int TrainConfig::chunks_per_stage() const {
+  return virtual_stages > 0 ? virtual_stages
+                            : default_virtual_stages(parse_schedule_kind(schedule));
+}
+
 nlohmann::json TrainConfig::to_json() const {
   return {{"model", model.to_json()},
           {"data", utf8_text(data)},  // a JSON string: valid UTF-8
@@ -133,7 +142,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"global_microbatches", global_microbatches()},
           {"micro_batch_size", micro_batch_size},
           {"schedule", schedule},
-          {"virtual_stages", virtual_stages},
+          {"virtual_stages", chunks_per_stage()},
           {"warmup_per_hop", warmup_per_hop},
           {"partition", partition},
           {"steps", steps},

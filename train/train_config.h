@@ -33,7 +33,7 @@ struct TrainConfig {
   int microbatches = 4;
   int micro_batch_size = 8;
   std::string schedule = "1f1b";
-  int virtual_stages = 1;
+  int virtual_stages = 0;  // chunks per stage; 0: the schedule's own (chunks_per_stage())
   int warmup_per_hop = 1;  // 1f1b, zb-h1: K x the textbook warm-up (schedule.h)
   std::string partition;   // empty: balanced
 
@@ -92,6 +92,9 @@ struct TrainConfig {
   void validate() const;
   // Replicas once resolved (replicas, or 1 before the trainer resolved 0 from the world).
   int replica_count() const { return replicas > 0 ? replicas : 1; }
+  // Model chunks per stage: --virtual-stages, or the schedule's own when not given (2 for
+  // interleaved, zb-v and dualpipe-v, else 1). Throws Error(kUsage) for an unknown schedule.
+  int chunks_per_stage() const;
   // Micro-batches of the global batch (every replica's).
   int64_t global_microbatches() const { return int64_t(replica_count()) * microbatches; }
   // Tokens processed by one optimizer step, over all replicas.

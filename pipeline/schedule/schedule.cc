@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/error.h"
+#include "pipeline/schedule/v_schedules.h"
 
 namespace conveyor::pipeline {
 namespace {
@@ -20,7 +21,24 @@ constexpr KindName kKindNames[] = {
     {ScheduleKind::kOneFOneB, "1f1b"},
     {ScheduleKind::kInterleaved, "interleaved"},
     {ScheduleKind::kZeroBubbleH1, "zb-h1"},
+    {ScheduleKind::kZeroBubbleV, "zb-v"},
+    {ScheduleKind::kDualPipeV, "dualpipe-v"},
 };
+
+bool is_v_kind(ScheduleKind kind) {
+  return kind == ScheduleKind::kZeroBubbleV || kind == ScheduleKind::kDualPipeV;
+}
+
+// The most activations (F done, W or BW not) `stage`'s order holds at once, counted over all
+// chunks.
+int walked_peak_inflight(const Schedule& s, int stage) {
+  int held = 0, peak = 0;
+  for (const Action& a : s.actions.at(stage)) {
+    if (a.op == Op::kForward) peak = std::max(peak, ++held);
+    if (a.op == Op::kBackward || a.op == Op::kBackwardWeight) --held;
+  }
+  return peak;
+}
 
 // Megatron's interleaved warm-up: forwards run before the first backward on `stage`.
 int interleaved_warmup(int p, int m, int v, int stage) {
@@ -141,6 +159,14 @@ std::string schedule_kind_names() {
   return out;
 }
 
+Placement placement_of(ScheduleKind kind) {
+  return is_v_kind(kind) ? Placement::kV : Placement::kRoundRobin;
+}
+
+int default_virtual_stages(ScheduleKind kind) {
+  return kind == ScheduleKind::kInterleaved || is_v_kind(kind) ? 2 : 1;
+}
+
 const char* op_name(Op op) {
   switch (op) {
     case Op::kForward:
@@ -166,6 +192,9 @@ int Schedule::max_inflight(int stage) const {
       return std::min(one_f_one_b_warmup(*this, stage) + 1 + stage, m);
     case ScheduleKind::kInterleaved:
       return std::min(interleaved_warmup(p, m, v, stage) + 1, m * v);
+    case ScheduleKind::kZeroBubbleV:
+    case ScheduleKind::kDualPipeV:
+      return walked_peak_inflight(*this, stage);
   }
   return 0;
 }
@@ -184,10 +213,19 @@ Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virt
                      "--stages ({}); use --microbatches {}",
                      microbatches, stages,
                      std::max(stages, (microbatches + stages - 1) / stages * stages));
+  } else if (is_v_kind(kind)) {
+    CONVEYOR_REQUIRE(virtual_stages == 2,
+                     "--schedule {} places exactly 2 virtual stages on each stage (s and "
+                     "2*stages-1-s); leave --virtual-stages out, or give 2 (got {})",
+                     to_string(kind), virtual_stages);
+    CONVEYOR_REQUIRE(kind != ScheduleKind::kDualPipeV || microbatches >= 2 * stages,
+                     "--schedule dualpipe-v needs at least 2 x --stages micro-batches ({} for "
+                     "{} stages; got {}); use --microbatches {}, or --schedule zb-v",
+                     2 * stages, stages, microbatches, 2 * stages);
   } else {
     CONVEYOR_REQUIRE(virtual_stages == 1,
-                     "--virtual-stages {} only applies to --schedule interleaved; use "
-                     "--virtual-stages 1 with --schedule {}",
+                     "--virtual-stages {} only applies to --schedule interleaved (zb-v and "
+                     "dualpipe-v take 2); use --virtual-stages 1 with --schedule {}",
                      virtual_stages, to_string(kind));
   }
 
@@ -215,6 +253,12 @@ Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virt
       break;
     case ScheduleKind::kZeroBubbleH1:
       build_zb_h1(s);
+      break;
+    case ScheduleKind::kZeroBubbleV:
+      build_zb_v(s);
+      break;
+    case ScheduleKind::kDualPipeV:
+      build_dualpipe_v(s);
       break;
   }
   return s;

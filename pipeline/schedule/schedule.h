@@ -3,8 +3,9 @@
 // transport, no model, no clock. The executor runs one stage's list; the validator
 // (schedule_validator.h) simulates all of them; schedule_grid.h draws them.
 //
-// Layout of virtual stages: Topology's (pipeline/schedule/topology.h): virtual stage vs = chunk * p
-// + stage (round-robin, Megatron's interleaved layout).
+// Layout of virtual stages: Topology's (pipeline/schedule/topology.h), with the placement the
+// kind implies (placement_of): round-robin, vs = chunk * p + stage (Megatron's interleaved
+// layout), or V for zb-v and dualpipe-v (chunk 0 of stage s is vs s, chunk 1 is 2p-1-s).
 //
 // Communication is derived from the actions (comms_before / comms_after), and
 // stage_program() lowers one stage's compute actions into the complete program the
@@ -40,15 +41,28 @@
 
 namespace conveyor::pipeline {
 
-enum class ScheduleKind { kGPipe, kOneFOneB, kInterleaved, kZeroBubbleH1 };
+enum class ScheduleKind {
+  kGPipe,
+  kOneFOneB,
+  kInterleaved,
+  kZeroBubbleH1,
+  kZeroBubbleV,
+  kDualPipeV
+};
 
-// Accepts "gpipe", "1f1b", "interleaved", "zb-h1" (case-insensitive).
+// Accepts "gpipe", "1f1b", "interleaved", "zb-h1", "zb-v", "dualpipe-v" (case-insensitive).
 // Throws Error(kUsage) naming the valid kinds for anything else.
 ScheduleKind parse_schedule_kind(const std::string& name);
 // The canonical name accepted by parse_schedule_kind.
 std::string to_string(ScheduleKind kind);
 // The canonical names of all kinds, comma-separated (for help texts).
 std::string schedule_kind_names();
+
+// V for zb-v and dualpipe-v, round-robin for the rest.
+Placement placement_of(ScheduleKind kind);
+// The virtual stages per stage a kind takes when none are given: 2 for interleaved, zb-v and
+// dualpipe-v (the V kinds take exactly 2), else 1.
+int default_virtual_stages(ScheduleKind kind);
 
 enum class Op : uint8_t {
   kForward,         // F: forward of one micro-batch through one chunk
@@ -70,12 +84,14 @@ struct Schedule {
   ScheduleKind kind;
   int stages;                                // p
   int microbatches;                          // m
-  int virtual_stages;                        // v: chunks per stage (1 unless interleaved)
+  int virtual_stages;                        // v: chunks per stage (1 unless interleaved, V)
   std::vector<std::vector<Action>> actions;  // [stage] -> ordered actions
   int warmup_per_hop = 1;                    // K (see the top of this file); 1 unless 1f1b/zb-h1
 
   // The mapping of virtual stages to stages and chunks (one replica).
-  Topology layout() const { return Topology{1, stages, virtual_stages}; }
+  Topology layout() const {
+    return Topology{1, stages, virtual_stages, RankOrder::kPipelines, placement_of(kind)};
+  }
   int virtual_stage(int stage, int chunk) const { return layout().virtual_stage(stage, chunk); }
   int num_virtual_stages() const { return layout().num_virtual_stages(); }
   int stage_of(int vs) const { return layout().stage_of(vs); }
@@ -87,13 +103,15 @@ struct Schedule {
   // validator checks the actions keep it.
   //   gpipe: m;  1f1b: min(K*(p-s-1) + 1, m);  zb-h1: min(K*(p-s-1) + 1 + s, m) (a micro-batch
   //   stays until its W, s of them behind the B's; with K = 1 that is p);
-  //   interleaved: min(warmup + 1, v*m) with warmup = 2*(p - s - 1) + (v - 1)*p (Megatron).
+  //   interleaved: min(warmup + 1, v*m) with warmup = 2*(p - s - 1) + (v - 1)*p (Megatron);
+  //   zb-v, dualpipe-v: the peak of their order, walked (v_schedules.h states it).
   int max_inflight(int stage) const;
 };
 
 // Builds the schedule. Throws Error(kUsage) with a fix for invalid combinations:
 // stages < 1, microbatches < 1, virtual_stages < 1, interleaved with v < 2 or m % p != 0,
-// any other kind with v != 1, warmup_per_hop outside 1..m, or != 1 for gpipe or interleaved.
+// zb-v or dualpipe-v with v != 2, dualpipe-v with m < 2p, any other kind with v != 1,
+// warmup_per_hop outside 1..m, or != 1 for other kinds than 1f1b and zb-h1.
 Schedule make_schedule(ScheduleKind kind, int stages, int microbatches, int virtual_stages = 1,
                        int warmup_per_hop = 1);
 

@@ -287,7 +287,7 @@ SimulationResult validate_schedule(const Schedule& schedule, const Costs& costs)
   return r;
 }
 
-double theoretical_bubble(ScheduleKind kind, int p, int m, int v, const Costs& c) {
+std::optional<double> theoretical_bubble(ScheduleKind kind, int p, int m, int v, const Costs& c) {
   switch (kind) {
     case ScheduleKind::kGPipe:
     case ScheduleKind::kOneFOneB:
@@ -299,8 +299,11 @@ double theoretical_bubble(ScheduleKind kind, int p, int m, int v, const Costs& c
       const double total = m * (c.f + c.b + c.w) + idle;
       return total > 0 ? idle / total : 0;
     }
+    case ScheduleKind::kZeroBubbleV:
+    case ScheduleKind::kDualPipeV:
+      return std::nullopt;
   }
-  return 0;
+  return std::nullopt;
 }
 
 }  // namespace conveyor::pipeline

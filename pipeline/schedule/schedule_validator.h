@@ -22,6 +22,7 @@
 // Pure and single-threaded; cost O(actions * stages).
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "pipeline/schedule/schedule.h"
@@ -57,7 +58,8 @@ SimulationResult validate_schedule(const Schedule& schedule, const Costs& costs 
 //   zb-h1:        (p-1)(f+b-w) / (m(f+b+w) + (p-1)(f+b-w))
 //                 (Zero Bubble paper; exact in the simulation for f = b = w and m >= p,
 //                  where it is about a third of 1F1B's; clamped at 0 when w > f + b)
-double theoretical_bubble(ScheduleKind kind, int stages, int microbatches, int virtual_stages,
-                          const Costs& costs = {});
+//   zb-v, dualpipe-v: none (no closed form; the simulation is the prediction)
+std::optional<double> theoretical_bubble(ScheduleKind kind, int stages, int microbatches,
+                                         int virtual_stages, const Costs& costs = {});
 
 }  // namespace conveyor::pipeline

@@ -4,8 +4,13 @@
 // generation, the trace gather and checkpoint commit. Nothing else computes a peer.
 //
 // Layout
-//   - Virtual stages: with v chunks per stage, virtual stage vs = chunk * stages + stage holds
-//     the vs-th slice of the layers (round-robin, Megatron's interleaved layout). With v == 1,
+//   - Virtual stages: with v chunks per stage, virtual stage vs holds the vs-th slice of the
+//     layers. Placement::kRoundRobin (Megatron's interleaved layout): vs = chunk * stages +
+//     stage. Placement::kV (the V-shaped schedules zb-v and dualpipe-v; PyTorch's
+//     generate_stage_to_rank_mapping(style="v")), exactly 2 chunks: chunk 0 of stage s is
+//     virtual stage s, chunk 1 is 2 * stages - 1 - s, so the first and the last virtual stage
+//     share stage 0 (the tied embedding's gradient is summed there) and virtual stages p-1
+//     and p share the last stage (that activation never crosses the wire). With v == 1,
 //     virtual stage == stage and chunk == 0.
 //   - Ranks form a grid of `replicas` pipelines of `stages` stages (docs/PARALLELISM.md).
 //     RankOrder::kPipelines (the default, `--layout pipelines`): consecutive ranks form one
@@ -27,6 +32,7 @@
 namespace conveyor::pipeline {
 
 enum class RankOrder { kPipelines, kReplicas };
+enum class Placement { kRoundRobin, kV };
 
 // "pipelines" | "replicas" (the --layout values). Throws Error(kUsage) for anything else.
 RankOrder parse_rank_order(const std::string& text);
@@ -37,24 +43,38 @@ struct Topology {
   int stages = 1;
   int virtual_stages = 1;  // chunks per stage
   RankOrder order = RankOrder::kPipelines;
+  Placement placement = Placement::kRoundRobin;
 
-  // Throws Error(kUsage) for a count below 1.
+  // Throws Error(kUsage) for a count below 1, or V placement with other than 2 chunks.
   static Topology make(int replicas, int stages, int virtual_stages,
-                       RankOrder order = RankOrder::kPipelines) {
+                       RankOrder order = RankOrder::kPipelines,
+                       Placement placement = Placement::kRoundRobin) {
     CONVEYOR_REQUIRE(replicas >= 1, "--replicas is {}; it must be at least 1", replicas);
     CONVEYOR_REQUIRE(stages >= 1, "--stages is {}; it must be at least 1", stages);
     CONVEYOR_REQUIRE(virtual_stages >= 1, "--virtual-stages is {}; it must be at least 1",
                      virtual_stages);
-    return Topology{replicas, stages, virtual_stages, order};
+    CONVEYOR_REQUIRE(placement != Placement::kV || virtual_stages == 2,
+                     "the V placement holds exactly 2 virtual stages per stage, not {}",
+                     virtual_stages);
+    return Topology{replicas, stages, virtual_stages, order, placement};
   }
 
   int world_size() const { return replicas * stages; }
   int num_virtual_stages() const { return stages * virtual_stages; }
   int last_virtual_stage() const { return num_virtual_stages() - 1; }
 
-  int virtual_stage(int stage, int chunk) const { return chunk * stages + stage; }
-  int stage_of(int vs) const { return vs % stages; }
-  int chunk_of(int vs) const { return vs / stages; }
+  int virtual_stage(int stage, int chunk) const {
+    if (placement == Placement::kV) return chunk == 0 ? stage : 2 * stages - 1 - stage;
+    return chunk * stages + stage;
+  }
+  int stage_of(int vs) const {
+    if (placement == Placement::kV) return vs < stages ? vs : 2 * stages - 1 - vs;
+    return vs % stages;
+  }
+  int chunk_of(int vs) const {
+    if (placement == Placement::kV) return vs < stages ? 0 : 1;
+    return vs / stages;
+  }
 
   struct Place {
     int replica;

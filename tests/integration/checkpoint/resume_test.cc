@@ -3,6 +3,9 @@
 // stopped, on 1 and 4 stages, resumed on fewer stages (resharding), and with --async-save.
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <utility>
+
 #include "tests/integration/checkpoint/train_helpers.h"
 
 namespace fs = std::filesystem;
@@ -62,6 +65,29 @@ TEST_CASE("4 stages: 10 steps + resume on 4, 2 and 1 stages == 20 straight steps
       REQUIRE(conveyor::checkpoint::read_manifest(final_dir).num_shards == stages);  // one replica
       require_bit_identical(reference, read_all(final_dir));
     }
+  }
+}
+
+TEST_CASE("a 1f1b checkpoint resumes under zb-v and a zb-v one under 1f1b, bit for bit",
+          "[checkpoint][resume]") {
+  // zb-v cuts the model into 2 x stages pieces placed in a V: a different partition and
+  // placement of the same parameters, loaded by name.
+  TempDir dir;
+  require_ok(
+      train(2, {"--ckpt-dir", (dir / "a").string(), "--metrics", (dir / "a.jsonl").string()}));
+  const auto straight = losses(dir / "a.jsonl");
+  REQUIRE(straight.size() == 20);
+  const auto reference = read_all(dir / "a" / kFinal);
+  for (const auto& [first, second] : {std::pair{"1f1b", "zb-v"}, std::pair{"zb-v", "1f1b"}}) {
+    INFO(first << " then " << second);
+    const auto root = dir / (std::string(first) + "-" + second);
+    const auto metrics = dir / (std::string(first) + "-" + second + ".jsonl");
+    require_ok(train(2, {"--schedule", first, "--ckpt-dir", root.string(), "--metrics",
+                         metrics.string(), "--exit-at-step", "10"}));
+    require_ok(train(
+        2, {"--schedule", second, "--ckpt-dir", root.string(), "--metrics", metrics.string()}));
+    CHECK(losses(metrics) == straight);
+    require_bit_identical(reference, read_all(root / kFinal));
   }
 }
 

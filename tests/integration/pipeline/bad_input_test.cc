@@ -90,6 +90,15 @@ TEST_CASE("data-parallel flags out of range exit 2 naming the flag", "[pipeline]
                      {"--replicas must be between 1 and"});
 }
 
+TEST_CASE("the V schedules refuse what they cannot run, at start-up", "[pipeline]") {
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "dualpipe-v",
+                                                    "--microbatches", "3"})),
+                     {"at least 2 x --stages micro-batches", "use --microbatches 4"});
+  expect_usage_error(launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "zb-v",
+                                                    "--virtual-stages", "1"})),
+                     {"exactly 2 virtual stages", "leave --virtual-stages out"});
+}
+
 TEST_CASE("interleaved needs micro-batches in groups of the stage count", "[pipeline]") {
   expect_usage_error(
       launched(2, with(tiny_args(), {"--stages", "2", "--schedule", "interleaved",

@@ -109,6 +109,8 @@ TEST_CASE("2 replicas give the same bits for every stage count, schedule, layout
       {2, {"--schedule", "zb-h1", "--layout", "replicas"}},
       {2, {"--schedule", "interleaved", "--virtual-stages", "2", "--zero", "1"}},
       {4, {"--schedule", "1f1b", "--overlap", "off", "--bucket-mb", "0.01"}},
+      {2, {"--schedule", "zb-v", "--zero", "1"}},
+      {2, {"--schedule", "dualpipe-v", "--layout", "replicas"}},
   };
   for (size_t i = 0; i < grids.size(); ++i) {
     const Grid& g = grids[i];

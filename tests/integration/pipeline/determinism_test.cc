@@ -62,9 +62,10 @@ TEST_CASE("1, 2 and 4 stages with every schedule give bit-identical losses", "[p
   REQUIRE(expected.front() != expected.back());  // it trained: the comparison means something
 
   const std::vector<Layout> layouts = {
-      {2, "gpipe", 1},   {2, "1f1b", 1},     {2, "zb-h1", 1}, {2, "interleaved", 2},
-      {4, "gpipe", 1},   {4, "1f1b", 1},     {4, "zb-h1", 1}, {4, "interleaved", 2},
+      {2, "gpipe", 1},   {2, "1f1b", 1},     {2, "zb-h1", 1},      {2, "interleaved", 2},
+      {4, "gpipe", 1},   {4, "1f1b", 1},     {4, "zb-h1", 1},      {4, "interleaved", 2},
       {2, "1f1b", 1, 3}, {4, "zb-h1", 1, 2},  // a deeper warm-up for a slow link
+      {2, "zb-v", 2},    {4, "zb-v", 2},     {2, "dualpipe-v", 2},  // V placement
   };
   for (const auto& l : layouts) {
     const auto path =
@@ -78,6 +79,23 @@ TEST_CASE("1, 2 and 4 stages with every schedule give bit-identical losses", "[p
     REQUIRE(r.exit_code == 0);
     CHECK(loss_texts(path) == expected);
   }
+}
+
+TEST_CASE("dualpipe-v on 4 stages gives the 1-stage run's losses", "[pipeline]") {
+  // dualpipe-v needs 2 x 4 micro-batches; the 1-stage run has the same global batch.
+  TempDir dir;
+  const auto args = with(tiny_model_args({.layers = 8, .microbatches = 8, .micro_batch_size = 1}),
+                         {"--steps", "10"});
+  auto base = train_on(1, with(args, {"--metrics", (dir / "base.jsonl").string()}));
+  INFO(base.output);
+  REQUIRE(base.exit_code == 0);
+  const auto expected = loss_texts((dir / "base.jsonl").string());
+  REQUIRE(expected.size() == 10);
+  auto four = train_on(
+      4, with(args, {"--schedule", "dualpipe-v", "--metrics", (dir / "four.jsonl").string()}));
+  INFO(four.output);
+  REQUIRE(four.exit_code == 0);
+  CHECK(loss_texts((dir / "four.jsonl").string()) == expected);
 }
 
 TEST_CASE("1 and 4 stages end with the same parameters and Adam moments", "[pipeline]") {

@@ -96,7 +96,7 @@ TEST_CASE("simulated bubbles match the formulas with unit costs", "[validator]")
         const auto r = validate_schedule(make_schedule(k, p, m), unit);
         CHECK(r.bubble == Approx(expected).margin(1e-12));
         CHECK(r.makespan == Approx(3.0 * (m + p - 1)));
-        CHECK(theoretical_bubble(k, p, m, 1, unit) == Approx(expected).margin(1e-12));
+        CHECK(theoretical_bubble(k, p, m, 1, unit).value() == Approx(expected).margin(1e-12));
       }
       const auto f1b = validate_schedule(make_schedule(ScheduleKind::kOneFOneB, p, m), unit);
       const auto zb = validate_schedule(make_schedule(ScheduleKind::kZeroBubbleH1, p, m), unit);
@@ -109,7 +109,7 @@ TEST_CASE("simulated bubbles match the formulas with unit costs", "[validator]")
         // The Zero Bubble paper's ZB-H1: the step takes 3m + p - 1 units.
         CHECK(zb.makespan == Approx(3.0 * m + p - 1));
         CHECK(zb.bubble ==
-              Approx(theoretical_bubble(ScheduleKind::kZeroBubbleH1, p, m, 1, unit)).margin(1e-12));
+              Approx(theoretical_bubble(ScheduleKind::kZeroBubbleH1, p, m, 1, unit).value()).margin(1e-12));
       }
       if (m % p == 0) {
         for (int v : {2, 3, 4}) {
