@@ -220,7 +220,10 @@ void simulate(const Schedule& s, const Costs& costs, SimulationResult& r) {
         r.busy[st] += end - ready;
         free_at[st] = end;
         if (a.op == Op::kForward) f_end[idx(vs, a.microbatch)] = end;
-        if (is_backward(a.op)) b_end[idx(vs, a.microbatch)] = end;
+        // The input gradient leaves after B: a BW runs as B, the send, then W
+        // (stage_program), so the stage before it waits for the B part only.
+        if (is_backward(a.op))
+          b_end[idx(vs, a.microbatch)] = a.op == Op::kBackward ? ready + costs.b : end;
         ++next[st];
         --remaining;
         progressed = true;

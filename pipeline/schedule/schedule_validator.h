@@ -2,9 +2,12 @@
 //
 // The simulation is event-driven with zero communication time: an action starts as soon as
 // its stage is free and the action it depends on has finished on whichever stage ran it
-// (F needs F of the previous virtual stage; B/BW needs B/BW of the next virtual stage and
-// its own F; W needs its own B). Start times are therefore the as-soon-as-possible times
-// and do not depend on the order in which the simulator visits stages.
+// (F needs F of the previous virtual stage; B/BW needs the input gradient of the next
+// virtual stage and its own F; W needs its own B). A BW's input gradient is ready after its
+// B part, as the executor runs it (stage_program: B, the send, then W), so the simulation
+// predicts the executor's step, not the textbook's atomic backward. Start times are the
+// as-soon-as-possible times and do not depend on the order in which the simulator visits
+// stages.
 //
 // A schedule is rejected (Error kRuntime: a bad schedule is a program bug, not user input)
 // when it
@@ -53,8 +56,11 @@ SimulationResult validate_schedule(const Schedule& schedule, const Costs& costs 
 
 // The bubble fraction theory predicts, with per-action costs `costs` (each action of a chunk
 // costs the same; a chunk is 1/v of a stage's layers):
-//   gpipe, 1f1b:  (p-1) / (m+p-1)                      exact for any f, b, w
-//   interleaved:  (p-1) / (v*m+p-1)                    exact in chunk-action units
+//   gpipe, 1f1b:  (p-1) / (m+p-1)                      the textbook's, with an atomic backward;
+//                                                      the simulation meets it when w = 0 and
+//                                                      is below it when w > 0 (the gradient
+//                                                      leaves before W)
+//   interleaved:  (p-1) / (v*m+p-1)                    the same, in chunk-action units
 //   zb-h1:        (p-1)(f+b-w) / (m(f+b+w) + (p-1)(f+b-w))
 //                 (Zero Bubble paper; exact in the simulation for f = b = w and m >= p,
 //                  where it is about a third of 1F1B's; clamped at 0 when w > f + b)

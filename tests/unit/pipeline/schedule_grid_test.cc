@@ -15,11 +15,12 @@ using namespace conveyor::pipeline;
 TEST_CASE("1F1B grid for 2 stages, 2 micro-batches", "[grid]") {
   const Schedule s = make_schedule(ScheduleKind::kOneFOneB, 2, 2);
   const std::string grid = render_grid(s, validate_schedule(s));
-  // Stage 1 turns F0 into BW0 at once; stage 0 waits for each gradient. BW takes 2 units.
+  // Stage 1 turns F0 into BW0 at once; stage 0 waits for each gradient, which leaves after
+  // the B half of a BW (2 units: B, then W).
   CHECK(grid ==
-        "time    | 0   1   2   3   4   5   6   7   8\n"
-        "stage 0 | F0  F1  .   .   BW0 -   .   BW1 -\n"
-        "stage 1 | .   F0  BW0 -   F1  BW1 -   .   .\n");
+        "time    | 0   1   2   3   4   5   6   7\n"
+        "stage 0 | F0  F1  .   BW0 -   .   BW1 -\n"
+        "stage 1 | .   F0  BW0 -   F1  BW1 -   .\n");
 }
 
 TEST_CASE("interleaved and zb-h1 labels", "[grid]") {
