@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "launcher/cli_number.h"
 #include "launcher/commands.h"
+#include "launcher/partition_costs.h"
 #include "pipeline/runtime/message_tag.h"
 #include "pipeline/runtime/trace.h"
 #include "pipeline/schedule/schedule.h"
@@ -41,6 +42,7 @@ struct ScheduleOptions {
   int warmup_per_hop = 1;
   double f_cost = 1, b_cost = 1, w_cost = 1;
   std::string trace;
+  PartitionOptions partition;  // --partition and the model shape its costs need
 };
 
 int run_schedule(const ScheduleOptions& o) {
@@ -59,6 +61,8 @@ int run_schedule(const ScheduleOptions& o) {
                    "is more than the {} a schedule can show; use fewer stages or micro-batches",
                    o.stages, v, o.microbatches, passes, kMaxPasses);
   const Schedule s = make_schedule(kind, o.stages, o.microbatches, v, o.warmup_per_hop);
+  // Resolved before anything is printed: a partition train would refuse exits 2 alone.
+  const std::string partition_costs = render_partition_costs(o.partition, s.layout());
   const SimulationResult r = validate_schedule(s, costs);
   // The grid's columns: the makespan in units of the shortest op (as render_grid draws it).
   double unit = 0;
@@ -87,6 +91,7 @@ int run_schedule(const ScheduleOptions& o) {
     std::printf("%-8d %14d %7d %10d %8g\n", st, r.peak_inflight[st], s.max_inflight(st),
                 r.peak_pending_weight[st], r.busy[st]);
   }
+  std::printf("%s", partition_costs.c_str());
   if (!o.trace.empty()) {
     write_chrome_trace(o.trace, simulation_spans(s, r));
     std::printf("trace written to %s (1 time unit = 1 ms)\n", o.trace.c_str());
@@ -132,6 +137,7 @@ void add_schedule(CLI::App& app, Runner& run) {
       ->capture_default_str()
       ->transform(cost);
   sub->add_option("--trace", opts->trace, "also write the simulated timeline as a Chrome trace");
+  add_partition_options(*sub, opts->partition);
   sub->callback([&run, opts] { run = [opts] { return run_schedule(*opts); }; });
 }
 

@@ -143,7 +143,9 @@ void add_train_flags(TrainSettings& set, CLI::App& sub, pipeline::TrainConfig& c
           "1f1b, zb-h1: stage s runs K*(stages-1-s) warm-up forwards; 2 or more hides a slow "
           "link between stages, at K times the activations")
       ->capture_default_str();
-  set.add("--partition", c.partition, "layers per piece, e.g. 3,3,2,2 (default: balanced)");
+  set.add("--partition", c.partition,
+          "layers per piece, e.g. 3,3,2,2, or auto: even predicted cost, counting the embedding "
+          "and the head (default: the same number of layers each)");
   set.add("--replicas", c.replicas, "data-parallel pipeline replicas (0: world size / --stages)")
       ->capture_default_str();
   set.add("--layout", c.layout,

@@ -26,11 +26,16 @@ void ModelConfig::validate() const {
                    layers);
 }
 
+size_t ModelConfig::parameters_per_layer() const {
+  const size_t d = dim;
+  // ln1, attn.qkv, attn.proj, ln2, mlp.fc, mlp.proj
+  return 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) + (4 * d * d + d);
+}
+
 size_t ModelConfig::num_parameters() const {
-  size_t d = dim;
-  size_t per_layer =
-      2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (4 * d * d + 4 * d) + (4 * d * d + d);
-  return static_cast<size_t>(vocab) * d + static_cast<size_t>(seq) * d + layers * per_layer + 2 * d;
+  const size_t d = dim;
+  return static_cast<size_t>(vocab) * d + static_cast<size_t>(seq) * d +
+         layers * parameters_per_layer() + 2 * d;
 }
 
 nlohmann::json ModelConfig::to_json() const {

@@ -22,6 +22,8 @@ struct ModelConfig {
   int head_dim() const { return dim / heads; }
   // Throws Error(kUsage) naming the flag to change when the shape is impossible.
   void validate() const;
+  // Number of parameters of one transformer block (weights, biases, both LayerNorms).
+  size_t parameters_per_layer() const;
   // Number of parameters of the whole model (the tied head counted once).
   size_t num_parameters() const;
   nlohmann::json to_json() const;

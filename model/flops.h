@@ -12,7 +12,17 @@
 // exclude recomputation: a run that recomputes activations does more work for the same MFU.
 // The peak is dense (no sparsity) and of the precision the run computes in; every rank is
 // counted, so a pipeline's bubble and idle replicas lower MFU. train/mfu.h computes it for the
-// metrics and says where the peak comes from. Pure.
+// metrics and says where the peak comes from.
+//
+// The same total by part, which the partition's cost model (model/piece_cost.h) reuses:
+//
+//   6 N + 12 L d T = L x block + head + 6 (T d + 2 d)
+//   block = 6 x (12 d^2 + 13 d) + 12 d T   (a block's parameters, and its attention)
+//   head  = 6 V d                           (the tied matmul logits = x wte^T)
+//
+// and 6 (T d + 2 d) for wpe and ln_f, counted as parameters by the convention above. Every
+// term is a product of whole numbers, exact in a double for any shape ModelConfig accepts
+// short of the largest, so the result is the same on every machine. Pure.
 #pragma once
 
 #include "model/config.h"
@@ -20,5 +30,11 @@
 namespace conveyor::model {
 
 double training_flops_per_token(const ModelConfig& config);
+
+// One transformer block's model FLOPs per token, forward and backward (F + B + W).
+double block_training_flops_per_token(const ModelConfig& config);
+
+// The head's matmul (logits and its two gradients) per token, forward and backward.
+double head_training_flops_per_token(const ModelConfig& config);
 
 }  // namespace conveyor::model

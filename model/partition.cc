@@ -1,9 +1,11 @@
 #include "model/partition.h"
 
+#include <cstdint>
 #include <numeric>
 #include <sstream>
 
 #include "common/error.h"
+#include "model/auto_partition.h"
 
 namespace conveyor::model {
 
@@ -32,7 +34,8 @@ std::vector<int> parse_partition(const std::string& text, int layers, int pieces
     } catch (const std::logic_error&) {
       throw Error(ErrorKind::kUsage,
                   fmt::format("--partition '{}': '{}' is not a whole number", text, item),
-                  "give the layer count of each stage, e.g. --partition 3,3,2,2");
+                  "give the layer count of each stage, e.g. --partition 3,3,2,2, or "
+                  "--partition auto for a cost-balanced split");
     }
   }
   CONVEYOR_REQUIRE(static_cast<int>(counts.size()) == pieces,
@@ -49,6 +52,29 @@ std::vector<int> parse_partition(const std::string& text, int layers, int pieces
                    "--partition '{}' sums to {} but the model has {} layers (--layers); the "
                    "entries must add up to the layer count",
                    text, sum, layers);
+  return counts;
+}
+
+std::vector<int> resolve_partition(const std::string& text, const ModelConfig& config, int pieces) {
+  const std::vector<int> counts = text.empty()     ? default_partition(config.layers, pieces)
+                                  : text == "auto" ? auto_partition(config, pieces)
+                                                   : parse_partition(text, config.layers, pieces);
+  // Each source keeps these rules itself; checked once more here, where every partition
+  // passes, so none that loses or duplicates a layer reaches the model. Pieces are
+  // contiguous (chunk_specs), so non-empty counts that sum to the layers place each once.
+  const std::string named = text.empty() ? "the default partition" : "--partition " + text;
+  CONVEYOR_REQUIRE(static_cast<int>(counts.size()) == pieces,
+                   "{} has {} pieces but the pipeline has {}", named, counts.size(), pieces);
+  int64_t placed = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    CONVEYOR_REQUIRE(counts[i] >= 1, "{} gives piece {} no layer; every piece needs at least one",
+                     named, i);
+    placed += counts[i];
+  }
+  CONVEYOR_REQUIRE(placed == config.layers,
+                   "{} places {} layers but the model has {} (--layers); every layer must be "
+                   "placed exactly once",
+                   named, placed, config.layers);
   return counts;
 }
 

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <thread>
 
+#include <fmt/ranges.h>
+
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/host_memory.h"
@@ -56,9 +58,7 @@ void require_outputs_writable(const TrainConfig& config) {
 
 std::vector<model::ChunkSpec> my_chunks(const TrainConfig& c, const Topology& topology, int stage) {
   const int pieces = topology.num_virtual_stages();
-  auto counts = c.partition.empty() ? model::default_partition(c.model.layers, pieces)
-                                    : model::parse_partition(c.partition, c.model.layers, pieces);
-  auto all = model::chunk_specs(counts);
+  auto all = model::chunk_specs(model::resolve_partition(c.partition, c.model, pieces));
   std::vector<model::ChunkSpec> mine;
   for (int v = 0; v < topology.virtual_stages; ++v)
     mine.push_back(all[topology.virtual_stage(stage, v)]);
@@ -184,10 +184,17 @@ void log_run(const TrainConfig& config, const Topology& topology, const std::str
   CONVEYOR_LOG_INFO("model: {} layers, d={}, {} heads, T={}, V={}: {:.2f}M parameters",
                     config.model.layers, config.model.dim, config.model.heads, config.model.seq,
                     config.model.vocab, config.model.num_parameters() / 1e6);
+  const std::vector<int> layers =
+      model::resolve_partition(config.partition, config.model, topology.num_virtual_stages());
   CONVEYOR_LOG_INFO(
-      "pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences; "
-      "device {}",
-      config.stages, config.schedule, config.microbatches, config.micro_batch_size, device);
+      "pipeline: {} stage(s), schedule {}, {} micro-batches of {} sequences; layers per piece "
+      "{} ({}); device {}",
+      config.stages, config.schedule, config.microbatches, config.micro_batch_size,
+      fmt::join(layers, ","),
+      config.partition.empty()     ? "layer-balanced"
+      : config.partition == "auto" ? "--partition auto: cost-balanced"
+                                   : "--partition",
+      device);
   if (topology.replicas > 1)
     CONVEYOR_LOG_INFO(
         "data parallel: {}; global batch {} micro-batches; {}; buckets of {} MiB, "

@@ -40,9 +40,7 @@ void TrainConfig::validate() const {
                    "--stages {} x --virtual-stages {} = {} pipeline pieces but the model has only "
                    "{} layers; every piece needs a layer: lower --stages or raise --layers",
                    stages, chunks, stages * chunks, model.layers);
-  if (!partition.empty()) {
-    model::parse_partition(partition, model.layers, stages * chunks);  // throws
-  }
+  model::resolve_partition(partition, model, stages * chunks);  // throws naming the fix
   CONVEYOR_REQUIRE(replicas >= 0 && replicas <= kMaxReplicas,
                    "--replicas must be between 1 and {} (got {}; 0 derives it from the world "
                    "size)",
