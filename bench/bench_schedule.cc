@@ -30,8 +30,7 @@ struct Options {
 
 int run_bench_schedule(Options o) {
   const auto kind = pipeline::parse_schedule_kind(o.schedule);
-  if (o.virtual_stages == 0)
-    o.virtual_stages = pipeline::default_virtual_stages(kind);
+  if (o.virtual_stages == 0) o.virtual_stages = pipeline::default_virtual_stages(kind);
   CONVEYOR_REQUIRE(o.f_ms >= 0 && o.b_ms >= 0 && o.w_ms >= 0,
                    "--f-ms, --b-ms and --w-ms must not be negative");
   CONVEYOR_REQUIRE(o.steps >= 3, "--steps must be at least 3 (the first two are warm-up)");
@@ -101,14 +100,15 @@ int run_bench_schedule(Options o) {
   const std::optional<double> theory =
       pipeline::theoretical_bubble(kind, o.stages, o.microbatches, o.virtual_stages, costs);
   const double simulated = pipeline::validate_schedule(schedule, costs).bubble;
-  nlohmann::ordered_json out = {{"schedule", pipeline::to_string(kind)},
-                                {"stages", o.stages},
-                                {"microbatches", o.microbatches},
-                                {"virtual_stages", o.virtual_stages},
-                                {"bubble_measured", median(bubble)},
-                                {"bubble_simulated", simulated},
-                                {"bubble_theory", theory ? nlohmann::json(*theory) : nlohmann::json()},
-                                {"step_ms", median(step_ms)}};
+  nlohmann::ordered_json out = {
+      {"schedule", pipeline::to_string(kind)},
+      {"stages", o.stages},
+      {"microbatches", o.microbatches},
+      {"virtual_stages", o.virtual_stages},
+      {"bubble_measured", median(bubble)},
+      {"bubble_simulated", simulated},
+      {"bubble_theory", theory ? nlohmann::json(*theory) : nlohmann::json()},
+      {"step_ms", median(step_ms)}};
   std::printf("%s\n", out.dump().c_str());
   return kExitOk;
 }
@@ -122,7 +122,8 @@ void add_bench_schedule(CLI::App& bench, BenchRunner& run) {
   s->add_option("--stages", o->stages)->capture_default_str();
   s->add_option("--microbatches", o->microbatches)->capture_default_str();
   s->add_option("--schedule", o->schedule)->capture_default_str();
-  s->add_option("--virtual-stages", o->virtual_stages, "0: 2 for interleaved, zb-v and dualpipe-v, else 1")
+  s->add_option("--virtual-stages", o->virtual_stages,
+                "0: 2 for interleaved, zb-v and dualpipe-v, else 1")
       ->capture_default_str();
   s->add_option("--f-ms", o->f_ms, "simulated forward time per micro-batch")->capture_default_str();
   s->add_option("--b-ms", o->b_ms, "simulated input-gradient time")->capture_default_str();

@@ -122,8 +122,9 @@ std::unique_ptr<TrainingSession> TrainingSession::build(const TrainConfig& given
   s->hooks = hooks;
   launched.fingerprint = config.fingerprint();
   require_outputs_writable(config);
-  s->schedule = make_schedule(parse_schedule_kind(config.schedule), config.stages,
-                              config.microbatches, config.chunks_per_stage(), config.warmup_per_hop);
+  s->schedule =
+      make_schedule(parse_schedule_kind(config.schedule), config.stages, config.microbatches,
+                    config.chunks_per_stage(), config.warmup_per_hop);
   validate_schedule(s->schedule);  // throws with the grid when the schedule is broken
   s->topology = Topology::make(config.replicas, config.stages, s->schedule.virtual_stages,
                                parse_rank_order(config.layout), s->schedule.layout().placement);
