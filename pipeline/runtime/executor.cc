@@ -39,6 +39,7 @@ struct Executor::Impl {
   model::StageModel& model;
   const Schedule& sched;
   int rank, stage;
+  int bound;  // sched.max_inflight(stage): the activations this stage may hold
   // The trace row: one per stage, or with several replicas one per rank, named for it.
   int row;
   std::string row_name;
@@ -81,6 +82,7 @@ struct Executor::Impl {
         sched(s),
         rank(r),
         stage(topology.place(r).stage),
+        bound(s.max_inflight(stage)),
         row(topology.replicas > 1 ? r : stage),
         row_name(topology.replicas > 1
                      ? fmt::format("replica {} stage {}", topology.place(r).replica, stage)
@@ -168,7 +170,7 @@ struct Executor::Impl {
   // plan order, while the slot it takes from now until its own step keeps the stage within the
   // schedule's bound plus kSlotsForReceivesAhead at every step in between.
   void post_receives(size_t now) {
-    const int limit = sched.max_inflight(stage) + kSlotsForReceivesAhead;
+    const int limit = bound + kSlotsForReceivesAhead;
     bool activations_wait = false;  // an earlier activation receive could not be posted yet
     std::erase_if(unposted, [&](size_t r) {
       const bool act = plan[r].step.comm.kind == CommKind::kRecvActivation;
@@ -317,9 +319,9 @@ struct Executor::Impl {
           load_batch(a.microbatch, *s.slot, chunk.spec());
         ++inflight;
         result.peak_inflight = std::max(result.peak_inflight, inflight);
-        CONVEYOR_CHECK(inflight <= sched.max_inflight(stage),
+        CONVEYOR_CHECK(inflight <= bound,
                        "stage {} holds {} micro-batches, more than the schedule's bound {}", stage,
-                       inflight, sched.max_inflight(stage));
+                       inflight, bound);
         timed(a, [&] { chunk.forward(*s.slot); });
         break;
       }
@@ -373,9 +375,9 @@ struct Executor::Impl {
       }
     }
     // Slots are held from F to W, plus at most one for receives posted ahead.
-    CONVEYOR_CHECK(pool.peak_in_use() <= sched.max_inflight(stage) + kSlotsForReceivesAhead,
+    CONVEYOR_CHECK(pool.peak_in_use() <= bound + kSlotsForReceivesAhead,
                    "stage {} used {} activation slots, more than the schedule's bound {} + {}",
-                   stage, pool.peak_in_use(), sched.max_inflight(stage), kSlotsForReceivesAhead);
+                   stage, pool.peak_in_use(), bound, kSlotsForReceivesAhead);
     CONVEYOR_CHECK(pool.in_use() == 0,
                    "stage {}: {} micro-batches still hold a slot at the end of a step", stage,
                    pool.in_use());
