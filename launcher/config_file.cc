@@ -38,8 +38,9 @@ std::string float_text(double v) {
 // a NUL byte are refused: the C paths they become would end at it.
 std::string value_text(const toml::node& node, const std::string& key, const std::string& path,
                        const CLI::Option& option) {
-  if (auto v = node.value<bool>(); node.is_boolean()) return *v ? "true" : "false";
-  if (auto v = node.value<int64_t>(); node.is_integer()) return std::to_string(*v);
+  // The type first: toml++ converts a float to an integer on request, with no range check.
+  if (node.is_boolean()) return *node.value<bool>() ? "true" : "false";
+  if (node.is_integer()) return std::to_string(*node.value<int64_t>());
   if (node.is_floating_point()) {
     const double v = *node.value<double>();
     const std::string type = option.get_type_name();

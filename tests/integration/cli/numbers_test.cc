@@ -180,6 +180,8 @@ TEST_CASE("TOML numbers for flags are checked: whole where whole, finite, in ran
   refused("layers = 2.0", "line 2, column 10: 'layers' must be a whole number (got 2.0)");
   refused("layers = 2.5", "'layers' must be a whole number (got 2.5)");
   refused("seed = 1e3", "'seed' must be a whole number (got 1000.0)");
+  // Too large for any integer: toml++ would convert it (undefined behaviour) if asked.
+  refused("layers = 6e93", "'layers' must be a whole number (got 6e+93)");
   refused("layers = 4294967298", "'layers'");
   refused("lr = nan", "line 2, column 6: 'lr' must be a finite number (got nan)");
   refused("bucket_mb = inf", "'bucket_mb' must be a finite number (got inf)");
